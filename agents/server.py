@@ -1,0 +1,301 @@
+"""Shared gRPC server plumbing of every trefed agent: start a grpc.aio server, serve the standard
+health and reflection services beside the agent's own, and translate errors into status codes.
+
+Error translation (one place, reused by every servicer)::
+
+    ServiceError (TrefedError)         carries its gRPC status code in ``.code``
+    ├── InvalidArgument (InputError)   INVALID_ARGUMENT   malformed request: a field out of range,
+    │                                                     missing, or bytes that do not parse
+    ├── NotFound                       NOT_FOUND          unknown envelope, reservation, contract
+    ├── AlreadyExists                  ALREADY_EXISTS     an id chosen by the caller is taken
+    ├── FailedPrecondition             FAILED_PRECONDITION  state forbids it (expired, aborted,
+    │                                                     a guardrail, a reused request id)
+    ├── ResourceExhausted              RESOURCE_EXHAUSTED  capacity is lacking
+    └── Unavailable                    UNAVAILABLE        a peer cannot be reached
+
+Other trefed errors map by kind (:func:`status_code_for`): ``InputError`` -> INVALID_ARGUMENT,
+``VerificationError`` and ``NoFiniteBound`` -> FAILED_PRECONDITION. Anything else is a bug: it
+is logged with its traceback and answered with INTERNAL; the server keeps serving.
+
+Servicers are registered with :func:`add_servicer` rather than the generated
+``add_*Servicer_to_server``: it builds the method handlers from the service descriptor with a
+*tolerant* deserializer, so bytes that do not parse as the request message reach the handler as
+a :class:`MalformedRequest` and are answered with INVALID_ARGUMENT (the generated handlers would
+answer INTERNAL), and every method is wrapped in the error translation above. Servicer methods
+are plain ``(request, context) -> response`` callables, sync or async; they raise
+:class:`ServiceError` subclasses instead of calling ``context.abort`` themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool, message_factory
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from federation.errors import InputError, NoFiniteBound, TrefedError, VerificationError
+
+__all__ = [
+    "ServiceError",
+    "InvalidArgument",
+    "NotFound",
+    "AlreadyExists",
+    "FailedPrecondition",
+    "ResourceExhausted",
+    "Unavailable",
+    "MalformedRequest",
+    "invalid_argument",
+    "status_code_for",
+    "add_servicer",
+    "start_grpc_server",
+    "HEALTH_SERVICE_NAME",
+    "REFLECTION_SERVICE_NAME",
+]
+
+_log = logging.getLogger(__name__)
+
+HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+REFLECTION_SERVICE_NAME: str = reflection.SERVICE_NAME
+
+
+class ServiceError(TrefedError):
+    """An error an RPC answers with; ``code`` is its gRPC status code, the message its details."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ServiceError, InputError):
+    """The request is malformed regardless of server state (INVALID_ARGUMENT)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    """An id in the request names nothing the server knows (NOT_FOUND)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ServiceError):
+    """An id the caller chose is already taken by a different object (ALREADY_EXISTS)."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ServiceError):
+    """The server's state forbids the operation (FAILED_PRECONDITION)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ServiceError):
+    """Capacity is lacking (RESOURCE_EXHAUSTED)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    """A peer the operation needs cannot be reached (UNAVAILABLE)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def invalid_argument(field: str, value: object, requirement: str) -> InvalidArgument:
+    """Build the INVALID_ARGUMENT error for one field, quoting its value.
+
+    Parameters
+    ----------
+    field : str
+        Field path, e.g. ``"reservation.rate_bps"``.
+    value : object
+        The offending value (quoted with ``repr``).
+    requirement : str
+        What the value must satisfy, e.g. ``"must be > 0"``.
+
+    Returns
+    -------
+    InvalidArgument
+        To be raised by the caller: ``raise invalid_argument("epsilon", 1.5, "must be in (0, 1)")``
+        gives the message ``epsilon(=1.5) must be in (0, 1)``.
+    """
+    return InvalidArgument(f"{field}(={value!r}) {requirement}")
+
+
+def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status code an exception is answered with (see the module docstring)."""
+    if isinstance(exc, ServiceError):
+        return exc.code
+    if isinstance(exc, InputError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, (VerificationError, NoFiniteBound)):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL
+
+
+class MalformedRequest:
+    """What a tolerant deserializer hands the handler when the request bytes do not parse."""
+
+    __slots__ = ("message_type", "error")
+
+    def __init__(self, message_type: str, error: str) -> None:
+        self.message_type = message_type
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"MalformedRequest({self.message_type!r}, {self.error!r})"
+
+
+def _tolerant_deserializer(cls: Any) -> Callable[[bytes], Any]:
+    name = cls.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's fault
+            return MalformedRequest(name, f"{type(exc).__name__}: {exc}")
+
+    return deserialize
+
+
+def _wrap(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
+    is_async = inspect.iscoroutinefunction(fn)
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, MalformedRequest):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{method_name}: request does not parse as {request.message_type} ({request.error})",
+            )
+        try:
+            result = await fn(request, context) if is_async else fn(request, context)
+        except TrefedError as exc:
+            code, details = status_code_for(exc), str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            _log.exception("unexpected error in %s", method_name)
+            code, details = grpc.StatusCode.INTERNAL, f"{method_name}: internal error: {type(exc).__name__}: {exc}"
+        else:
+            return result
+        if code is grpc.StatusCode.INTERNAL:
+            _log.error("%s failed: %s", method_name, details)
+        await context.abort(code, details)
+
+    handler.__name__ = method_name
+    return handler
+
+
+def add_servicer(
+    server: grpc.aio.Server,
+    servicer: object,
+    service_name: str,
+    *,
+    pool: descriptor_pool.DescriptorPool | None = None,
+) -> None:
+    """Register ``servicer`` for every unary-unary method of the service ``service_name``.
+
+    Parameters
+    ----------
+    server : grpc.aio.Server
+        The server (not yet started).
+    servicer : object
+        Has one attribute per rpc, named as in the .proto (``Prepare``, ``GetEnvelope``, ...),
+        each a sync or async callable ``(request, context) -> response`` that raises
+        :class:`ServiceError` (or another ``TrefedError``) to fail the call. Sync methods run
+        on the server's event loop (no thread pool), so each runs atomically with respect to
+        every other call of the server -- the domain controller relies on this to check and
+        book capacity without a lock. Keep them short and non-blocking.
+    service_name : str
+        Fully qualified service name, e.g. ``"trefed.v1.DomainController"``; its descriptor must be
+        in ``pool`` (the default pool holds it once ``trefed.v1.services_pb2`` is imported).
+    pool : DescriptorPool, optional
+        Where to look the service up; default: the default descriptor pool.
+
+    Raises
+    ------
+    InputError
+        If the service is unknown, a method is missing on the servicer, or a method streams.
+    """
+    pool = pool or descriptor_pool.Default()
+    try:
+        service = pool.FindServiceByName(service_name)
+    except KeyError as exc:
+        raise InputError(f"unknown gRPC service {service_name!r}") from exc
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise InputError(f"{service_name}.{method.name}: streaming methods are not supported")
+        fn = getattr(servicer, method.name, None)
+        if fn is None:
+            raise InputError(f"{type(servicer).__name__} lacks the rpc {service_name}.{method.name}")
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _wrap(f"{service.name}.{method.name}", fn),
+            request_deserializer=_tolerant_deserializer(request_cls),
+            response_serializer=response_cls.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
+
+
+async def start_grpc_server(
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> tuple[grpc.aio.Server, int]:
+    """Start a grpc.aio server with the agent's services plus health and reflection.
+
+    Must be awaited on the event loop that will serve the calls (in a Ray async actor: from one
+    of its async methods).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(server)`` adds the agent's servicers (e.g. with :func:`add_servicer`).
+    service_names : sequence of str
+        Fully qualified names of the services ``register`` adds. Each, and the overall server
+        (``""``), is reported SERVING by the standard health service
+        (``grpc.health.v1.Health``); reflection lists them together with health and reflection.
+    host : str
+        Interface to bind, default loopback.
+    port : int
+        TCP port; 0 picks a free ephemeral port.
+
+    Returns
+    -------
+    (grpc.aio.Server, int)
+        The started server and the port it is bound to.
+
+    Raises
+    ------
+    OSError
+        If ``host:port`` cannot be bound (e.g. the port is in use).
+    """
+    if not 0 <= int(port) <= 65535:
+        raise InputError(f"port(={port!r}) must be in [0, 65535]")
+    # so_reuseport off: binding a port another server holds must fail, not silently share it.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*service_names, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME), server
+    )
+    address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        await server.stop(None)
+        raise OSError(f"cannot bind gRPC server to {address}: {exc}") from exc
+    if bound == 0:  # pragma: no cover - older grpcio reported a failed bind this way
+        await server.stop(None)
+        raise OSError(f"cannot bind gRPC server to {address}")
+    await server.start()
+    return server, bound

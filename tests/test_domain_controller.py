@@ -1,0 +1,336 @@
+"""The DomainController agent over real gRPC on 127.0.0.1 (in-process asyncio, no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sqlite3
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
+
+import agents.domain
+import agents.domain_service
+import agents.server
+import agents.store
+from agents.domain import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
+from agents.server import start_grpc_server
+from federation.errors import ConfigError
+from federation.signing import SigningKey
+from federation.trust import TrustStore
+
+PREPARED, COMMITTED, EXPIRED, RELEASED = (
+    reservation_pb2.PREPARED, reservation_pb2.COMMITTED, reservation_pb2.EXPIRED, reservation_pb2.RELEASED,
+)
+CAPACITY = 1e8
+
+
+def template(domain_id: str = "transport", *, capacity: float = CAPACITY, max_rate: float = 5e7) -> bytes:
+    body = envelope_pb2.EnvelopeBody()
+    body.header.domain_id = domain_id
+    body.header.tre_id = f"{domain_id}/gold"
+    body.header.kind = envelope_pb2.NETWORK
+    g = body.guardrails
+    g.reservable_capacity_bps = capacity
+    g.min_tenant_rate_bps = 1e5
+    g.max_tenant_rate_bps = max_rate
+    g.max_burst_bits = 1e6
+    g.latency_ceiling_s = 0.05
+    g.loss_ceiling = 0.01
+    m = body.model
+    m.service = envelope_pb2.RATE_LATENCY
+    m.rate_bps = capacity
+    m.latency_s = 0.001
+    m.propagation_delay_s = 0.002
+    m.loss_probability = 0.001
+    return body.SerializeToString()
+
+
+def prepare_req(request_id: str, reservation_id: str, *, tenant: str = "t1", rate: float = 1e7,
+                hold: float = 5.0, **fields) -> reservation_pb2.PrepareRequest:
+    res = dict(reservation_id=reservation_id, tenant_id=tenant, rate_bps=rate, burst_bits=1e4,
+               delay_budget_s=0.01, epsilon=1e-3)
+    res.update(fields)
+    return reservation_pb2.PrepareRequest(
+        request_id=request_id, hold_timeout_s=hold, reservation=reservation_pb2.ReservationRequest(**res)
+    )
+
+
+@contextlib.asynccontextmanager
+async def controller(db_path, key: SigningKey, **kw):
+    agent = DomainControllerAgent(template(key.domain_id), key.private_pem(), str(db_path), **kw)
+    await agent.start()
+    channel = grpc.aio.insecure_channel(await agent.address())
+    try:
+        yield agent, services_pb2_grpc.DomainControllerStub(channel), channel
+    finally:
+        await channel.close()
+        await agent.stop()
+
+
+async def code_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code(), err.value.details()
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate("transport")
+
+
+def test_public_names():
+    assert agents.domain.__all__ == ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
+    assert {"start_grpc_server", "add_servicer", "invalid_argument", "status_code_for", "ServiceError"} <= set(
+        agents.server.__all__
+    )
+    assert set(agents.store.__all__) == {"ReservationRecord", "ReservationStore", "StoredResponse"}
+    assert "DomainService" in agents.domain_service.__all__
+    for module in (agents.domain, agents.server, agents.store, agents.domain_service):
+        assert all(hasattr(module, name) for name in module.__all__)
+
+
+async def test_health_and_reflection(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (agent, _, channel):
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", DOMAIN_CONTROLLER_SERVICE):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        code, _ = await code_of(health.Check(health_pb2.HealthCheckRequest(service="trefed.v1.Nope")))
+        assert code == grpc.StatusCode.NOT_FOUND
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=DOMAIN_CONTROLLER_SERVICE),
+        ]
+        replies = [r async for r in stub.ServerReflectionInfo(iter(requests))]
+        listed = {s.name for s in replies[0].list_services_response.service}
+        assert listed == {DOMAIN_CONTROLLER_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+        assert replies[1].file_descriptor_response.file_descriptor_proto  # a generic client can load the schema
+        host, port = (await agent.address()).rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) == agent._bound_port > 0
+
+
+async def test_full_cycle_with_signatures_verified(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (agent, stub, _):
+        key_id, domain_id, raw = await agent.public_key()
+        assert (key_id, domain_id, raw) == (key.key_id, "transport", key.public_key_bytes())
+        trust = TrustStore()
+        trust.add(key_id, domain_id, raw)
+        env = await stub.GetEnvelope(services_pb2.GetEnvelopeRequest(tre_id="transport/gold"))
+        body = trust.verify_envelope(env)
+        assert body.header.sequence == 1 and body.guardrails.reservable_capacity_bps == CAPACITY
+        code, details = await code_of(stub.GetEnvelope(services_pb2.GetEnvelopeRequest(tre_id="access/gold")))
+        assert code == grpc.StatusCode.NOT_FOUND and "access/gold" in details
+
+        prep = await stub.Prepare(prepare_req("p1", "r1", rate=3e7))
+        assert prep.state == PREPARED and prep.available_after_bps == 7e7
+        grant = await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))
+        g = trust.verify_grant(grant, expected_domain="transport")
+        assert (g.reservation_id, g.tenant_id, g.tre_sequence, g.rate_bps, g.delay_budget_s, g.epsilon) == (
+            "r1", "t1", 1, 3e7, 0.01, 1e-3)
+        assert g.not_after == body.header.not_after
+        tampered = reservation_pb2.SignedGrant()
+        tampered.CopyFrom(grant)
+        tampered.body = grant.body.replace(b"t1", b"t2")
+        with pytest.raises(Exception, match="bad-signature"):
+            trust.verify_grant(tampered)
+
+        status = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
+        assert (status.domain_id, status.committed_bps, status.available_bps) == ("transport", 3e7, 7e7)
+        assert status.reservations[0].grant == grant and status.reservations[0].state == COMMITTED
+        rel = await stub.Release(reservation_pb2.ReleaseRequest(request_id="x1", reservation_id="r1"))
+        assert rel.state == RELEASED and rel.available_after_bps == CAPACITY
+        code, details = await code_of(stub.Commit(reservation_pb2.CommitRequest(request_id="c2", reservation_id="r9")))
+        assert code == grpc.StatusCode.NOT_FOUND and details == "domain 'transport': no reservation 'r9'"
+
+
+async def test_idempotency_over_grpc(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (_, stub, _):
+        first = await stub.Prepare(prepare_req("p1", "r1", rate=2e7))
+        assert await stub.Prepare(prepare_req("p1", "r1", rate=2e7)) == first
+        commit = reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1")
+        grant = await stub.Commit(commit)
+        assert await stub.Commit(commit) == grant  # byte-identical: not re-signed
+        abort = reservation_pb2.AbortRequest(request_id="a1", reservation_id="r2")
+        assert (await stub.Abort(abort)).state == reservation_pb2.ABORTED
+        assert (await stub.Abort(abort)).state == reservation_pb2.ABORTED
+        code, details = await code_of(stub.Prepare(prepare_req("p1", "r1", rate=4e7)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "request_id 'p1' was already used" in details
+        code, _ = await code_of(stub.Prepare(prepare_req("p2", "r1", rate=4e7)))
+        assert code == grpc.StatusCode.ALREADY_EXISTS
+        status = await stub.GetStatus(services_pb2.GetStatusRequest())
+        assert (status.committed_bps, status.prepared_bps) == (2e7, 0.0)
+
+
+async def test_concurrent_prepares_never_overbook(tmp_path, key):
+    """200 concurrent Prepare calls with random rates, then commits racing 200 more prepares."""
+    rng = np.random.default_rng(5)
+    async with controller(tmp_path / "d.db", key) as (_, stub, _):
+
+        async def attempt(i: int, rate: float):
+            try:
+                return await stub.Prepare(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=rate), timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                return exc
+
+        async def check(rates: np.ndarray, results: list) -> float:
+            granted = [r for r, res in zip(rates, results, strict=True) if not isinstance(res, Exception)]
+            refused = [(r, res) for r, res in zip(rates, results, strict=True) if isinstance(res, Exception)]
+            for _, exc in refused:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+                assert exc.details().startswith("domain 'transport': reservable capacity 1e+08 bps exceeded")
+            status = await stub.GetStatus(services_pb2.GetStatusRequest())
+            used = status.committed_bps + status.prepared_bps
+            assert used <= CAPACITY * (1 + 1e-9)
+            # calls are serialized, so every refusal saw at most today's use: it really did not fit
+            assert all(r > status.available_bps for r, _ in refused)
+            return math.fsum(granted)
+
+        rates = rng.uniform(2e5, 2e6, 200)
+        results = await asyncio.gather(*(attempt(i, r) for i, r in enumerate(rates)))
+        used = await check(rates, results)
+        n_ok = sum(not isinstance(r, Exception) for r in results)
+        assert 30 < n_ok < 200  # both outcomes happen: ~90 fit in 1e8 bps
+        assert math.isclose(used, (await stub.GetStatus(services_pb2.GetStatusRequest())).prepared_bps, rel_tol=1e-12)
+
+        commits = [stub.Commit(reservation_pb2.CommitRequest(request_id=f"c{i}", reservation_id=f"r{i}"))
+                   for i, r in enumerate(results) if not isinstance(r, Exception)]
+        aborts = [stub.Abort(reservation_pb2.AbortRequest(request_id=f"a{i}", reservation_id=f"r{i}"))
+                  for i in range(0, 200, 7) if not isinstance(results[i], Exception)]
+        more = rng.uniform(2e5, 2e6, 200)
+        mixed = await asyncio.gather(*commits, *aborts, *(attempt(200 + i, r) for i, r in enumerate(more)),
+                                     return_exceptions=True)
+        tail = mixed[len(commits) + len(aborts):]
+        await check(more, tail)
+        status = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
+        active = [r.request.rate_bps for r in status.reservations if r.state in (PREPARED, COMMITTED)]
+        assert math.isclose(math.fsum(active), status.committed_bps + status.prepared_bps, rel_tol=1e-12)
+        assert status.available_bps < 2e6  # the domain really filled up
+
+
+async def test_expired_hold_returns_capacity_without_any_call(tmp_path, key):
+    db = tmp_path / "d.db"
+    async with controller(db, key, sweep_interval_s=0.05) as (_, stub, _):
+        prep = await stub.Prepare(prepare_req("p1", "r1", rate=5e7, hold=0.3))
+        assert prep.available_after_bps == 5e7
+        deadline = time.time() + 5.0
+        state = PREPARED
+        while state == PREPARED and time.time() < deadline:  # watch the table from outside, no rpc
+            await asyncio.sleep(0.05)
+            with contextlib.closing(sqlite3.connect(db)) as peek:
+                state = peek.execute("SELECT state FROM reservations WHERE reservation_id='r1'").fetchone()[0]
+        assert state == EXPIRED
+        assert time.time() >= prep.expires_at.seconds + prep.expires_at.nanos * 1e-9
+        status = await stub.GetStatus(services_pb2.GetStatusRequest())
+        assert status.available_bps == CAPACITY and status.prepared_bps == 0.0
+        code, details = await code_of(stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1")))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "expired at" in details
+
+
+async def test_restart_recovers_committed_reservations(tmp_path, key):
+    db = tmp_path / "d.db"
+    trust = TrustStore()
+    trust.add(key.key_id, key.domain_id, key.public_key_bytes())
+    async with controller(db, key, sweep_interval_s=10.0) as (_, stub, _):
+        seq1 = trust.verify_envelope(await stub.GetEnvelope(services_pb2.GetEnvelopeRequest())).header.sequence
+        await stub.Prepare(prepare_req("p1", "r1", rate=2e7))
+        grant = await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))
+        await stub.Prepare(prepare_req("p2", "r2", tenant="t2", rate=3e7, hold=0.2))
+        before = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
+    await asyncio.sleep(0.25)  # r2's hold lapses while the controller is down
+    async with controller(db, key) as (_, stub, _):
+        env = await stub.GetEnvelope(services_pb2.GetEnvelopeRequest())
+        assert trust.verify_envelope(env).header.sequence == seq1 + 1  # a newer envelope, not a replay
+        status = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
+        assert (status.committed_bps, status.prepared_bps, status.available_bps) == (2e7, 0.0, 8e7)
+        assert {r.request.reservation_id: r.state for r in status.reservations} == {"r1": COMMITTED, "r2": EXPIRED}
+        assert status.reservations[0] == before.reservations[0]
+        assert await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1")) == grant
+        trust.verify_grant(grant, expected_domain="transport")
+        rel = await stub.Release(reservation_pb2.ReleaseRequest(request_id="x1", reservation_id="r1"))
+        assert rel.available_after_bps == CAPACITY
+
+
+async def test_bad_requests_get_invalid_argument_and_serving_goes_on(tmp_path, key):
+    nan, inf = math.nan, math.inf
+    async with controller(tmp_path / "d.db", key) as (_, stub, channel):
+        raw = {name: channel.unary_unary(f"/{DOMAIN_CONTROLLER_SERVICE}/{name}")
+               for name in ("Prepare", "Commit", "Abort", "Release", "GetEnvelope", "GetStatus")}
+        cases = [
+            ("garbage Prepare", raw["Prepare"](b"\xff\xff\xff\xff")),
+            ("garbage Commit", raw["Commit"](b"\x0a\x05ab")),  # truncated string field
+            ("garbage Release", raw["Release"](b"\x0a\x02\xc3\x28")),  # invalid UTF-8 in a string field
+            ("garbage GetStatus", raw["GetStatus"](b"\x08")),
+            ("no request_id", stub.Prepare(prepare_req("", "r1"))),
+            ("no reservation", stub.Prepare(reservation_pb2.PrepareRequest(request_id="p", hold_timeout_s=1))),
+            ("no reservation_id", stub.Prepare(prepare_req("p", ""))),
+            ("no tenant", stub.Prepare(prepare_req("p", "r", tenant=""))),
+            ("zero rate", stub.Prepare(prepare_req("p", "r", rate=0.0))),
+            ("negative rate", stub.Prepare(prepare_req("p", "r", rate=-5.0))),
+            ("nan rate", stub.Prepare(prepare_req("p", "r", rate=nan))),
+            ("inf rate", stub.Prepare(prepare_req("p", "r", rate=inf))),
+            ("negative burst", stub.Prepare(prepare_req("p", "r", burst_bits=-1.0))),
+            ("zero delay", stub.Prepare(prepare_req("p", "r", delay_budget_s=0.0))),
+            ("nan delay", stub.Prepare(prepare_req("p", "r", delay_budget_s=nan))),
+            ("epsilon 0", stub.Prepare(prepare_req("p", "r", epsilon=0.0))),
+            ("epsilon 1", stub.Prepare(prepare_req("p", "r", epsilon=1.0))),
+            ("epsilon > 1", stub.Prepare(prepare_req("p", "r", epsilon=3.0))),
+            ("zero hold", stub.Prepare(prepare_req("p", "r", hold=0.0))),
+            ("negative hold", stub.Prepare(prepare_req("p", "r", hold=-1.0))),
+            ("endless hold", stub.Prepare(prepare_req("p", "r", hold=1e12))),
+            ("long id", stub.Prepare(prepare_req("p", "r" * 1000))),
+            ("commit no id", stub.Commit(reservation_pb2.CommitRequest(request_id="c"))),
+            ("commit no request_id", stub.Commit(reservation_pb2.CommitRequest(reservation_id="r"))),
+            ("abort no id", stub.Abort(reservation_pb2.AbortRequest(request_id="a"))),
+            ("release no id", stub.Release(reservation_pb2.ReleaseRequest(request_id="x"))),
+        ]
+        for i, (label, call) in enumerate(cases):
+            code, details = await code_of(call)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, (label, code, details)
+            assert details, label
+            ok = await stub.Prepare(prepare_req(f"good{i}", f"good{i}", tenant=f"t{i}", rate=1e6), timeout=5)
+            assert ok.state == PREPARED, label
+        status = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
+        assert len(status.reservations) == len(cases) and status.prepared_bps == len(cases) * 1e6
+
+
+async def test_guardrail_and_capacity_codes(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (_, stub, _):
+        code, details = await code_of(stub.Prepare(prepare_req("p", "r", rate=6e7)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "max_tenant_rate_bps" in details
+        code, details = await code_of(stub.Prepare(prepare_req("p", "r", burst_bits=5e6)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "max_burst_bits" in details
+        for i in range(3):
+            await stub.Prepare(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=3e7))
+        code, details = await code_of(stub.Prepare(prepare_req("p9", "r9", tenant="t9", rate=2e7)))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details == "domain 'transport': reservable capacity 1e+08 bps exceeded (committed 0, prepared 9e+07, asked 2e+07)"
+
+
+async def test_start_errors(tmp_path, key):
+    with pytest.raises(ConfigError, match="not a serialized EnvelopeBody"):
+        DomainControllerAgent(b"\xff\xff", key.private_pem(), str(tmp_path / "x.db"))
+    with pytest.raises(ConfigError, match="key_pem"):
+        DomainControllerAgent(template(), b"not a key", str(tmp_path / "x.db"))
+    with pytest.raises(ConfigError, match="sweep_interval_s"):
+        DomainControllerAgent(template(), key.private_pem(), str(tmp_path / "x.db"), sweep_interval_s=0)
+    bad = DomainControllerAgent(template(capacity=1e8, max_rate=2e8), key.private_pem(), str(tmp_path / "x.db"))
+    with pytest.raises(ConfigError, match="max_tenant_rate_bps"):
+        await bad.start()
+    async with controller(tmp_path / "d.db", key) as (agent, _, _):
+        port = int((await agent.address()).rsplit(":", 1)[1])
+        assert await agent.start() == port  # idempotent
+        with pytest.raises(OSError, match="cannot bind"):
+            await start_grpc_server(lambda s: None, [], port=port)
+        other = DomainControllerAgent(template(), key.private_pem(), str(tmp_path / "e.db"), port=port)
+        with pytest.raises(OSError):
+            await other.start()
+        await other.stop()

@@ -1,0 +1,474 @@
+"""Domain controller logic without sockets: the SQLite store and DomainService with a fake clock."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
+
+from agents import domain_service as ds
+from agents.domain_service import DomainService
+from agents.server import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from agents.store import ReservationRecord, ReservationStore
+from federation.errors import ConfigError, InputError
+from federation.signing import SigningKey
+
+PREPARED, COMMITTED, ABORTED, EXPIRED, RELEASED = (
+    reservation_pb2.PREPARED, reservation_pb2.COMMITTED, reservation_pb2.ABORTED,
+    reservation_pb2.EXPIRED, reservation_pb2.RELEASED,
+)
+T0 = 1_800_000_000.0  # a fixed Unix time, s
+
+
+class FakeClock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def make_template(domain_id: str = "transport", *, capacity: float = 1e8, min_rate: float = 1e5,
+                  max_rate: float = 5e7, max_burst: float = 1e6) -> envelope_pb2.EnvelopeBody:
+    body = envelope_pb2.EnvelopeBody()
+    body.header.domain_id = domain_id
+    body.header.tre_id = f"{domain_id}/gold"
+    body.header.kind = envelope_pb2.NETWORK
+    g = body.guardrails
+    g.reservable_capacity_bps = capacity
+    g.min_tenant_rate_bps = min_rate
+    g.max_tenant_rate_bps = max_rate
+    g.max_burst_bits = max_burst
+    g.latency_ceiling_s = 0.05
+    g.loss_ceiling = 0.01
+    m = body.model
+    m.service = envelope_pb2.RATE_LATENCY
+    m.rate_bps = capacity
+    m.latency_s = 0.001
+    m.propagation_delay_s = 0.002
+    m.loss_probability = 0.001
+    return body
+
+
+def prepare_req(request_id: str, reservation_id: str, *, tenant: str = "t1", rate: float = 1e7,
+                burst: float = 1e4, delay: float = 0.01, eps: float = 1e-3, hold: float = 5.0,
+                tre_id: str = "") -> reservation_pb2.PrepareRequest:
+    return reservation_pb2.PrepareRequest(
+        request_id=request_id,
+        hold_timeout_s=hold,
+        reservation=reservation_pb2.ReservationRequest(
+            reservation_id=reservation_id, tenant_id=tenant, tre_id=tre_id, rate_bps=rate,
+            burst_bits=burst, delay_budget_s=delay, epsilon=eps,
+        ),
+    )
+
+
+def commit_req(request_id: str, reservation_id: str) -> reservation_pb2.CommitRequest:
+    return reservation_pb2.CommitRequest(request_id=request_id, reservation_id=reservation_id)
+
+
+def abort_req(request_id: str, reservation_id: str) -> reservation_pb2.AbortRequest:
+    return reservation_pb2.AbortRequest(request_id=request_id, reservation_id=reservation_id, reason="test")
+
+
+def release_req(request_id: str, reservation_id: str) -> reservation_pb2.ReleaseRequest:
+    return reservation_pb2.ReleaseRequest(request_id=request_id, reservation_id=reservation_id)
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate("transport")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "transport.db")
+
+
+@pytest.fixture
+def svc(key, clock, db_path):
+    store = ReservationStore(db_path)
+    yield DomainService(make_template(), key, store, clock=clock)
+    store.close()
+
+
+def reopen(svc: DomainService, key: SigningKey, clock: FakeClock, db_path: str, **kw) -> DomainService:
+    svc._store.close()
+    return DomainService(make_template(**kw), key, ReservationStore(db_path), clock=clock)
+
+
+# ---------------------------------------------------------------------------------- the store
+
+
+def record(rid: str, state: int, *, rate: float = 1.0, expires: float = T0 + 1) -> ReservationRecord:
+    return ReservationRecord(rid, "t", "x/gold", rate, 0.0, 0.01, 0.1, state, T0, expires, T0, b"fp")
+
+
+def test_store_is_wal_and_survives_reopen(db_path):
+    store = ReservationStore(db_path)
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with store.transaction():
+        store.put(record("a", COMMITTED, rate=3.0))
+        store.put(record("b", PREPARED, expires=T0 + 10))
+        store.put(record("c", RELEASED))
+        store.put_response("Prepare", "p1", b"digest", b"resp", T0)
+    assert store.next_sequence("seq") == 1
+    assert store.next_sequence("seq") == 2
+    store.close()
+    store.close()  # idempotent
+    again = ReservationStore(db_path)
+    assert [r.reservation_id for r in again.active()] == ["a", "b"]
+    assert again.get("a") == record("a", COMMITTED, rate=3.0)
+    assert again.get("zzz") is None
+    assert again.get_response("Prepare", "p1").response == b"resp"
+    assert again.get_response("Commit", "p1") is None
+    assert again.next_sequence("seq") == 3
+    assert again.expire_prepared(T0 + 9.999) == []
+    assert again.expire_prepared(T0 + 10) == ["b"]
+    assert again.get("b").state == EXPIRED
+    assert again.prune_responses(T0 + 1) == 1 and again.count_responses() == 0
+    again.close()
+
+
+def test_store_transaction_rolls_back_on_error(db_path):
+    store = ReservationStore(db_path)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put(record("a", COMMITTED))
+        with store.transaction():  # nested joins the outer transaction
+            store.put(record("b", COMMITTED))
+        raise RuntimeError("boom")
+    assert store.all() == []
+    store.close()
+
+
+def test_store_refuses_garbage_file(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a sqlite database at all" * 100)
+    with pytest.raises(InputError, match="cannot open reservation database"):
+        ReservationStore(path)
+    with pytest.raises(InputError, match="synchronous"):
+        ReservationStore(tmp_path / "x.db", synchronous="OFF")
+
+
+# ---------------------------------------------------------------------------------- envelope
+
+
+def test_envelope_is_signed_filled_and_refreshed(svc, key, clock):
+    env = svc.get_envelope(services_pb2.GetEnvelopeRequest())
+    body = envelope_pb2.EnvelopeBody.FromString(env.body)
+    assert body.header.sequence == 1 and body.header.key_id == key.key_id == env.signature.key_id
+    assert body.header.issued_at.seconds == int(T0)
+    assert body.header.not_after.seconds == int(T0 + 3600)
+    key.public_key.verify(env.signature.signature, env.body)  # raises if the signature is wrong
+    assert svc.get_envelope(services_pb2.GetEnvelopeRequest(tre_id="transport/gold")) == env
+    with pytest.raises(NotFound, match="no service class 'transport/silver'"):
+        svc.get_envelope(services_pb2.GetEnvelopeRequest(tre_id="transport/silver"))
+    clock.advance(1799)
+    assert svc.get_envelope(services_pb2.GetEnvelopeRequest()) == env
+    clock.advance(1)  # half the validity is left: re-signed with the next sequence
+    fresh = envelope_pb2.EnvelopeBody.FromString(svc.get_envelope(services_pb2.GetEnvelopeRequest()).body)
+    assert fresh.header.sequence == 2 and fresh.header.not_after.seconds == int(T0 + 1800 + 3600)
+
+
+def test_bad_templates_are_config_errors(key, db_path):
+    store = ReservationStore(db_path)
+    with pytest.raises(ConfigError, match="not the key's domain"):
+        DomainService(make_template("access"), key, store)
+    with pytest.raises(ConfigError, match="reservable_capacity_bps"):
+        DomainService(make_template(capacity=0.0), key, store)
+    with pytest.raises(ConfigError, match="max_tenant_rate_bps"):
+        DomainService(make_template(max_rate=2e8), key, store)
+    with pytest.raises(ConfigError, match="validity_s"):
+        DomainService(make_template(), key, store, validity_s=0.0)
+    store.close()
+
+
+# ---------------------------------------------------------------------------------- reservations
+
+
+def test_prepare_commit_release_cycle(svc, key, clock):
+    resp = svc.prepare(prepare_req("p1", "r1", rate=3e7, hold=2.0))
+    assert resp.state == PREPARED and resp.available_after_bps == 7e7
+    assert resp.expires_at.seconds == int(T0 + 2)
+    assert svc.usage() == ds.CapacityUsage(1e8, 0.0, 3e7)
+    clock.advance(1.0)
+    grant = svc.commit(commit_req("c1", "r1"))
+    key.public_key.verify(grant.signature.signature, grant.body)
+    body = reservation_pb2.GrantBody.FromString(grant.body)
+    assert (body.reservation_id, body.domain_id, body.tenant_id, body.tre_id) == ("r1", "transport", "t1", "transport/gold")
+    assert (body.rate_bps, body.burst_bits, body.delay_budget_s, body.epsilon) == (3e7, 1e4, 0.01, 1e-3)
+    assert body.tre_sequence == svc.envelope_sequence == 1 and body.sequence == 1 and body.key_id == key.key_id
+    assert body.granted_at.seconds == int(T0 + 1)
+    assert body.not_after == envelope_pb2.EnvelopeBody.FromString(svc.envelope.body).header.not_after
+    assert svc.usage() == ds.CapacityUsage(1e8, 3e7, 0.0)
+    clock.advance(100.0)  # a committed reservation does not expire
+    assert svc.usage().committed_bps == 3e7
+    rel = svc.release(release_req("x1", "r1"))
+    assert rel.state == RELEASED and rel.available_after_bps == 1e8
+    assert svc.reservation("r1").state == RELEASED
+    status = svc.status(services_pb2.GetStatusRequest(include_reservations=True))
+    assert (status.committed_bps, status.prepared_bps, status.available_bps) == (0.0, 0.0, 1e8)
+    assert [r.state for r in status.reservations] == [RELEASED]
+
+
+def test_capacity_rejection_names_domain_and_limit(svc):
+    for i in range(3):
+        svc.commit(commit_req(f"c{i}", svc.prepare(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=3e7)).reservation_id))
+    with pytest.raises(ResourceExhausted) as err:
+        svc.prepare(prepare_req("p9", "r9", tenant="t9", rate=2e7))
+    assert str(err.value) == (
+        "domain 'transport': reservable capacity 1e+08 bps exceeded (committed 9e+07, prepared 0, asked 2e+07)"
+    )
+    assert svc.reservation("r9") is None
+    svc.prepare(prepare_req("p10", "r10", tenant="t9", rate=1e7))  # exactly fills the capacity
+    assert svc.usage().available_bps == 0.0
+
+
+def test_per_tenant_guardrails(svc):
+    with pytest.raises(FailedPrecondition, match="below guardrail min_tenant_rate_bps 100000"):
+        svc.prepare(prepare_req("p1", "r1", rate=5e4))
+    with pytest.raises(FailedPrecondition, match="exceeds guardrail max_burst_bits 1e\\+06"):
+        svc.prepare(prepare_req("p1", "r1", burst=2e6))
+    with pytest.raises(FailedPrecondition, match=r"max_tenant_rate_bps 5e\+07 exceeded for tenant 't1' \(held 0, asked 6e\+07\)"):
+        svc.prepare(prepare_req("p1", "r1", rate=6e7))
+    svc.prepare(prepare_req("p1", "r1", rate=3e7))
+    # the per-tenant maximum counts what the tenant already holds (prepared or committed)
+    with pytest.raises(FailedPrecondition, match=r"held 3e\+07, asked 3e\+07"):
+        svc.prepare(prepare_req("p2", "r2", rate=3e7))
+    svc.prepare(prepare_req("p2", "r2", rate=3e7, tenant="t2"))  # another tenant is fine
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"rate": 0.0}, "reservation.rate_bps"),
+        ({"rate": -1.0}, "reservation.rate_bps"),
+        ({"rate": math.nan}, "reservation.rate_bps"),
+        ({"rate": math.inf}, "reservation.rate_bps"),
+        ({"burst": -1.0}, "reservation.burst_bits"),
+        ({"delay": 0.0}, "reservation.delay_budget_s"),
+        ({"eps": 0.0}, "reservation.epsilon"),
+        ({"eps": 1.0}, "reservation.epsilon"),
+        ({"hold": 0.0}, "hold_timeout_s"),
+        ({"hold": 1e9}, "hold_timeout_s"),
+        ({"tenant": ""}, "reservation.tenant_id"),
+    ],
+)
+def test_malformed_prepare_is_invalid_argument(svc, change, field):
+    with pytest.raises(InvalidArgument, match=f"^{field}"):
+        svc.prepare(prepare_req("p1", "r1", **change))
+    assert svc.reservation("r1") is None
+    assert svc.prepare(prepare_req("p1", "r1")).state == PREPARED  # the request id was not consumed
+
+
+def test_missing_ids_are_invalid_argument(svc):
+    with pytest.raises(InvalidArgument, match="^request_id"):
+        svc.prepare(prepare_req("", "r1"))
+    with pytest.raises(InvalidArgument, match="^reservation.reservation_id"):
+        svc.prepare(prepare_req("p1", ""))
+    with pytest.raises(InvalidArgument, match="^reservation\\(=None\\) must be set"):
+        svc.prepare(reservation_pb2.PrepareRequest(request_id="p1", hold_timeout_s=1.0))
+    with pytest.raises(InvalidArgument, match="at most 256"):
+        svc.prepare(prepare_req("p" * 300, "r1"))
+    for call, req in ((svc.commit, commit_req), (svc.abort, abort_req), (svc.release, release_req)):
+        with pytest.raises(InvalidArgument, match="^request_id"):
+            call(req("", "r1"))
+        with pytest.raises(InvalidArgument, match="^reservation_id"):
+            call(req("x", ""))
+    with pytest.raises(NotFound, match="no service class"):
+        svc.prepare(prepare_req("p1", "r1", tre_id="other/gold"))
+
+
+def test_idempotent_retries_return_the_same_response(svc, clock):
+    first = svc.prepare(prepare_req("p1", "r1", rate=2e7))
+    grant = svc.commit(commit_req("c1", "r1"))
+    clock.advance(10.0)
+    # retries return the logged responses verbatim, even though the state moved on
+    assert svc.prepare(prepare_req("p1", "r1", rate=2e7)) == first
+    assert svc.commit(commit_req("c1", "r1")) == grant
+    assert svc.usage().committed_bps == 2e7  # counted once
+    # the same reservation under a new request id: its current state, no second hold
+    again = svc.prepare(prepare_req("p1-retry", "r1", rate=2e7))
+    assert again.state == COMMITTED and not again.HasField("expires_at")
+    assert svc.usage().used_bps == 2e7
+    # a committed reservation committed again under a new request id: the same grant
+    assert svc.commit(commit_req("c2", "r1")) == grant
+    # one request id may serve different methods
+    rel = svc.release(release_req("c1", "r1"))
+    assert svc.release(release_req("c1", "r1")) == rel
+    assert svc.release(release_req("c3", "r1")).state == RELEASED
+
+
+def test_request_id_reuse_with_different_arguments(svc):
+    svc.prepare(prepare_req("p1", "r1", rate=2e7))
+    with pytest.raises(FailedPrecondition, match="request_id 'p1' was already used for a different Prepare request"):
+        svc.prepare(prepare_req("p1", "r1", rate=3e7))
+    with pytest.raises(AlreadyExists, match="reservation 'r1' exists with different parameters"):
+        svc.prepare(prepare_req("p2", "r1", rate=3e7))
+    svc.commit(commit_req("c1", "r1"))
+    with pytest.raises(FailedPrecondition, match="different Commit request"):
+        svc.commit(commit_req("c1", "r2"))
+    assert svc.usage().used_bps == 2e7
+
+
+def test_failed_calls_are_not_logged(svc):
+    svc.prepare(prepare_req("p0", "r0", tenant="big", rate=5e7))
+    svc.prepare(prepare_req("p00", "r00", tenant="big2", rate=5e7))
+    with pytest.raises(ResourceExhausted):
+        svc.prepare(prepare_req("p1", "r1", rate=1e7))
+    svc.abort(abort_req("a0", "r0"))
+    # the retry is evaluated afresh and now fits
+    assert svc.prepare(prepare_req("p1", "r1", rate=1e7)).state == PREPARED
+
+
+def test_expiry_is_lazy_and_swept(svc, clock):
+    svc.prepare(prepare_req("p1", "r1", rate=4e7, hold=2.0))
+    svc.prepare(prepare_req("p2", "r2", tenant="t2", rate=4e7, hold=5.0))
+    clock.advance(1.999)
+    assert svc.usage().prepared_bps == 8e7
+    clock.advance(0.001)  # r1's hold lapses exactly at expires_at
+    assert svc.sweep() == 1
+    assert svc._store.get("r1").state == EXPIRED
+    assert svc.usage().prepared_bps == 4e7
+    with pytest.raises(FailedPrecondition, match=r"reservation 'r1' expired at .* \(hold timeout 2 s elapsed before commit\)"):
+        svc.commit(commit_req("c1", "r1"))
+    clock.advance(3.0)  # lazily, without a sweep: the next call sees r2 expired and has its capacity
+    assert svc.prepare(prepare_req("p3", "r3", tenant="t3", rate=5e7)).available_after_bps == 5e7
+    assert svc.reservation("r2").state == EXPIRED
+    with pytest.raises(FailedPrecondition, match="already EXPIRED"):
+        svc.prepare(prepare_req("p4", "r2", tenant="t2", rate=4e7))
+
+
+def test_abort_and_release_rules(svc):
+    svc.prepare(prepare_req("p1", "r1"))
+    assert svc.abort(abort_req("a1", "r1")).state == ABORTED
+    assert svc.abort(abort_req("a2", "r1")).state == ABORTED  # idempotent on the reservation too
+    assert svc.usage().used_bps == 0.0
+    with pytest.raises(FailedPrecondition, match="reservation 'r1' was ABORTED; cannot commit"):
+        svc.commit(commit_req("c1", "r1"))
+    with pytest.raises(FailedPrecondition, match="is ABORTED, not committed"):
+        svc.release(release_req("x1", "r1"))
+    # presumed abort: an abort that overtakes its prepare leaves a tombstone
+    assert svc.abort(abort_req("a3", "late")).state == ABORTED
+    with pytest.raises(FailedPrecondition, match="reservation 'late' is already ABORTED"):
+        svc.prepare(prepare_req("p2", "late"))
+    svc.prepare(prepare_req("p3", "r3"))
+    with pytest.raises(FailedPrecondition, match="is PREPARED, not committed; abort it instead"):
+        svc.release(release_req("x3", "r3"))
+    svc.commit(commit_req("c3", "r3"))
+    with pytest.raises(FailedPrecondition, match="is COMMITTED; release it"):
+        svc.abort(abort_req("a4", "r3"))
+    svc.release(release_req("x4", "r3"))
+    with pytest.raises(FailedPrecondition, match="was RELEASED; cannot commit"):
+        svc.commit(commit_req("c4", "r3"))
+    with pytest.raises(NotFound, match="domain 'transport': no reservation 'nope'"):
+        svc.commit(commit_req("c5", "nope"))
+    with pytest.raises(NotFound, match="no reservation 'nope'"):
+        svc.release(release_req("x5", "nope"))
+
+
+def test_restart_recovers_the_table(svc, key, clock, db_path):
+    svc.prepare(prepare_req("p1", "r1", rate=2e7))
+    grant = svc.commit(commit_req("c1", "r1"))
+    svc.prepare(prepare_req("p2", "r2", tenant="t2", rate=3e7, hold=5.0))
+    svc.prepare(prepare_req("p3", "r3", tenant="t3", rate=1e7, hold=50.0))
+    before = svc.status(services_pb2.GetStatusRequest(include_reservations=True))
+    clock.advance(10.0)  # r2's hold lapses while the controller is down
+    svc2 = reopen(svc, key, clock, db_path)
+    assert svc2.envelope_sequence == 2
+    status = svc2.status(services_pb2.GetStatusRequest(include_reservations=True))
+    assert (status.committed_bps, status.prepared_bps) == (2e7, 1e7)
+    states = {r.request.reservation_id: r.state for r in status.reservations}
+    assert states == {"r1": COMMITTED, "r2": EXPIRED, "r3": PREPARED}
+    assert status.reservations[0] == before.reservations[0]  # the committed row, grant bytes included
+    assert svc2.commit(commit_req("c1", "r1")) == grant  # the idempotency log survives too
+    assert svc2.commit(commit_req("c3", "r3")).body  # r3 is still committable
+    svc3 = reopen(svc2, key, clock, db_path)
+    assert svc3.envelope_sequence == 3 and svc3.usage().committed_bps == 3e7
+    svc3._store.close()
+
+
+def test_lapsed_grant_is_reissued_with_next_sequence(svc, clock):
+    svc.prepare(prepare_req("p1", "r1"))
+    first = reservation_pb2.GrantBody.FromString(svc.commit(commit_req("c1", "r1")).body)
+    clock.advance(3600.0)  # the envelope (and the grant) lapsed; the envelope was re-signed
+    again = reservation_pb2.GrantBody.FromString(svc.commit(commit_req("c2", "r1")).body)
+    assert again.sequence == 2 and again.tre_sequence == 2 > first.tre_sequence
+    assert again.not_after.seconds > clock.t
+
+
+def test_random_operations_keep_the_books(svc, key, clock, db_path):
+    """Random interleavings of every call: capacity and per-tenant limits hold after each step,
+    the in-memory view equals the table, and a restart reproduces it."""
+    rng = np.random.default_rng(20261127)
+    g = svc.guardrails
+    ids: list[str] = []
+    calls = {"prepare": 0, "ok": 0}
+    for step in range(600):
+        op = rng.choice(["prepare", "commit", "abort", "release", "tick"], p=[0.4, 0.25, 0.1, 0.15, 0.1])
+        rid = ids[rng.integers(len(ids))] if ids and (op != "prepare" or rng.random() < 0.1) else f"r{step}"
+        try:
+            if op == "prepare":
+                calls["prepare"] += 1
+                svc.prepare(prepare_req(f"q{step}", rid, tenant=f"t{rng.integers(4)}",
+                                        rate=float(rng.uniform(1e5, 3e7)), hold=float(rng.uniform(0.5, 5.0))))
+                ids.append(rid)
+                calls["ok"] += 1
+            elif op == "commit":
+                svc.commit(commit_req(f"q{step}", rid))
+            elif op == "abort":
+                svc.abort(abort_req(f"q{step}", rid))
+            elif op == "release":
+                svc.release(release_req(f"q{step}", rid))
+            else:
+                clock.advance(float(rng.exponential(1.0)))
+                svc.sweep()
+        except (ResourceExhausted, FailedPrecondition, NotFound, AlreadyExists):
+            pass
+        clock.advance(float(rng.exponential(0.02)))
+        active = {r.reservation_id: r for r in svc._store.active() if r.state == COMMITTED or r.expires_at > clock.t}
+        usage = svc.usage()
+        assert usage.used_bps <= g.reservable_capacity_bps * (1 + 1e-9)
+        assert math.isclose(usage.used_bps, math.fsum(r.rate_bps for r in active.values()), rel_tol=1e-12, abs_tol=1e-6)
+        for tenant in {r.tenant_id for r in active.values()}:
+            assert math.fsum(r.rate_bps for r in active.values() if r.tenant_id == tenant) <= g.max_tenant_rate_bps * (1 + 1e-9)
+    assert 0 < calls["ok"] < calls["prepare"]  # both outcomes were exercised
+    table = {r.reservation_id: r for r in svc._store.all()}
+    assert {r.state for r in table.values()} >= {COMMITTED, EXPIRED, RELEASED, ABORTED}
+    snapshot = svc.usage()
+    svc2 = reopen(svc, key, clock, db_path)
+    assert svc2.usage() == snapshot
+    svc2._store.close()
+
+
+def test_status_lists_active_rows_and_recent_history(key, clock, db_path):
+    store = ReservationStore(db_path)
+    svc = DomainService(make_template(), key, store, clock=clock, status_history=3)
+    for i in range(6):
+        svc.prepare(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=1e6, hold=60.0))
+        clock.advance(1.0)
+    for i in (0, 1, 2, 4):
+        svc.abort(abort_req(f"a{i}", f"r{i}"))
+        clock.advance(1.0)
+    svc.commit(commit_req("c5", "r5"))
+    rows = svc.status(services_pb2.GetStatusRequest(include_reservations=True)).reservations
+    assert [(r.request.reservation_id, r.state) for r in rows] == [
+        ("r1", ABORTED), ("r2", ABORTED), ("r3", PREPARED), ("r4", ABORTED), ("r5", COMMITTED)]
+    assert not svc.status(services_pb2.GetStatusRequest()).reservations
+    store.close()
