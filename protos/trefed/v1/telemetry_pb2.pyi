@@ -113,7 +113,7 @@ class DomainVerdict(_message.Message):
     def __init__(self, domain_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., delay_budget_s: _Optional[float] = ..., epsilon: _Optional[float] = ..., packets: _Optional[int] = ..., exceedances: _Optional[int] = ..., exceedance_rate: _Optional[float] = ..., exceedance_ci_low: _Optional[float] = ..., exceedance_ci_high: _Optional[float] = ..., tail_risk_share: _Optional[float] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AccountabilityReportBody(_message.Message):
-    __slots__ = ("report_id", "contract_id", "tenant_id", "window_start_s", "window_end_s", "packets", "end_to_end_deadline_s", "end_to_end_epsilon", "end_to_end_violation_rate", "violation_ci_low", "violation_ci_high", "end_to_end_verdict", "delay_quantiles", "domains", "findings", "issued_at", "key_id")
+    __slots__ = ("report_id", "contract_id", "tenant_id", "window_start_s", "window_end_s", "packets", "end_to_end_deadline_s", "end_to_end_epsilon", "end_to_end_violation_rate", "violation_ci_low", "violation_ci_high", "end_to_end_verdict", "delay_quantiles", "domains", "findings", "issued_at", "key_id", "auditor_id")
     REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTRACT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class AccountabilityReportBody(_message.Message):
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDITOR_ID_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     contract_id: str
     tenant_id: str
@@ -148,7 +149,8 @@ class AccountabilityReportBody(_message.Message):
     findings: _containers.RepeatedScalarFieldContainer[str]
     issued_at: _timestamp_pb2.Timestamp
     key_id: str
-    def __init__(self, report_id: _Optional[str] = ..., contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., packets: _Optional[int] = ..., end_to_end_deadline_s: _Optional[float] = ..., end_to_end_epsilon: _Optional[float] = ..., end_to_end_violation_rate: _Optional[float] = ..., violation_ci_low: _Optional[float] = ..., violation_ci_high: _Optional[float] = ..., end_to_end_verdict: _Optional[_Union[Verdict, str]] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainVerdict, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ...) -> None: ...
+    auditor_id: str
+    def __init__(self, report_id: _Optional[str] = ..., contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., packets: _Optional[int] = ..., end_to_end_deadline_s: _Optional[float] = ..., end_to_end_epsilon: _Optional[float] = ..., end_to_end_violation_rate: _Optional[float] = ..., violation_ci_low: _Optional[float] = ..., violation_ci_high: _Optional[float] = ..., end_to_end_verdict: _Optional[_Union[Verdict, str]] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainVerdict, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., auditor_id: _Optional[str] = ...) -> None: ...
 
 class SignedAccountabilityReport(_message.Message):
     __slots__ = ("body", "signature")

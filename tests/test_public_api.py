@@ -1,0 +1,78 @@
+"""Each federation module's ``__all__`` is what we mean to export: complete, resolvable, intended."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import typing
+
+import pytest
+
+import federation
+
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(federation.__path__, prefix="federation.") if not m.name.endswith("__main__")
+)
+
+#: The contract other packages (agents) code against. Removing or renaming one of these is a breaking change.
+CONTRACT = {
+    "federation.signing": {
+        "Reason", "SigningKey", "sign", "sign_envelope", "sign_grant", "canonical_bytes", "key_id_for",
+        "load_public_key", "check_domain_id", "DOMAIN_ID_PATTERN",
+    },
+    "federation.trust": {"TrustStore", "TrustedKey", "validate_grant", "MAX_BODY_BYTES"},
+    "federation.envelope": {
+        "FieldError", "validate_body", "example_envelope_yaml", "example_body", "load_envelope_yaml",
+        "body_from_yaml", "body_from_dict", "body_to_dict", "body_to_yaml",
+    },
+    "federation.keys": {"KeyFiles", "load_key_file", "write_key_pair"},
+    "federation.commands.keys": {"register"},
+    "federation.commands.tre": {"register"},
+    "federation.errors": {"TrefedError", "InputError", "SpecError", "ConfigError", "VerificationError", "NoFiniteBound"},
+}
+
+
+def _defined_here(module) -> set[str]:
+    """Public functions and classes defined in ``module`` itself (not imported, not type variables)."""
+    names = set()
+    for name, obj in vars(module).items():
+        if name.startswith("_") or isinstance(obj, typing.TypeVar):
+            continue
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__:
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_explicit_and_resolves(name):
+    module = importlib.import_module(name)
+    if name.endswith("__init__") or name in ("federation.commands",):
+        return
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    exported = list(module.__all__)
+    assert len(exported) == len(set(exported)), f"{name}.__all__ has duplicates"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names undefined {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_contract_modules_export_exactly_their_public_definitions(name):
+    module = importlib.import_module(name)
+    exported = set(module.__all__)
+    assert CONTRACT[name] <= exported, f"{name} lost contract names {CONTRACT[name] - exported}"
+    unexported = _defined_here(module) - exported
+    assert not unexported, f"{name} defines public {sorted(unexported)} without exporting them (prefix _ or add to __all__)"
+
+
+def test_contract_signatures():
+    from federation import signing, trust
+
+    assert list(inspect.signature(signing.sign).parameters) == ["body", "key", "wrapper_cls"]
+    assert list(inspect.signature(signing.sign_envelope).parameters)[:2] == ["body", "key"]
+    assert list(inspect.signature(signing.sign_grant).parameters)[:2] == ["body", "key"]
+    verify = inspect.signature(trust.TrustStore.verify_envelope).parameters
+    assert {"env", "now", "accept_redelivery"} <= set(verify)
+    assert {"signed", "now", "expected_domain"} <= set(inspect.signature(trust.TrustStore.verify_grant).parameters)
+    assert {"signed", "body_cls", "domain_of"} <= set(inspect.signature(trust.TrustStore.verify).parameters)
+    assert {"key_id", "domain_id", "public_key"} <= set(inspect.signature(trust.TrustStore.add).parameters)
