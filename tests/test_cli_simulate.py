@@ -1,0 +1,102 @@
+"""``trefed simulate``: JSON output, known answers, validation, subprocess wiring."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from federation.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+MM1 = ["--arrival", "poisson:rate=0.8", "--hop", "rate=1,service=exp", "--hop", "rate=1,service=exp",
+       "--hop", "rate=1,service=exp"]
+
+
+def _json(capsys, *argv: str) -> dict:
+    assert main(["simulate", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_keys_and_mm1_tandem(capsys):
+    r = _json(capsys, *MM1, "--packets", "200000", "--delay", "40", "--seed", "3")
+    assert r["packets"] == r["delivered"] == 200_000 and r["loss_rate"] == 0.0
+    assert set(r["delay_quantiles"]) == {"p50", "p99", "p99.9", "p99.99"}
+    assert r["delay_quantiles"]["p50"] == pytest.approx(stats.gamma.ppf(0.5, 3, scale=5), rel=0.05)
+    assert r["delay_quantiles"]["p99"] == pytest.approx(stats.gamma.ppf(0.99, 3, scale=5), rel=0.08)
+    v = r["violation_probability"]
+    assert v["ci95_low"] <= v["value"] <= v["ci95_high"]
+    assert v["value"] == pytest.approx(stats.gamma.sf(40, 3, scale=5), rel=0.15)
+    assert r["packet_hops"] == 600_000 and r["packet_hops_per_second"] > 0
+    assert r["quantiles_exact"] is True
+
+
+def test_same_seed_same_answer(capsys):
+    a = _json(capsys, *MM1, "--packets", "5000", "--seed", "9", "--chunk", "700")
+    b = _json(capsys, *MM1, "--packets", "5000", "--seed", "9")
+    c = _json(capsys, *MM1, "--packets", "5000", "--seed", "10")
+    assert a["delay_quantiles"] == b["delay_quantiles"] != c["delay_quantiles"]
+    assert a["violation_probability"] is None
+
+
+def test_cross_traffic_schedulers_and_impairments(capsys):
+    base = ["--arrival", "poisson:rate=0.3", "--hop", "rate=1,service=exp", "--hop", "rate=1,service=exp,loss=0.01",
+            "--cross", "2=correlated-mmoo:on=5,off=15,peak=0.4,n=4,corr=1", "--packets", "20000", "--delay", "30"]
+    fifo = _json(capsys, *base)
+    part = _json(capsys, *base, "--scheduler", "partition", "--reserve", "0=0.5", "--reserve", "1=0.5")
+    wfq = _json(capsys, *base, "--scheduler", "wfq")
+    assert 0 < fifo["loss_rate"] < 0.03 and fifo["cross_flows"] == 1
+    assert fifo["packet_hops"] > 2 * 20_000  # the cross flow's packets count too
+    assert part["delay_quantiles"]["p99"] < fifo["delay_quantiles"]["p99"]
+    assert wfq["delay_quantiles"]["p99"] < fifo["delay_quantiles"]["p99"]
+    imp = _json(capsys, *base, "--impair", "1:outage:100:300", "--impair", "2:delay:0:1e9:5")
+    assert imp["delay_quantiles"]["p50"] >= fifo["delay_quantiles"]["p50"] + 5 - 1e-9
+
+
+def test_human_output_and_progress(capsys):
+    assert main(["simulate", *MM1, "--packets", "3000", "--delay", "10", "--progress"]) == 0
+    out = capsys.readouterr().out
+    assert "end-to-end delay" in out and "P(delay > 10 s)" in out and "packet-hops/s" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=-1"], "rate"),
+    (["--arrival", "poisson:rat=0.8", "--hop", "rate=1"], "unknown key"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--time", "discrete"], "continuous time"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--packets", "0"], "--packets"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--cross", "3=poisson:rate=1"], "HOP"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--scheduler", "wfq", "--reserve", "0=2"], "reservations sum"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--reserve", "x"], "TENANT=RATE"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "1:melt:0:1"], "kind"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--delay", "-1"], "--delay"),
+])
+def test_bad_input_exits_2_with_a_message(capsys, argv, msg):
+    assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trefed simulate: error:") and msg in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("agents.commands") is None, reason="agents.commands not yet present")
+def test_subprocess_console_entry():
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "simulate", *MM1, "--packets", "2000", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["packets"] == 2000 and r["delay_quantiles"]["p50"] > 0
+    bad = subprocess.run([sys.executable, "-m", "agents.cli", "simulate", "--arrival", "poisson:rate=1",
+                          "--hop", "rate=0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "trefed simulate: error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_repeated_arrivals_aggregate(capsys):
+    """Two Poisson 0.4 flows together are a Poisson 0.8 flow: the same Gamma(3, 5) sojourn."""
+    r = _json(capsys, "--arrival", "poisson:rate=0.4", "--arrival", "poisson:rate=0.4",
+              *MM1[2:], "--packets", "100000", "--delay", "30")
+    assert 190_000 < r["packets"] < 210_000 and r["delivered"] == r["packets"]
+    assert r["delay_quantiles"]["p50"] == pytest.approx(stats.gamma.ppf(0.5, 3, scale=5), rel=0.06)
+    assert r["packet_hops"] == 3 * r["packets"]
