@@ -1,0 +1,171 @@
+"""TRE composition: the contract the broker codes against, checked against the calculus and simulation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import federation.compose as compose_mod
+from federation.arrivals import MMOO, PoissonArrival, TokenBucket, arrival_from_spec
+from federation.compose import (
+    DomainBudget,
+    DomainSlice,
+    EndToEndEnvelope,
+    compose_path,
+    path_violation_probability,
+    plan_rates,
+)
+from federation.errors import InputError, NoFiniteBound
+from federation.reference import packet_tandem_departures, time_exceedance
+from federation.specs import parse_arrival
+
+PATH = (
+    DomainSlice("access", 2e6, latency=1e-3, propagation_delay=2e-3),
+    DomainSlice("transport", 5e6, propagation_delay=5e-3, loss_probability=1e-4),
+    DomainSlice("edge-gpu", 1.5e6, latency=2e-3, service="exp", loss_probability=2e-4, error_probability=0.02),
+)
+
+
+def _check_envelope(env: EndToEndEnvelope, eps: float, path=PATH) -> None:
+    assert env.epsilon_delay == eps
+    assert len(env.per_domain) == len(path)
+    assert [b.domain_id for b in env.per_domain] == [s.domain_id for s in path]
+    assert all(isinstance(b, DomainBudget) for b in env.per_domain)
+    assert sum(b.delay for b in env.per_domain) <= env.delay * (1 + 1e-9)
+    assert sum(b.epsilon for b in env.per_domain) <= env.epsilon_delay * (1 + 1e-9)
+    lat = sum(s.latency + s.propagation_delay for s in path)
+    assert env.delay >= lat
+    assert env.loss_probability == pytest.approx(1 - math.prod(1 - s.loss_probability for s in path))
+    assert env.error_probability == pytest.approx(sum(s.error_probability for s in path))
+    assert env.epsilon_total == pytest.approx(env.epsilon_delay + env.loss_probability + env.error_probability)
+
+
+def test_contract_names_and_frozen():
+    for name in ("DomainSlice", "DomainBudget", "EndToEndEnvelope", "compose_path", "path_violation_probability", "plan_rates"):
+        assert name in compose_mod.__all__
+    s = DomainSlice("a", 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.rate = 2.0  # type: ignore[misc]
+    assert [f.name for f in dataclasses.fields(EndToEndEnvelope)] == [
+        "delay", "epsilon_delay", "theta", "method", "per_domain", "loss_probability", "error_probability",
+        "epsilon_total",
+    ]
+    # the broker's constructors
+    TokenBucket(sigma=1e4, rho=1e6)
+    PoissonArrival(rate=100.0, mean_size=8000.0, size="exp")
+    MMOO(2e6, 0.1, 0.3, n=4)
+    arrival_from_spec(parse_arrival("poisson:rate=100,mean_size=8000"))
+
+
+def test_deterministic_path():
+    tb = TokenBucket(1.2e5, 1e6)
+    path = PATH[:2]
+    env = compose_path(path, tb, epsilon=1e-3)
+    assert env.method == "deterministic" and math.isnan(env.theta)
+    assert env.delay == pytest.approx(1.2e5 / 2e6 + 1e-3 + 2e-3 + 5e-3)
+    _check_envelope(env, 1e-3, path)
+    assert path_violation_probability(path, tb, delay=env.delay) == 0.0
+    assert path_violation_probability(path, tb, delay=env.delay * 0.9) == 1.0
+
+
+def test_stochastic_path_is_consistent_and_valid():
+    flow = PoissonArrival(150.0, 8000.0, "det")  # 1.2 Mb/s of 1 kB packets
+    env = compose_path(PATH, flow, epsilon=1e-3)
+    _check_envelope(env, 1e-3)
+    assert env.method in ("mgf-tandem", "martingale", "mgf-maxplus")
+    assert np.isfinite(env.theta)
+    p = path_violation_probability(PATH, flow, delay=env.delay)
+    assert p <= 1e-3 * (1 + 1e-3)
+    assert path_violation_probability(PATH, flow, delay=env.delay * 0.8) > 1e-3
+    # tighter epsilon, larger delay
+    assert compose_path(PATH, flow, epsilon=1e-5).delay > env.delay
+
+
+def test_compute_domain_only_matches_mm1_and_simulation():
+    lam, size, rate = 100.0, 8000.0, 1.6e6  # mu = 200 /s
+    path = [DomainSlice("gpu", rate, service="exp", propagation_delay=1e-3)]
+    flow = PoissonArrival(lam, size, "det")
+    env = compose_path(path, flow, epsilon=1e-3)
+    mu = rate / size
+    assert env.method == "martingale"
+    assert env.delay == pytest.approx(1e-3 + math.log(lam / mu / 1e-3) / (mu - lam), rel=1e-9)
+    rng = np.random.default_rng(4)
+    n = 100_000
+    at = np.cumsum(rng.exponential(1 / lam, n))
+    fin = packet_tandem_departures(at, [rng.exponential(1 / mu, n)]) + 1e-3
+    for d in (0.01, 0.03):
+        est = time_exceedance(at, fin, d)
+        assert path_violation_probability(path, flow, delay=d) >= est.lower99
+
+
+def test_no_finite_bound_names_the_domain():
+    with pytest.raises(NoFiniteBound, match="edge-gpu"):
+        compose_path(PATH, TokenBucket(1e4, 1.6e6), epsilon=1e-3)
+    with pytest.raises(NoFiniteBound, match="access"):
+        path_violation_probability(PATH, PoissonArrival(300.0, 8000.0), delay=1.0)
+
+
+def test_bad_input():
+    with pytest.raises(InputError):
+        compose_path(PATH, TokenBucket(1.0, 1.0), epsilon=0.0)
+    with pytest.raises(InputError):
+        compose_path([], TokenBucket(1.0, 1.0), epsilon=1e-3)
+    with pytest.raises(InputError, match="discrete"):
+        compose_path(PATH, TokenBucket(1.0, 1.0), epsilon=1e-3, time="discrete")
+
+
+def test_plan_rates_deterministic_closed_form():
+    tb = TokenBucket(1e5, 1e6)
+    path = PATH[:2]
+    rates = plan_rates(path, tb, delay=0.06, epsilon=1e-3)
+    lat = 1e-3 + 2e-3 + 5e-3
+    assert rates == pytest.approx((1e5 / (0.06 - lat),) * 2)
+    env = compose_path([dataclasses.replace(s, rate=r) for s, r in zip(path, rates)], tb, epsilon=1e-3)
+    assert env.delay == pytest.approx(0.06)
+    with pytest.raises(NoFiniteBound, match="access"):
+        plan_rates(path, tb, delay=0.06, epsilon=1e-3, max_rates=[1.5e6, 1e7])
+
+
+def test_plan_rates_stochastic_meets_target_and_follows_costs():
+    flow = PoissonArrival(150.0, 8000.0, "det")
+    target = 0.05
+    cheap = plan_rates(PATH, flow, delay=target, epsilon=1e-3)
+    planned = [dataclasses.replace(s, rate=r) for s, r in zip(PATH, cheap)]
+    assert path_violation_probability(planned, flow, delay=target) <= 1e-3 * (1 + 1e-6)
+    assert all(r > flow.mean_rate for r in cheap)
+    # an expensive compute domain gets a smaller share than with equal costs
+    costly = plan_rates(PATH, flow, delay=target, epsilon=1e-3, costs=[1.0, 1.0, 10.0])
+    planned2 = [dataclasses.replace(s, rate=r) for s, r in zip(PATH, costly)]
+    assert path_violation_probability(planned2, flow, delay=target) <= 1e-3 * (1 + 1e-6)
+    assert costly[2] <= cheap[2] * (1 + 1e-6)
+    assert 1 * costly[0] + costly[1] + 10 * costly[2] <= cheap[0] + cheap[1] + 10 * cheap[2] + 1e-6
+    with pytest.raises(NoFiniteBound):
+        plan_rates(PATH, flow, delay=target, epsilon=1e-3, max_rates=[1.3e6, 1.3e6, 1.3e6])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "federation.arrivals",
+        "federation.services",
+        "federation.calculus",
+        "federation.martingale",
+        "federation.compose",
+        "federation.budget",
+        "federation.reference",
+        "federation.commands.bound",
+    ],
+)
+def test_public_names_exist_and_core_is_pure(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert mod.__all__
+    for name in mod.__all__:
+        assert hasattr(mod, name), name
+    src = Path(mod.__file__).read_text()
+    assert "import ray" not in src and "import grpc" not in src
