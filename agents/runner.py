@@ -1,0 +1,260 @@
+"""The federation runner: start a federation from a config on Ray, let tenants request service, stop.
+
+:class:`Federation` places one :class:`~agents.domain.DomainControllerAgent` actor per domain,
+one :class:`~agents.broker_service.BrokerAgent` actor and, on demand, one
+:class:`~agents.tenant.TenantAgent` actor per tenant, all through :class:`~agents.runtime.Runtime`
+(the only module that touches Ray). Agents talk to each other over gRPC on 127.0.0.1 (or the
+host given); the runner talks to them through the runtime (start, addresses, stop) and to the
+domains' ``GetStatus`` over gRPC.
+
+Keys: with ``keys_dir`` in the config, domain ``NAME`` signs with ``keys_dir/NAME.key``, created
+(with ``NAME.pub``) when absent; without it every domain gets a fresh key. The broker trusts the
+public halves of exactly these keys. State: each domain's reservation table is the SQLite file
+``STATE_DIR/NAME.db``; without a state dir a temporary one is made and removed on :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from trefed.v1 import services_pb2, services_pb2_grpc
+
+from agents.broker import TrustEntry
+from agents.broker_service import BrokerAgent
+from agents.domain import DomainControllerAgent
+from agents.runtime import ActorRef, Runtime
+from agents.tenant import TenantAgent, TenantOutcome
+from federation.config import FederationConfig
+from federation.keys import load_key_file, write_key_pair
+from federation.signing import SigningKey
+
+__all__ = ["Federation", "load_domain_keys"]
+
+
+def load_domain_keys(config: FederationConfig) -> dict[str, SigningKey]:
+    """Every domain's signing key: from ``config.keys_dir`` (created when absent) or fresh."""
+    keys: dict[str, SigningKey] = {}
+    for d in config.domains:
+        if config.keys_dir is None:
+            keys[d.id] = SigningKey.generate(d.id)
+            continue
+        path = Path(config.keys_dir) / f"{d.id}.key"
+        if not path.exists():
+            Path(config.keys_dir).mkdir(parents=True, exist_ok=True)
+            write_key_pair(d.id, config.keys_dir)
+        keys[d.id] = load_key_file(path)
+    return keys
+
+
+class Federation:
+    """A running federation (see the module docstring).
+
+    Parameters
+    ----------
+    config : FederationConfig
+        Domains, graph, catalogue, tenants.
+    runtime : Runtime, optional
+        The Ray runtime to use (default: a local one, started by :meth:`start`, stopped by :meth:`stop`).
+    state_dir : path, optional
+        Where the domains' SQLite files go (default: a temporary directory, removed on stop).
+    host : str
+        Interface every agent's gRPC server binds (default loopback).
+    broker_port : int
+        The broker's port (0: a free one).
+    sweep_interval_s : float
+        Expiry sweep period of the domain controllers, s.
+    """
+
+    def __init__(
+        self,
+        config: FederationConfig,
+        *,
+        runtime: Runtime | None = None,
+        state_dir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        broker_port: int = 0,
+        sweep_interval_s: float = 0.25,
+    ) -> None:
+        self.config = config
+        self._own_runtime = runtime is None
+        self.runtime = runtime or Runtime()
+        self._tmp = None if state_dir is not None else tempfile.mkdtemp(prefix="trefed-")
+        self.state_dir = Path(state_dir if state_dir is not None else self._tmp)
+        self.host = host
+        self.broker_port = int(broker_port)
+        self.sweep_interval_s = sweep_interval_s
+        self.keys: dict[str, SigningKey] = {}
+        self.domain_actors: dict[str, ActorRef] = {}
+        self.domain_addresses: dict[str, str] = {}
+        self.broker_actor: ActorRef | None = None
+        self.broker_address: str = ""
+        self.tenant_actors: dict[str, ActorRef] = {}
+        self._generation: dict[str, int] = {}
+        self._channels: dict[str, grpc.Channel] = {}
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Federation:
+        """Start Ray (if needed), the domain controllers and the broker; return self."""
+        if self._started:
+            return self
+        self.runtime.start()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.keys = load_domain_keys(self.config)
+            for d in self.config.domains:
+                self.domain_actors[d.id] = self._spawn_domain(d.id, port=0)
+            calls = [(a, "start", (), {}) for a in self.domain_actors.values()]
+            self.runtime.call_many(calls, timeout=120)
+            addresses = self.runtime.call_many(
+                [(a, "address", (), {}) for a in self.domain_actors.values()], timeout=30
+            )
+            self.domain_addresses = dict(zip(self.domain_actors, addresses))
+            trust = [
+                TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in self.keys.values()
+            ]
+            self.broker_actor = self.runtime.spawn(
+                BrokerAgent,
+                self.config,
+                self.domain_addresses,
+                trust,
+                host=self.host,
+                port=self.broker_port,
+                name=f"{self.config.name}:broker",
+            )
+            self.runtime.call(self.broker_actor, "start", timeout=120)
+            self.broker_address = self.runtime.call(self.broker_actor, "address")
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        return self
+
+    def _spawn_domain(self, domain_id: str, port: int) -> ActorRef:
+        d = self.config.domain(domain_id)
+        key = self.keys[domain_id]
+        gen = self._generation.get(domain_id, 0) + 1
+        self._generation[domain_id] = gen
+        body = d.envelope_body(key.key_id).SerializeToString()
+        return self.runtime.spawn(
+            DomainControllerAgent,
+            body,
+            key.private_pem(),
+            str(self.state_dir / f"{domain_id}.db"),
+            host=self.host,
+            port=port,
+            validity_s=d.validity_s,
+            sweep_interval_s=self.sweep_interval_s,
+            name=f"{self.config.name}:domain:{domain_id}:{gen}",
+        )
+
+    def stop(self) -> None:
+        """Stop every agent (cleanly where possible), Ray if this federation started it; idempotent."""
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+        actors: list[tuple[ActorRef, str]] = [(a, "close") for a in self.tenant_actors.values()]
+        if self.broker_actor is not None:
+            actors.append((self.broker_actor, "stop"))
+        actors += [(a, "stop") for a in self.domain_actors.values()]
+        for actor, method in actors:
+            try:
+                self.runtime.call(actor, method, timeout=10)
+            except Exception:  # noqa: BLE001 - best effort: it is killed next
+                pass
+            self.runtime.kill(actor)
+        self.tenant_actors.clear()
+        self.domain_actors.clear()
+        self.broker_actor = None
+        self._started = False
+        if self._own_runtime:
+            self.runtime.shutdown()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Federation:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ tenants
+
+    def run_tenants(
+        self, tenant_ids: Sequence[str] | None = None, *, concurrent: bool = False, timeout_s: float = 300.0
+    ) -> list[TenantOutcome]:
+        """Let tenants request service; return their outcomes in config order.
+
+        Sequential by default (config order decides who is admitted first, so a run is
+        reproducible); ``concurrent`` issues every request at once. Tenants with
+        ``release_after`` release their contract afterwards.
+        """
+        tenants = [t for t in self.config.tenants if tenant_ids is None or t.id in tenant_ids]
+        for t in tenants:
+            if t.id not in self.tenant_actors:
+                self.tenant_actors[t.id] = self.runtime.spawn(
+                    TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
+                )
+        if concurrent:
+            outcomes = self.runtime.call_many(
+                [(self.tenant_actors[t.id], "request", (), {}) for t in tenants], timeout=timeout_s
+            )
+        else:
+            outcomes = [self.runtime.call(self.tenant_actors[t.id], "request", timeout=timeout_s) for t in tenants]
+        final: list[TenantOutcome] = []
+        for t, out in zip(tenants, outcomes):
+            if t.release_after and out.admitted:
+                released = self.runtime.call(self.tenant_actors[t.id], "release", timeout=60)
+                out = TenantOutcome(**{**out.__dict__, "released": released})
+            final.append(out)
+        return final
+
+    # ------------------------------------------------------------------ domains
+
+    def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
+        """A domain's ``GetStatus`` over gRPC."""
+        address = self.domain_addresses[domain_id]
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = grpc.insecure_channel(address)
+        stub = services_pb2_grpc.DomainControllerStub(ch)
+        return stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=include_reservations), timeout=10)
+
+    def kill_domain(self, domain_id: str) -> None:
+        """Kill a domain controller at once (``ray.kill``: no clean-up runs)."""
+        actor = self.domain_actors.pop(domain_id)
+        self.runtime.kill(actor)
+        ch = self._channels.pop(self.domain_addresses[domain_id], None)
+        if ch is not None:
+            ch.close()
+
+    def restart_domain(self, domain_id: str) -> str:
+        """Start a new controller for a killed domain on the same SQLite file and port; return its address."""
+        if domain_id in self.domain_actors:
+            raise ValueError(f"domain {domain_id!r} is running; kill it first")
+        port = int(self.domain_addresses[domain_id].rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30.0
+        while True:
+            actor = self._spawn_domain(domain_id, port=port)
+            try:
+                self.runtime.call(actor, "start", timeout=120)
+                break
+            except OSError:  # the killed process may still hold the port for a moment
+                self.runtime.kill(actor)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.domain_actors[domain_id] = actor
+        self.domain_addresses[domain_id] = self.runtime.call(actor, "address")
+        return self.domain_addresses[domain_id]
+
+    def broker_stats(self) -> dict:
+        """The broker's counters (admitted, rejected, plans computed, cache hits, ...)."""
+        assert self.broker_actor is not None
+        return self.runtime.call(self.broker_actor, "stats")

@@ -1,0 +1,199 @@
+"""The one module that talks to Ray: start (or join) a Ray cluster, place actors, call them.
+
+Every other module of trefed is written against :class:`Runtime` and :class:`ActorRef`; neither
+exposes Ray object refs. Agents are plain classes (they run in-process in unit tests) and become
+Ray actors only here, at creation: ``ray.remote(cls).options(...)``.
+
+Loopback only. A local Ray (the default) is started with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+set *before* Ray starts, which makes every Ray listener (GCS, raylet, object manager, workers)
+bind 127.0.0.1, and with ``_node_ip_address="127.0.0.1"``; the dashboard is off. Only an explicit
+address (``Runtime(address=...)``, ``trefed serve --address``, or ``RAY_ADDRESS``) joins an
+existing cluster, and then Ray 2.60's token authentication is required
+(``RAY_AUTH_MODE=token``, set here when absent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Ray reads this when it is imported: with it off, Ray takes 127.0.0.1 as the node address and
+# every Ray listener binds loopback. Left alone when a cluster address is given in the
+# environment (a multi-node cluster needs the routable address).
+if not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402 - must follow the environment set-up above
+
+__all__ = ["Runtime", "ActorRef", "ActorCallError"]
+
+_LOOPBACK = "127.0.0.1"
+
+
+class ActorCallError(RuntimeError):
+    """A Ray call failed: the actor died, timed out, or raised (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """A handle on one actor; callers use :meth:`Runtime.call`, never Ray directly.
+
+    Attributes
+    ----------
+    name : the actor's name (unique within a :class:`Runtime`).
+    handle : the Ray actor handle (opaque to callers).
+    """
+
+    name: str
+    handle: Any
+
+
+class Runtime:
+    """A Ray runtime: local on loopback by default, or an existing cluster by address.
+
+    Parameters
+    ----------
+    address : str, optional
+        Address of an existing Ray cluster (``ray://...`` or ``host:port``). ``None`` starts a
+        local Ray on 127.0.0.1 (unless ``RAY_ADDRESS`` is set in the environment).
+    num_cpus : int, optional
+        CPUs of a local Ray (default 2). Ignored when joining a cluster.
+    log_to_driver : bool
+        Forward actors' stdout/stderr to this process (off by default: clean CLI output).
+
+    Notes
+    -----
+    If Ray is already initialised in this process (e.g. the test session's Ray), the runtime
+    uses it and does not shut it down on :meth:`shutdown`.
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = False):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus or 2
+        self.log_to_driver = log_to_driver
+        self._owns_ray = False
+        self._actors: dict[str, ActorRef] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Runtime:
+        """Start (or join) Ray; idempotent."""
+        if ray.is_initialized():
+            return self
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not self.log_to_driver:
+            logging.getLogger("ray").setLevel(logging.ERROR)
+        if self.address:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            ray.init(
+                address=self.address,
+                logging_level=logging.WARNING if self.log_to_driver else logging.ERROR,
+                log_to_driver=self.log_to_driver,
+            )
+        else:
+            os.environ.pop("RAY_ADDRESS", None)
+            # Set at import above; workers inherit it from here.
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            ray.init(
+                address="local",  # a new local instance, never a cluster found on the machine
+                num_cpus=self.num_cpus,
+                include_dashboard=False,
+                _node_ip_address=_LOOPBACK,
+                logging_level=logging.WARNING if self.log_to_driver else logging.ERROR,
+                log_to_driver=self.log_to_driver,
+            )
+        self._owns_ray = True
+        return self
+
+    def shutdown(self) -> None:
+        """Kill the actors this runtime created; stop Ray if this runtime started it."""
+        for ref in list(self._actors.values()):
+            self.kill(ref)
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @staticmethod
+    def node_ip_address() -> str:
+        """The IP address of this Ray node (127.0.0.1 for a local runtime)."""
+        return ray.util.get_node_ip_address()
+
+    @staticmethod
+    def gcs_address() -> str:
+        """``host:port`` of the Ray cluster's GCS."""
+        return ray.get_runtime_context().gcs_address
+
+    @staticmethod
+    def is_running() -> bool:
+        return ray.is_initialized()
+
+    # ------------------------------------------------------------------ actors
+
+    def spawn(
+        self,
+        cls: type,
+        *args: Any,
+        name: str,
+        max_concurrency: int = 1000,
+        num_cpus: float = 0.0,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Create ``cls(*args, **kwargs)`` as a Ray actor named ``name`` and return its ref.
+
+        Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
+        on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor.
+        """
+        if name in self._actors:
+            raise ValueError(f"actor name {name!r} is taken")
+        remote_cls = ray.remote(cls).options(
+            num_cpus=num_cpus, max_concurrency=max_concurrency, max_restarts=0
+        )
+        handle = remote_cls.remote(*args, **kwargs)
+        ref = ActorRef(name=name, handle=handle)
+        self._actors[name] = ref
+        return ref
+
+    def call(self, actor: ActorRef, method: str, *args: Any, timeout: float = 60.0, **kwargs: Any) -> Any:
+        """Call ``actor.method(*args, **kwargs)`` and wait for its result (at most ``timeout`` s)."""
+        return self.call_many([(actor, method, args, kwargs)], timeout=timeout)[0]
+
+    def call_many(
+        self,
+        calls: Sequence[tuple[ActorRef, str, tuple[Any, ...], dict[str, Any]]],
+        *,
+        timeout: float = 60.0,
+    ) -> list[Any]:
+        """Issue several actor calls at once and wait for all results, in order."""
+        refs = [getattr(a.handle, m).remote(*args, **kw) for a, m, args, kw in calls]
+        try:
+            return list(ray.get(refs, timeout=timeout))
+        except ray.exceptions.GetTimeoutError as exc:
+            for r in refs:
+                ray.cancel(r, force=False)
+            raise ActorCallError(f"actor call timed out after {timeout:g} s") from exc
+        except ray.exceptions.RayActorError as exc:
+            raise ActorCallError(f"actor died: {exc}") from exc
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            raise cause from None
+
+    def kill(self, actor: ActorRef) -> None:
+        """Kill an actor at once (no clean-up runs in it); forget its name."""
+        self._actors.pop(actor.name, None)
+        try:
+            ray.kill(actor.handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead, or Ray already shut down
+            pass
+
+    def forget(self, actor: ActorRef) -> None:
+        """Drop an actor from this runtime's books (after it stopped itself)."""
+        self._actors.pop(actor.name, None)

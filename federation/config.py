@@ -1,0 +1,588 @@
+"""Federation configs: domains, the domain graph, the model catalogue, tenants, keys, broker settings.
+
+A config is a YAML file validated by pydantic v2 models; every error is a
+:class:`~federation.errors.ConfigError` whose message names the field path, e.g.
+``tenants[2].intent.deadline_s: must be > 0``. The models mirror the wire protocol
+(``protos/trefed/v1/envelope.proto``, ``services.proto``) and convert to it:
+:meth:`DomainConfig.envelope_body`, :meth:`ModelConfig.to_proto`, :meth:`IntentConfig.to_proto`.
+
+Units: seconds (s), bits, bits per second (bps); probabilities in [0, 1]; prices per hour.
+
+Schema (``configs/quickstart.yaml`` is a complete example)::
+
+    name: str
+    keys_dir: path | null          # NAME.key (PEM, private) per domain; generated when absent
+    broker: {hold_timeout_s, rpc_timeout_s, max_offers, max_in_flight, envelope_refresh_s}
+    domains: [ {id, kind: network|compute, tre_id, validity_s, price_per_mbps_hour, labels,
+                guardrails: {reservable_capacity_bps, min_tenant_rate_bps, max_tenant_rate_bps,
+                             max_burst_bits, latency_ceiling_s, loss_ceiling},
+                model: {service: rate-latency|exponential, rate_bps, latency_s,
+                        propagation_delay_s, loss_probability,
+                        inference: {distribution, mean_s, sigma_log, quantiles_s, error_probability}}} ]
+    links: [[a, b], ...]           # undirected edges of the domain graph
+    models: [ {id, task, error_probability, latency: {distribution, mean_s, ...},
+               compute_domain, price_per_hour, request_size_bits} ]
+    tenants: [ {id, access, release_after: bool,
+                intent: {task, max_error_probability, deadline_s, epsilon, max_price,
+                         traffic: {kind: token-bucket, sigma_bits, rho_bps}
+                                | {kind: poisson, rate_pps, mean_size_bits, exponential_sizes}
+                                | {kind: mmoo, peak_bps, mean_on_s, mean_off_s, sources, correlated}}} ]
+
+Paths: a tenant enters the federation at its ``access`` domain; a path is a simple path of the
+(undirected) domain graph from there to the compute domain hosting a model, whose inner domains
+are network domains (:meth:`FederationConfig.paths`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from trefed.v1 import envelope_pb2, services_pb2
+
+from federation.errors import ConfigError
+
+__all__ = [
+    "BrokerSettings",
+    "GuardrailsConfig",
+    "InferenceConfig",
+    "ServiceModelConfig",
+    "DomainConfig",
+    "ModelConfig",
+    "TokenBucketConfig",
+    "PoissonConfig",
+    "MmooConfig",
+    "TrafficConfig",
+    "IntentConfig",
+    "TenantConfig",
+    "FederationConfig",
+    "load_config",
+    "parse_config",
+    "traffic_from_proto",
+    "intent_from_proto",
+]
+
+_Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Prob = Annotated[float, Field(ge=0, lt=1)]
+_OpenProb = Annotated[float, Field(gt=0, lt=1)]
+_DomainId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+_Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
+
+
+class _FieldError(ValueError):
+    """A validation failure at ``path`` (relative to the model that raised it)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Strict):
+    """How the broker runs admissions.
+
+    Attributes
+    ----------
+    hold_timeout_s : how long a domain holds a prepared reservation without a commit, s.
+    rpc_timeout_s : deadline of each broker -> domain call, s.
+    max_offers : most offers returned by ResolveIntent (and tried by RequestService).
+    max_in_flight : most admissions the broker runs concurrently (more wait their turn).
+    envelope_refresh_s : how often the broker re-fetches (and re-verifies, when the sequence
+        changed) every domain's TRE, s.
+    """
+
+    hold_timeout_s: _Pos = 5.0
+    rpc_timeout_s: _Pos = 2.0
+    max_offers: Annotated[int, Field(ge=1, le=100)] = 5
+    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64
+    envelope_refresh_s: _Pos = 2.0
+
+
+class GuardrailsConfig(_Strict):
+    """Deterministic guardrails of a domain (``envelope.proto`` Guardrails); bits/s, bits, s."""
+
+    reservable_capacity_bps: _Pos
+    min_tenant_rate_bps: _NonNeg = 0.0
+    max_tenant_rate_bps: _Pos
+    max_burst_bits: _NonNeg
+    latency_ceiling_s: _Pos
+    loss_ceiling: _Prob = 0.0
+
+    @model_validator(mode="after")
+    def _limits(self) -> GuardrailsConfig:
+        if self.max_tenant_rate_bps > self.reservable_capacity_bps:
+            raise _FieldError(
+                "max_tenant_rate_bps",
+                f"must be <= reservable_capacity_bps(={self.reservable_capacity_bps:g}) "
+                f"(got {self.max_tenant_rate_bps:g})",
+            )
+        if self.min_tenant_rate_bps > self.max_tenant_rate_bps:
+            raise _FieldError(
+                "min_tenant_rate_bps",
+                f"must be <= max_tenant_rate_bps(={self.max_tenant_rate_bps:g}) (got {self.min_tenant_rate_bps:g})",
+            )
+        return self
+
+    def to_proto(self) -> envelope_pb2.Guardrails:
+        return envelope_pb2.Guardrails(**self.model_dump())
+
+
+_DISTRIBUTIONS = {
+    "exponential": envelope_pb2.InferenceModel.EXPONENTIAL,
+    "lognormal": envelope_pb2.InferenceModel.LOGNORMAL,
+    "empirical": envelope_pb2.InferenceModel.EMPIRICAL,
+}
+
+
+class InferenceConfig(_Strict):
+    """An inference-latency profile (``envelope.proto`` InferenceModel); seconds."""
+
+    distribution: Literal["exponential", "lognormal", "empirical"] = "exponential"
+    mean_s: _Pos
+    sigma_log: _NonNeg = 0.0
+    quantiles_s: tuple[_NonNeg, ...] = ()
+    error_probability: _Prob = 0.0
+
+    @model_validator(mode="after")
+    def _shape(self) -> InferenceConfig:
+        if self.distribution == "lognormal" and not self.sigma_log > 0:
+            raise _FieldError("sigma_log", "must be > 0 for a lognormal distribution")
+        if self.distribution == "empirical":
+            q = self.quantiles_s
+            if len(q) < 2 or any(b < a for a, b in zip(q, q[1:])):
+                raise _FieldError("quantiles_s", "must hold >= 2 non-decreasing values for an empirical distribution")
+        return self
+
+    def to_proto(self) -> envelope_pb2.InferenceModel:
+        return envelope_pb2.InferenceModel(
+            distribution=_DISTRIBUTIONS[self.distribution],
+            mean_s=self.mean_s,
+            sigma_log=self.sigma_log,
+            quantiles_s=list(self.quantiles_s),
+            error_probability=self.error_probability,
+        )
+
+
+class ServiceModelConfig(_Strict):
+    """The stochastic model of a domain (``envelope.proto`` StochasticModel); bits/s, s."""
+
+    service: Literal["rate-latency", "exponential"] = "rate-latency"
+    rate_bps: _Pos
+    latency_s: _NonNeg = 0.0
+    propagation_delay_s: _NonNeg = 0.0
+    loss_probability: _Prob = 0.0
+    inference: InferenceConfig | None = None
+
+    def to_proto(self) -> envelope_pb2.StochasticModel:
+        kind = envelope_pb2.RATE_LATENCY if self.service == "rate-latency" else envelope_pb2.EXPONENTIAL_SERVICE
+        msg = envelope_pb2.StochasticModel(
+            service=kind,
+            rate_bps=self.rate_bps,
+            latency_s=self.latency_s,
+            propagation_delay_s=self.propagation_delay_s,
+            loss_probability=self.loss_probability,
+        )
+        if self.inference is not None:
+            msg.inference.CopyFrom(self.inference.to_proto())
+        return msg
+
+
+class DomainConfig(_Strict):
+    """One domain: identity, guardrails, stochastic model, price of reserved rate."""
+
+    id: _DomainId
+    kind: Literal["network", "compute"]
+    tre_id: str = ""
+    validity_s: _Pos = 3600.0
+    price_per_mbps_hour: _NonNeg = 0.0
+    labels: dict[str, str] = Field(default_factory=dict)
+    guardrails: GuardrailsConfig
+    model: ServiceModelConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DomainConfig:
+        if self.model.loss_probability > self.guardrails.loss_ceiling:
+            raise _FieldError(
+                "model.loss_probability",
+                f"must be <= guardrails.loss_ceiling(={self.guardrails.loss_ceiling:g}) "
+                f"(got {self.model.loss_probability:g})",
+            )
+        if self.guardrails.reservable_capacity_bps > self.model.rate_bps:
+            raise _FieldError(
+                "guardrails.reservable_capacity_bps",
+                f"must be <= model.rate_bps(={self.model.rate_bps:g}) "
+                f"(got {self.guardrails.reservable_capacity_bps:g})",
+            )
+        if self.kind == "network" and self.model.inference is not None:
+            raise _FieldError("model.inference", "only compute domains have an inference model")
+        return self
+
+    @property
+    def service_class(self) -> str:
+        """The TRE id (service class); ``ID/default`` when not configured."""
+        return self.tre_id or f"{self.id}/default"
+
+    def envelope_body(
+        self, key_id: str, *, sequence: int = 1, now: float | None = None
+    ) -> envelope_pb2.EnvelopeBody:
+        """The unsigned TRE body of this domain, valid from ``now`` for ``validity_s`` seconds."""
+        now = time.time() if now is None else now
+
+        def ts(t: float) -> Timestamp:
+            out = Timestamp()
+            out.FromNanoseconds(int(round(t * 1e9)))
+            return out
+
+        header = envelope_pb2.EnvelopeHeader(
+            domain_id=self.id,
+            tre_id=self.service_class,
+            sequence=sequence,
+            issued_at=ts(now),
+            not_before=ts(now),
+            not_after=ts(now + self.validity_s),
+            key_id=key_id,
+            kind=envelope_pb2.NETWORK if self.kind == "network" else envelope_pb2.COMPUTE,
+        )
+        return envelope_pb2.EnvelopeBody(
+            header=header,
+            guardrails=self.guardrails.to_proto(),
+            model=self.model.to_proto(),
+            labels=dict(self.labels),
+        )
+
+
+class ModelConfig(_Strict):
+    """A catalogue entry: an AI model hosted in a compute domain."""
+
+    id: _Id
+    task: Annotated[str, Field(min_length=1)]
+    error_probability: _Prob
+    latency: InferenceConfig
+    compute_domain: _Id
+    price_per_hour: _NonNeg = 0.0
+    request_size_bits: _Pos = 8000.0
+
+    def to_proto(self) -> services_pb2.ModelInfo:
+        latency = self.latency.model_copy(update={"error_probability": self.error_probability})
+        return services_pb2.ModelInfo(
+            model_id=self.id,
+            task=self.task,
+            error_probability=self.error_probability,
+            latency=latency.to_proto(),
+            compute_domain=self.compute_domain,
+            price_per_hour=self.price_per_hour,
+            request_size_bits=self.request_size_bits,
+        )
+
+
+class TokenBucketConfig(_Strict):
+    """A(s,t) <= sigma + rho (t-s): burst ``sigma_bits`` (bits), rate ``rho_bps`` (bits/s)."""
+
+    kind: Literal["token-bucket"] = "token-bucket"
+    sigma_bits: _NonNeg
+    rho_bps: _Pos
+
+
+class PoissonConfig(_Strict):
+    """Poisson requests: ``rate_pps`` (1/s) of mean size ``mean_size_bits`` (bits)."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_pps: _Pos
+    mean_size_bits: _Pos
+    exponential_sizes: bool = False
+
+
+class MmooConfig(_Strict):
+    """``sources`` Markov on-off sources of ``peak_bps`` while on; mean on/off times in s."""
+
+    kind: Literal["mmoo"] = "mmoo"
+    peak_bps: _Pos
+    mean_on_s: _Pos
+    mean_off_s: _Pos
+    sources: Annotated[int, Field(ge=1, le=100_000)] = 1
+    correlated: bool = False
+
+
+TrafficConfig = Annotated[TokenBucketConfig | PoissonConfig | MmooConfig, Field(discriminator="kind")]
+
+
+def _traffic_to_proto(t: TokenBucketConfig | PoissonConfig | MmooConfig) -> services_pb2.TrafficEnvelope:
+    if isinstance(t, TokenBucketConfig):
+        return services_pb2.TrafficEnvelope(
+            token_bucket=services_pb2.TokenBucketTraffic(sigma_bits=t.sigma_bits, rho_bps=t.rho_bps)
+        )
+    if isinstance(t, PoissonConfig):
+        return services_pb2.TrafficEnvelope(
+            poisson=services_pb2.PoissonTraffic(
+                rate_pps=t.rate_pps, mean_size_bits=t.mean_size_bits, exponential_sizes=t.exponential_sizes
+            )
+        )
+    return services_pb2.TrafficEnvelope(
+        mmoo=services_pb2.MmooTraffic(
+            peak_bps=t.peak_bps,
+            mean_on_s=t.mean_on_s,
+            mean_off_s=t.mean_off_s,
+            sources=t.sources,
+            correlated=t.correlated,
+        )
+    )
+
+
+def traffic_from_proto(msg: services_pb2.TrafficEnvelope) -> TokenBucketConfig | PoissonConfig | MmooConfig:
+    """Validate a wire traffic envelope; raises ConfigError naming the field (``traffic.FIELD``)."""
+    which = msg.WhichOneof("model")
+    if which is None:
+        raise ConfigError("intent.traffic: no traffic model given (token_bucket, poisson or mmoo)")
+    try:
+        if which == "token_bucket":
+            return TokenBucketConfig(sigma_bits=msg.token_bucket.sigma_bits, rho_bps=msg.token_bucket.rho_bps)
+        if which == "poisson":
+            p = msg.poisson
+            return PoissonConfig(
+                rate_pps=p.rate_pps, mean_size_bits=p.mean_size_bits, exponential_sizes=p.exponential_sizes
+            )
+        m = msg.mmoo
+        return MmooConfig(
+            peak_bps=m.peak_bps,
+            mean_on_s=m.mean_on_s,
+            mean_off_s=m.mean_off_s,
+            sources=m.sources,
+            correlated=m.correlated,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, prefix=f"intent.traffic.{which}")) from None
+
+
+class IntentConfig(_Strict):
+    """What a tenant wants (``services.proto`` Intent); s, probabilities, price per hour."""
+
+    task: Annotated[str, Field(min_length=1)]
+    max_error_probability: _Prob = 0.0
+    deadline_s: _Pos
+    epsilon: _OpenProb
+    max_price: _NonNeg = 0.0
+    traffic: TrafficConfig
+
+    def to_proto(self, tenant_id: str) -> services_pb2.Intent:
+        return services_pb2.Intent(
+            tenant_id=tenant_id,
+            task=self.task,
+            max_error_probability=self.max_error_probability,
+            deadline_s=self.deadline_s,
+            epsilon=self.epsilon,
+            traffic=_traffic_to_proto(self.traffic),
+            max_price=self.max_price,
+        )
+
+
+def intent_from_proto(msg: services_pb2.Intent) -> IntentConfig:
+    """Validate a wire ``Intent``; raises ConfigError naming the field (``intent.FIELD``)."""
+    traffic = traffic_from_proto(msg.traffic) if msg.HasField("traffic") else None
+    if traffic is None:
+        raise ConfigError("intent.traffic: field required")
+    try:
+        return IntentConfig(
+            task=msg.task,
+            max_error_probability=msg.max_error_probability,
+            deadline_s=msg.deadline_s,
+            epsilon=msg.epsilon,
+            max_price=msg.max_price,
+            traffic=traffic,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, prefix="intent")) from None
+
+
+class TenantConfig(_Strict):
+    """A tenant: where it enters the federation and what it wants."""
+
+    id: _Id
+    access: _Id
+    intent: IntentConfig
+    release_after: bool = False
+
+
+class FederationConfig(_Strict):
+    """A whole federation. Cross-references are checked (unique ids, known domains)."""
+
+    name: str = "federation"
+    keys_dir: Path | None = None
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    domains: Annotated[tuple[DomainConfig, ...], Field(min_length=1)]
+    links: tuple[tuple[_Id, _Id], ...] = ()
+    models: Annotated[tuple[ModelConfig, ...], Field(min_length=1)]
+    tenants: tuple[TenantConfig, ...] = ()
+
+    @field_validator("domains")
+    @classmethod
+    def _unique_domains(cls, v: tuple[DomainConfig, ...]) -> tuple[DomainConfig, ...]:
+        _unique([d.id for d in v], "id")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, v: tuple[ModelConfig, ...]) -> tuple[ModelConfig, ...]:
+        _unique([m.id for m in v], "id")
+        return v
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_tenants(cls, v: tuple[TenantConfig, ...]) -> tuple[TenantConfig, ...]:
+        _unique([t.id for t in v], "id")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> FederationConfig:
+        kinds = {d.id: d.kind for d in self.domains}
+        for i, (a, b) in enumerate(self.links):
+            for j, end in enumerate((a, b)):
+                if end not in kinds:
+                    raise _FieldError(f"links[{i}][{j}]", f"unknown domain {end!r}")
+            if a == b:
+                raise _FieldError(f"links[{i}]", f"a link joins two different domains, got {a!r} twice")
+        for i, m in enumerate(self.models):
+            if kinds.get(m.compute_domain) != "compute":
+                what = "unknown domain" if m.compute_domain not in kinds else "not a compute domain"
+                raise _FieldError(f"models[{i}].compute_domain", f"{what} {m.compute_domain!r}")
+        for i, t in enumerate(self.tenants):
+            if t.access not in kinds:
+                raise _FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
+        return self
+
+    # ------------------------------------------------------------------ queries
+
+    def domain(self, domain_id: str) -> DomainConfig:
+        """The domain with this id (KeyError if unknown)."""
+        for d in self.domains:
+            if d.id == domain_id:
+                return d
+        raise KeyError(domain_id)
+
+    def model(self, model_id: str) -> ModelConfig:
+        """The catalogue entry with this id (KeyError if unknown)."""
+        for m in self.models:
+            if m.id == model_id:
+                return m
+        raise KeyError(model_id)
+
+    def paths(self, source: str, target: str, max_paths: int = 16) -> list[tuple[str, ...]]:
+        """Simple paths ``source -> target`` (inner domains network only), fewest hops first."""
+        kinds = {d.id: d.kind for d in self.domains}
+        if source not in kinds or target not in kinds:
+            return []
+        adj: dict[str, list[str]] = {d: [] for d in kinds}
+        for a, b in self.links:
+            adj[a].append(b)
+            adj[b].append(a)
+        found: list[tuple[str, ...]] = []
+
+        def walk(node: str, trail: list[str]) -> None:
+            if node == target:
+                found.append(tuple(trail))
+                return
+            if kinds[node] != "network":
+                return
+            for nxt in sorted(adj[node]):
+                if nxt not in trail:
+                    trail.append(nxt)
+                    walk(nxt, trail)
+                    trail.pop()
+
+        walk(source, [source])
+        found.sort(key=lambda p: (len(p), p))
+        return found[:max_paths]
+
+
+def _unique(ids: list[str], field: str) -> None:
+    seen: dict[str, int] = {}
+    for i, x in enumerate(ids):
+        if x in seen:
+            raise _FieldError(f"[{i}].{field}", f"duplicate id {x!r} (also at [{seen[x]}])")
+        seen[x] = i
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
+_MESSAGES = {
+    "greater_than": lambda c: f"must be > {_num(c.get('gt'))}",
+    "greater_than_equal": lambda c: f"must be >= {_num(c.get('ge'))}",
+    "less_than": lambda c: f"must be < {_num(c.get('lt'))}",
+    "less_than_equal": lambda c: f"must be <= {_num(c.get('le'))}",
+    "missing": lambda c: "field required",
+    "extra_forbidden": lambda c: "unknown field",
+    "finite_number": lambda c: "must be a finite number",
+}
+
+
+def _loc_path(loc: tuple[Any, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("token-bucket", "poisson", "mmoo"):  # discriminated-union tag: not a field
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = _loc_path(tuple(err["loc"]), prefix)
+        ctx = err.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, _FieldError):
+            if inner.path.startswith("[") or not path:
+                path = f"{path}{inner.path}"
+            else:
+                path = f"{path}.{inner.path}"
+            msg = str(inner).split(": ", 1)[1]
+        elif err["type"] in _MESSAGES:
+            msg = _MESSAGES[err["type"]](ctx)
+            if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
+                msg = f"{msg} (got {err['input']!r})"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path or '<root>'}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> FederationConfig:
+    """Validate a parsed YAML document; raises :class:`ConfigError` naming the field path.
+
+    A relative ``keys_dir`` is resolved against ``base_dir`` (the config file's directory).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = FederationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+    if cfg.keys_dir is not None and not cfg.keys_dir.is_absolute() and base_dir is not None:
+        cfg = cfg.model_copy(update={"keys_dir": (base_dir / cfg.keys_dir)})
+    return cfg
+
+
+def load_config(path: str | Path) -> FederationConfig:
+    """Load and validate a YAML federation config; raises :class:`ConfigError` (an InputError)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, source=str(path), base_dir=path.parent)
