@@ -25,6 +25,7 @@ PURE_COMMANDS: tuple[str, ...] = (
     "federation.commands.tre",
     "federation.commands.bound",
     "federation.commands.simulate",
+    "federation.commands.compare",
 )
 
 

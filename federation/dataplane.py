@@ -173,9 +173,17 @@ class Domain:
             raise InputError(f"{w}: batching needs the fifo scheduler (got {self.scheduler!r})")
 
     @classmethod
-    def from_hop(cls, hop: HopSpec, scheduler: Scheduler = "fifo", name: str = "") -> Domain:
-        """The domain of a parsed ``--hop`` (``service=exp``: exponential times of mean 1/rate)."""
-        service = ServiceTimes("exp", 1.0 / hop.rate) if hop.service == "exp" else None
+    def from_hop(cls, hop: HopSpec, scheduler: Scheduler = "fifo", name: str = "",
+                 packet_size: float = 1.0) -> Domain:
+        """The domain of a parsed ``--hop``.
+
+        ``service=exp``: i.i.d. exponential service times of mean ``packet_size / rate`` s, i.e.
+        one packet of ``packet_size`` bits (the flow of interest's mean packet size) per
+        completion at ``rate`` bits/s -- the model of ``trefed bound`` (``ExpService``).
+        """
+        if not (packet_size > 0 and math.isfinite(packet_size)):
+            raise InputError(f"packet_size(={packet_size!r}) must be > 0 and finite")
+        service = ServiceTimes("exp", packet_size / hop.rate) if hop.service == "exp" else None
         return cls(rate=hop.rate, latency=hop.latency, prop=hop.prop, service=service, buffer=hop.buffer,
                    ceiling=hop.ceiling, loss=hop.loss, scheduler=scheduler, name=name)
 

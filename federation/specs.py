@@ -27,7 +27,8 @@ Hop keys::
     rate*     service rate (bits/s), > 0
     latency   rate-latency latency T (s), >= 0, default 0
     service   size (default: a packet's service time is its size / rate) | exp (i.i.d.
-              exponential service times of mean 1/rate, e.g. an inference server)
+              exponential service times of mean size/rate, size the flow of interest's mean
+              packet size: one packet per completion, e.g. an inference server)
     prop      propagation delay (s), >= 0, default 0
     buffer    buffer size (bits), > 0, default unlimited                    [data plane]
     ceiling   hard latency ceiling (s): later packets are dropped, > 0      [data plane]

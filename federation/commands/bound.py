@@ -36,7 +36,11 @@ waiting time of a Poisson arrival) -- plus every hop's latency and prop. For fix
 (poisson with size=det) the bound also covers the store-and-forward packet tandem (the
 packetizer latency size/rate of every constant-rate hop but the last is included). service=exp
 hops serve one packet (the flow's mean packet size) per completion, completions at rate
-rate/size per second (i.i.d. exponential service times).
+rate/size per second (i.i.d. exponential service times). Precisely, the delay is the horizontal
+deviation min{T: A(0,t) <= D_out(0,t+T)} of the flow's cumulative bits: "all work that arrived
+by t has left" when the flow is served FIFO internally; for several --arrival flows served out
+of order (e.g. WFQ among them) the last packet may leave later. `trefed compare` checks the
+bound against `trefed simulate` on the same model.
 
 Discrete time (slots, bits, bits/slot): the standard slotted model (work arriving in slot t can be
 served in slot t; what hop i serves in slot t enters hop i+1 in the same slot); the delay is

@@ -109,10 +109,14 @@ def run(args: argparse.Namespace) -> int:
     if args.delay is not None and not (args.delay >= 0 and math.isfinite(args.delay)):
         raise InputError(f"--delay(={args.delay}) must be >= 0 and finite (s)")
     hops = [parse_hop(h) for h in args.hop]
-    domains = [Domain.from_hop(h, args.scheduler, name=str(i + 1)) for i, h in enumerate(hops)]
     sources = [Source(i, traffic_from_spec(parse_arrival(a, args.time), packet_size=args.packet_size))
                for i, a in enumerate(args.arrival)]
     k = len(sources)  # flows 0..k-1: the flow of interest
+    # service=exp hops serve one packet of the flow of interest's mean size per completion (bits per
+    # packet, weighted by packet rate), as in `trefed bound`: mean service time = size / rate.
+    size = (sum(s.traffic.packet_rate * s.traffic.sizes.mean for s in sources)
+            / sum(s.traffic.packet_rate for s in sources))
+    domains = [Domain.from_hop(h, args.scheduler, name=str(i + 1), packet_size=size) for i, h in enumerate(hops)]
     for i, text in enumerate(args.cross):
         c = parse_cross(text, len(hops), args.time)
         sources.append(Source(k + i, traffic_from_spec(c.arrival, packet_size=args.packet_size),
