@@ -16,21 +16,56 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+_LOOPBACK = "127.0.0.1"
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """``(host, port)`` of a Ray address (``host:port``, ``[v6]:port`` or ``ray://host:port``)."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 or rest.startswith("[") else (rest, "", "")
+    host = host.strip("[]") or rest
+    return host, int(port) if port.isdigit() else None
+
+
+def is_loopback_address(address: str | None) -> bool:
+    """True for no address (a local Ray) or a cluster whose head is on this machine's loopback."""
+    if not address:
+        return True
+    host, _ = _host_port(address)
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 # Ray reads this when it is imported: with it off, Ray takes 127.0.0.1 as the node address and
-# every Ray listener binds loopback. Left alone when a cluster address is given in the
-# environment (a multi-node cluster needs the routable address).
-if not os.environ.get("RAY_ADDRESS"):
+# every Ray listener binds loopback. Left alone when the address of a cluster elsewhere is given
+# in the environment (a multi-node cluster needs the routable address); kept for a head on
+# loopback (`ray start --head --node-ip-address=127.0.0.1`), which Ray would otherwise look for
+# at the machine's network address.
+if is_loopback_address(os.environ.get("RAY_ADDRESS")):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402 - must follow the environment set-up above
 
-__all__ = ["Runtime", "ActorRef", "ActorCallError"]
+from federation.errors import InputError  # noqa: E402
 
-_LOOPBACK = "127.0.0.1"
+__all__ = ["Runtime", "ActorRef", "ActorCallError", "is_loopback_address"]
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (``InputError``) when nothing listens at a cluster address; Ray would retry for minutes."""
+    if address == "auto":
+        return
+    host, port = _host_port(address)
+    if port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"--address {address}: no Ray cluster answers there ({exc})") from None
 
 
 class ActorCallError(RuntimeError):
@@ -88,6 +123,7 @@ class Runtime:
             logging.getLogger("ray").setLevel(logging.ERROR)
         if self.address:
             os.environ.setdefault("RAY_AUTH_MODE", "token")
+            _check_reachable(self.address)
             ray.init(
                 address=self.address,
                 logging_level=logging.WARNING if self.log_to_driver else logging.ERROR,
