@@ -112,6 +112,9 @@ def split_closed_form(tails: Sequence[ExpTail], delay: float) -> tuple[np.ndarra
     active = np.ones(len(tails), dtype=bool)
     x = np.zeros(len(tails))
     for _ in range(len(tails) + 1):
+        if budget <= 0 or not active.any():  # nothing to share (delay at the latencies; rounding)
+            x = np.zeros(len(tails))
+            break
         inv = 1.0 / g[active]
         loglam = (np.sum(c[active] * inv) - budget) / np.sum(inv)
         x = np.zeros(len(tails))

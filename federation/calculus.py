@@ -21,7 +21,9 @@ one rate-latency hop (``R = min R_h``, latencies add), so a tandem of links cost
 bottleneck. The latencies are constant delays added to the bound's virtual delay.
 
 Optimisation over ``theta`` is in log space: a coarse log grid over the stable range followed by
-bounded Brent; the returned probability is clipped to ``[0, 1]``.
+bounded Brent; the returned probability is clipped to ``[0, 1]``. The delay at a given
+``epsilon`` inverts the *unclipped* optimised log bound (near-linear in the delay) with a
+safeguarded false-position root finder (:func:`bracket_root`).
 
 References
 ----------
@@ -51,12 +53,15 @@ __all__ = [
     "log_geometric_tail",
     "tandem_violation",
     "tandem_delay",
+    "tandem_log_at",
     "backlog_violation",
     "deterministic_delay",
     "baseline_tandem_violation",
     "baseline_tandem_delay",
     "invert_delay",
+    "bracket_root",
     "maxplus_violation",
+    "maxplus_log_at",
     "product_form_violation",
 ]
 
@@ -93,6 +98,41 @@ def log_geometric_tail(log_a: np.ndarray, j: int) -> float:
     ``G_h`` (``P(G=k) = (1-a) a^k``), by the recursion ``P(X+G >= j) = P(X >= j) +
     sum_{k<j} P(X=k) a^{j-k}`` scaled by ``max(a)^k`` (no cancellation, no underflow).
     """
+    log_a = np.asarray(log_a, dtype=float)
+    if log_a.ndim == 1 and len(log_a) <= 2:
+        fast = _log_geometric_tail_small([float(x) for x in log_a], j)
+        if fast is not None:
+            return fast
+    return _log_geometric_tail_recursive(log_a, j)
+
+
+def _log_geometric_tail_small(log_a: list[float], j: int) -> float | None:
+    """Closed forms of :func:`log_geometric_tail` for one or two hops (``None``: use the recursion).
+
+    One hop: ``a^j/(1-a)``. Two hops (``a >= b``): ``(a^(j+1)/(1-a) - b^(j+1)/(1-b))/(a - b)``,
+    evaluated in log space; when ``b/a`` is within ``1e-4`` of 1 the difference cancels and the
+    exact recursion is used instead.
+    """
+    if not all(x < 0.0 for x in log_a):
+        return None
+    if len(log_a) == 1:
+        la = log_a[0]
+        return max(j, 0) * la - math.log(-math.expm1(la))
+    la, lb = max(log_a), min(log_a)
+    l1a, l1b = math.log(-math.expm1(la)), math.log(-math.expm1(lb))
+    if j <= 0:
+        return -(l1a + l1b)
+    lr = lb - la
+    a = math.exp(la)
+    if lr == 0.0:  # a == b: sum_{n>=j} (n+1) a^n
+        return j * la + math.log(a + (1.0 - a) * (j + 1)) - 2.0 * l1a
+    e1 = -math.expm1(lr)  # 1 - b/a in (0, 1]
+    num = a * e1 - (1.0 - a) * math.expm1((j + 1) * lr)  # two positive terms: no cancellation
+    return (j + 1) * la + math.log(num) - l1a - l1b - la - math.log(e1)
+
+
+def _log_geometric_tail_recursive(log_a: np.ndarray, j: int) -> float:
+    """The general positive recursion of :func:`log_geometric_tail` (any number of hops)."""
     log_a = np.asarray(log_a, dtype=float)
     norm = -float(np.sum(np.log(-np.expm1(log_a))))
     if j <= 0:
@@ -231,6 +271,32 @@ def _hoelder(arrival: Arrival, services: Sequence[Service]) -> tuple[Arrival, li
     return a, [s if s.deterministic else _HolderService(s, p) for s in services]
 
 
+def _log_bound_of(k: float, base: float, gam: Sequence[float], d_virtual: float, discrete: bool) -> tuple[float, float]:
+    """(log bound, tau) of the tandem bound from its exponents at one theta.
+
+    ``k`` = ``kappa_A(theta)``, ``base`` = ``beta_A + sum delta_h`` (minus ``theta*backlog``),
+    ``gam`` = the hops' ``gamma_h(theta)`` (all ``> k``); see the module notes.
+    """
+    if discrete:
+        j = int(math.floor(d_virtual + 1e-9))
+        return base - k * j + log_geometric_tail(np.array([k - g for g in gam]), j), 1.0
+    best, best_tau = math.inf, math.nan
+    gap = min(gam) - k
+    penalty_rate = k + sum(gam) - max(gam)
+    neg = np.array([k - g for g in gam])
+    for c in (0.05, 0.15, 0.5):
+        tau = c / gap
+        if d_virtual > 0:
+            j = min(max(1, int(math.floor(d_virtual / tau))), 192)
+            tau = d_virtual / j
+        else:
+            j = 0
+        val = base + penalty_rate * tau - k * j * tau + log_geometric_tail(neg * tau, j)
+        if val < best:
+            best, best_tau = val, tau
+    return best, best_tau
+
+
 class _Problem:
     """The optimisation of the tandem bound for a given (arrival, tandem)."""
 
@@ -290,25 +356,9 @@ class _Problem:
             return math.inf, math.nan
         k = self.arrival.kappa(theta)
         base = self.arrival.beta(theta) - theta * backlog
-        gam = np.array([h.gamma(theta) for h in self.hops])
+        gam = [h.gamma(theta) for h in self.hops]
         base += sum(h.delta(theta) for h in self.hops)
-        if self.discrete:
-            j = int(math.floor(d_virtual + 1e-9))
-            return base - k * j + log_geometric_tail(-(gam - k), j), 1.0
-        best, best_tau = math.inf, math.nan
-        gap = float(np.min(gam - k))
-        penalty_rate = k + float(np.sum(gam) - np.max(gam))
-        for c in (0.05, 0.15, 0.5):
-            tau = c / gap
-            if d_virtual > 0:
-                j = min(max(1, int(math.floor(d_virtual / tau))), 192)
-                tau = d_virtual / j
-            else:
-                j = 0
-            val = base + penalty_rate * tau - k * j * tau + log_geometric_tail(-(gam - k) * tau, j)
-            if val < best:
-                best, best_tau = val, tau
-        return best, best_tau
+        return _log_bound_of(k, base, gam, d_virtual, self.discrete)
 
     def optimise(self, d_virtual: float, backlog: float = 0.0) -> tuple[float, float, float]:
         """(log bound, theta, tau) minimised over theta."""
@@ -389,20 +439,104 @@ def tandem_violation(
     return Bound(delay, eps, th, method, {"tau": tau, "log_epsilon": val})
 
 
+def tandem_log_at(arrival: Arrival, services: Sequence[Service], delay: float, theta: float) -> float:
+    """The log of the (independent) MGF tandem bound on ``P(D > delay)`` at one ``theta``.
+
+    Unclipped and not optimised over ``theta`` (``tau`` is chosen as in
+    :func:`tandem_violation`); ``inf`` where ``theta`` gives no finite bound, 0 below the
+    latencies. Any ``theta`` gives a valid bound, so this is a cheap sufficient test, e.g. to
+    search reserved rates at a fixed ``theta``.
+    """
+    tandem = Tandem(tuple(services), arrival.time)
+    try:
+        stoch, r, lat = tandem.split()
+    except NoFiniteBound:
+        return math.inf
+    hops: list[Service] = list(stoch)
+    if not math.isnan(r):
+        hops.append(ConstantRate(r, 0.0, tandem.time))  # type: ignore[arg-type]
+    dv = delay - lat - tandem.latency
+    if dv < 0:
+        return 0.0
+    if not 0 < theta < min([arrival.theta_max, *(h.theta_max for h in hops)]):
+        return math.inf
+    k = arrival.kappa(theta)
+    if not math.isfinite(k):
+        return math.inf
+    gam = [h.gamma(theta) for h in hops]
+    if not all(g > k for g in gam):
+        return math.inf
+    base = arrival.beta(theta) + sum(h.delta(theta) for h in hops)
+    return _log_bound_of(k, base, gam, dv, tandem.time == "discrete")[0]
+
+
+def bracket_root(g, a: float, b: float, ga: float, gb: float, rtol: float, max_evals: int = 200) -> float:
+    """Smallest ``x`` in ``(a, b]`` with ``g(x) <= 0`` to ``rtol`` relative, for non-increasing ``g``.
+
+    ``ga = g(a) > 0 >= gb = g(b)`` (``ga`` may be ``inf``). Safeguarded false position with the
+    Illinois modification (an end kept twice has its value halved, so concave or convex ``g``
+    still converges from both sides): an interpolated step lands at least ``rtol*b/2`` inside the
+    bracket (so a good estimate closes the bracket at the next step); a bisection (geometric when
+    the bracket spans more than a factor 4) is taken when a value is not finite or the bracket
+    did not halve over the last three steps. Returns the right end (where ``g <= 0`` was seen).
+    """
+    widths = [math.inf, math.inf, math.inf]
+    fa, fb = ga, gb  # values used for interpolation (Illinois-scaled)
+    last = ""
+    for _ in range(max_evals):
+        if b - a <= rtol * b:
+            break
+        interp = math.isfinite(fa) and math.isfinite(fb) and fa > fb and (b - a) <= 0.5 * widths[-3]
+        if interp:
+            m = a + (b - a) * fa / (fa - fb)
+            h = 0.5 * rtol * b
+            m = min(max(m, a + h), b - h)
+            if not a < m < b:
+                interp = False
+        if not interp:
+            m = math.sqrt(a * b) if a > 0 and b > 4.0 * a else 0.5 * (a + b)
+        widths.append(b - a)
+        gm = g(m)
+        if gm <= 0:
+            b, fb = m, gm
+            if last == "b":
+                fa *= 0.5
+            last = "b"
+        else:
+            a, fa = m, gm
+            if last == "a":
+                fb *= 0.5
+            last = "a"
+    return b
+
+
 def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discrete: bool, rtol: float = 1e-4) -> float:
-    """Smallest delay ``d`` in ``[lo, inf)`` with ``prob_of_delay(d) <= epsilon`` (bisection, log scale).
+    """Smallest delay ``d`` in ``[lo, inf)`` with ``prob_of_delay(d) <= epsilon`` (to ``rtol``).
+
+    Doubling to a bracket, then :func:`bracket_root` on ``log prob_of_delay`` (continuous time)
+    or an integer bisection (discrete time).
 
     ``prob_of_delay`` must be non-increasing. In discrete time the answer is an integer offset
     from ``lo`` (the latency).
     """
+    seen: dict[float, float] = {}
+    raw = prob_of_delay
+
+    def prob_of_delay(x: float) -> float:  # noqa: F811 - memoised wrapper
+        if x not in seen:
+            seen[x] = raw(x)
+        return seen[x]
+
     if prob_of_delay(lo) <= epsilon:
         return lo
     step = max(hi - lo, 1e-12)
+    a = 0.0
     while prob_of_delay(lo + step) > epsilon:
+        a = step
         step *= 2.0
         if step > 1e15:
             raise NoFiniteBound(f"no finite delay reaches epsilon={epsilon:g}")
-    a, b = 0.0, step
+    b = step
     if discrete:
         a, b = math.floor(a), math.ceil(b)
         while b - a > 1:
@@ -412,12 +546,14 @@ def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discret
             else:
                 a = m
         return lo + b
-    while b - a > rtol * b:
-        m = 0.5 * (a + b)
-        if prob_of_delay(lo + m) <= epsilon:
-            b = m
-        else:
-            a = m
+    # Safeguarded false position on log p (near-linear in the delay for exponential tails).
+    log_eps = math.log(epsilon)
+
+    def g(x: float) -> float:
+        p = prob_of_delay(lo + x)
+        return (math.log(p) if p > 0 else -math.inf) - log_eps
+
+    b = bracket_root(g, a, b, g(a), g(b), rtol)
     return lo + b
 
 
@@ -448,20 +584,43 @@ def tandem_delay(
         method = "mgf-tandem-hoelder"
     prob = _Problem(arrival, tandem, names)
     discrete = tandem.time == "discrete"
-    # initial scale: delay at which the bound at a moderate theta reaches epsilon
-    th0 = prob.theta_hi * 0.5
-    k = arrival.kappa(th0)
-    gmin = min(h.gamma(th0) for h in prob.hops)
-    guess = max(-math.log(epsilon) / max(gmin, 1e-300), 1e-9)
-    cache: dict[float, float] = {}
+    cache: dict[float, tuple[float, float, float]] = {}
+
+    def logp(dv: float) -> float:
+        if dv not in cache:
+            cache[dv] = prob.optimise(dv)
+        return cache[dv][0]
 
     def p(dv: float) -> float:
-        if dv not in cache:
-            cache[dv] = prob.optimise(dv)[0]
-        return math.exp(min(cache[dv], 0.0))
+        return math.exp(min(logp(dv), 0.0))
 
-    del k
-    dv = invert_delay(lambda x: p(x), epsilon, 0.0, guess, discrete=discrete)
+    log_eps = math.log(epsilon)
+    val0 = logp(0.0)
+    # initial scale: delay at which the bound at a moderate theta reaches epsilon
+    th_mid = prob.theta_hi * 0.5
+    guess = max(-log_eps / max(min(h.gamma(th_mid) for h in prob.hops), 1e-300), 1e-9)
+    if discrete or not math.isfinite(val0):
+        dv = invert_delay(lambda x: p(x), epsilon, 0.0, guess, discrete=discrete)
+    elif val0 <= log_eps:
+        dv = 0.0
+    else:
+        # continuous: the unclipped log bound is near-linear in the delay, so false position on it
+        # (bracket_root) converges in a few steps. First step: the smaller of the moderate-theta
+        # guess and the delay where the zero-delay optimum decays (at its theta's slowest hop
+        # rate) to epsilon; a small first step only costs doublings, which give a tight bracket.
+        th0 = cache[0.0][1]
+        gmin = min(h.gamma(th0) for h in prob.hops)
+        step = (val0 - log_eps) / gmin if gmin > 0 else math.nan
+        step = min(step, guess) if math.isfinite(step) and step > 0 else guess
+        a, ga = 0.0, val0 - log_eps
+        gb = logp(step) - log_eps
+        while gb > 0:
+            a, ga = step, gb
+            step *= 2.0
+            if step > 1e15:
+                raise NoFiniteBound(f"no finite delay reaches epsilon={epsilon:g}")
+            gb = logp(step) - log_eps
+        dv = bracket_root(lambda x: logp(x) - log_eps, a, step, ga, gb, 1e-4)
     val, th, tau = prob.optimise(dv)
     return Bound(dv + prob.lat, float(min(1.0, math.exp(min(val, 0.0)))), th, method, {"tau": tau})
 
@@ -577,6 +736,31 @@ def _maxplus_parts(arrival: Arrival, services: Sequence[Service]):
         else:
             return None
     return arrival.rate, funcs
+
+
+def maxplus_log_at(arrival: Arrival, services: Sequence[Service], delay: float, theta: float) -> float | None:
+    """The log of the :func:`maxplus_violation` bound at one ``theta`` (unclipped; ``inf`` outside
+    the feasible range), or ``None`` when the bound does not apply. Cheap: used to search rates at
+    a fixed ``theta``.
+    """
+    parts = _maxplus_parts(arrival, services)
+    if parts is None:
+        return None
+    lam, funcs = parts
+    d = delay - sum(s.latency for s in services)
+    if d < 0:
+        return 0.0
+    if not 0 < theta < min(f[1] for f in funcs):
+        return math.inf
+    lr = math.log(lam / (lam + theta))
+    tot = -theta * d + lr
+    for f, _ in funcs:
+        g = f(theta)
+        x = lr + g
+        if not x < 0:
+            return math.inf
+        tot += g - math.log(-math.expm1(x))
+    return tot
 
 
 def maxplus_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
