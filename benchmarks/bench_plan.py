@@ -4,7 +4,8 @@ For every traffic kind the broker uses (token bucket, Poisson with exponential a
 MMOO, correlated MMOO) on the quickstart's 3-hop path (access and transport rate-latency hops, an
 exponential-service edge GPU) with its prices and guardrails, it measures the time per call, the
 plan's cost, and whether ``compose_path`` at the planned rates meets the deadline. The previous
-implementation (``git archive REV federation``, ``--old-rev``, default HEAD; read-only) is run in a
+implementation (``git archive REV federation``, ``--old-rev``, default 0eeb2a2, the first
+calculus commit; read-only) is run in a
 subprocess on the same cases for the before/after comparison, and (without ``--quick``) a slow
 fine-grid reference optimisation gives the cost-optimality gap.
 
@@ -120,7 +121,7 @@ def reference_cost(kind: str, n_dir: int = 61) -> float:
     return best
 
 
-def run_old(kinds: list[str], reps: int, rev: str = "HEAD") -> dict:
+def run_old(kinds: list[str], reps: int, rev: str = "0eeb2a2") -> dict:
     """The ``federation`` package of git revision ``rev``, extracted with ``git archive`` to a temp dir."""
     with tempfile.TemporaryDirectory() as tmp:
         arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "federation"], check=True,
@@ -144,9 +145,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, no reference optimisation")
     ap.add_argument("--no-old", action="store_true", help="skip the previous implementation")
-    ap.add_argument("--old-rev", default="HEAD",
-                    help="git revision holding the previous implementation (default HEAD; once the new "
-                         "plan_rates is committed, pass the commit before it)")
+    ap.add_argument("--old-rev", default="0eeb2a2",
+                    help="git revision holding the previous plan_rates (default 0eeb2a2: the search it replaced)")
     args = ap.parse_args()
     kinds = list(CASES)
     reps = 5 if args.quick else 30
