@@ -7,7 +7,8 @@
 
 Resolution (``ResolveIntent``). For each catalogue model of the intent's task whose error
 probability is within the intent and each path of the domain graph from the tenant's access
-domain to the model's compute domain:
+domain (the intent's ``access_domain``; if empty, the tenant's configured one, else the broker's
+default; an unknown domain is INVALID_ARGUMENT) to the model's compute domain:
 
 1. fetch every domain's Tail-Risk Envelope and verify it against the trust store (signature,
    key bound to the domain, ranges, validity window, monotone sequence). Verified envelopes are
@@ -39,6 +40,8 @@ of its path by a two-phase transaction: ``Prepare`` everywhere concurrently (eac
 ``broker.rpc_timeout_s`` and a hold of ``broker.hold_timeout_s``); any failure aborts every hold
 whose outcome is not a definite refusal; then ``Commit`` everywhere, whose signed grants are
 verified against the trust store. A failed commit releases (or aborts) everything again.
+Calls to one domain from concurrent admissions share ``Batch`` rpcs under load (group commit,
+see :class:`GrpcDomainClient`); each keeps its own request id, checks and outcome.
 Clean-up calls that cannot reach a domain are retried in the background until they succeed (a
 crashed domain's holds expire by themselves; a commit that landed before a crash is released
 once the domain is back). If the best offer is refused the next offers are tried, at most
@@ -158,20 +161,46 @@ _CHANNEL_OPTIONS = (
 )
 
 
+_STATUS_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
+
+
 class GrpcDomainClient:
     """A :class:`DomainClient` over gRPC (grpc.aio); every call has deadline ``timeout_s``.
 
     Calls wait for the channel to be ready (within the deadline) rather than failing at once
     while a domain reconnects; an unreachable domain ends in ``DEADLINE_EXCEEDED`` or
     ``UNAVAILABLE``. The channel is created lazily on first use, on the running event loop.
+
+    Group commit. Prepare, Commit, Abort and Release calls are queued and sent at the next turn
+    of the event loop; while ``batches_in_flight`` calls to the domain are outstanding, further
+    calls wait and leave together as one ``Batch`` call (at most ``max_batch`` items), which the
+    domain persists in one transaction. Under light load every call leaves at once, alone, as
+    its single rpc; under load the per-call gRPC and SQLite costs are shared. Each item keeps
+    its own request id, checks and status; if a batch fails as a whole, every item in it fails
+    with that status (outcome unknown, as for a single call). A domain that does not implement
+    ``Batch`` (UNIMPLEMENTED) gets single calls from then on. ``batch=False``: single calls only.
     """
 
-    def __init__(self, domain_id: str, address: str, *, timeout_s: float = 2.0) -> None:
+    def __init__(self, domain_id: str, address: str, *, timeout_s: float = 2.0, batch: bool = True,
+                 max_batch: int = 64, batches_in_flight: int = 1) -> None:
+        if not 1 <= int(max_batch) <= 256:
+            raise InputError(f"max_batch(={max_batch!r}) must be in [1, 256]")
+        if int(batches_in_flight) < 1:
+            raise InputError(f"batches_in_flight(={batches_in_flight!r}) must be >= 1")
         self.domain_id = domain_id
         self.address = address
         self.timeout_s = float(timeout_s)
+        self.batch = bool(batch)
+        self.max_batch = int(max_batch)
+        self.batches_in_flight = int(batches_in_flight)
         self._channel: grpc.aio.Channel | None = None
         self._stub: services_pb2_grpc.DomainControllerStub | None = None
+        self._queue: list[tuple[str, str, object, asyncio.Future]] = []
+        self._in_flight = 0
+        self._flush_scheduled = False
+        self._senders: set[asyncio.Task] = set()
+        self.calls_sent = 0  # rpcs sent for reservation calls (single or Batch, refused ones included)
+        self.items_sent = 0  # reservation calls sent
 
     def _get_stub(self) -> services_pb2_grpc.DomainControllerStub:
         if self._stub is None:
@@ -185,25 +214,131 @@ class GrpcDomainClient:
         except grpc.aio.AioRpcError as exc:
             raise DomainCallError(self.domain_id, method, exc.code(), exc.details() or "") from None
 
+    # ------------------------------------------------------------------ group commit
+
+    async def _submit(self, kind: str, method: str, request):  # noqa: ANN001, ANN202
+        if not self.batch:
+            self.calls_sent += 1
+            self.items_sent += 1
+            return await self._call(method, request)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((kind, method, request, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._queue and self._in_flight < self.batches_in_flight:
+            items = [it for it in self._queue[: self.max_batch] if not it[3].done()]  # skip cancelled callers
+            del self._queue[: self.max_batch]
+            if not items:
+                continue
+            self._in_flight += 1
+            task = asyncio.ensure_future(self._send(items))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _send(self, items: list[tuple[str, str, object, asyncio.Future]]) -> None:
+        try:
+            self.items_sent += len(items)
+            if len(items) > 1 and self.batch:
+                await self._send_batch(items)
+            else:
+                await asyncio.gather(*(self._send_one(it) for it in items))
+        except BaseException as exc:  # cancelled (closing) or a bug: no caller waits forever
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(
+                        DomainCallError(self.domain_id, method, grpc.StatusCode.UNAVAILABLE, f"not sent: {exc!r}")
+                    )
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._queue and not self._flush_scheduled:
+                self._flush()
+
+    async def _send_one(self, item: tuple[str, str, object, asyncio.Future]) -> None:
+        _, method, request, future = item
+        self.calls_sent += 1
+        try:
+            result = await self._call(method, request)
+        except DomainCallError as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+
+    async def _send_batch(self, items: list[tuple[str, str, object, asyncio.Future]]) -> None:
+        request = services_pb2.BatchRequest()
+        for kind, _, message, _ in items:
+            getattr(request.items.add(), kind).CopyFrom(message)
+        self.calls_sent += 1
+        try:
+            response = await self._get_stub().Batch(request, timeout=self.timeout_s, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # an older domain: single calls from now on
+                _log.info("domain %r does not implement Batch; using single calls", self.domain_id)
+                self.batch = False
+                await asyncio.gather(*(self._send_one(it) for it in items))
+                return
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(DomainCallError(self.domain_id, method, exc.code(), exc.details() or ""))
+            return
+        if len(response.results) != len(items):
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(DomainCallError(
+                        self.domain_id, method, grpc.StatusCode.INTERNAL,
+                        f"Batch answered {len(response.results)} results for {len(items)} items"))
+            return
+        for (kind, method, _, future), result in zip(items, response.results):
+            if future.done():
+                continue
+            if result.code:
+                code = _STATUS_BY_VALUE.get(result.code, grpc.StatusCode.UNKNOWN)
+                future.set_exception(DomainCallError(self.domain_id, method, code, result.message))
+            elif result.WhichOneof("response") != kind:
+                future.set_exception(DomainCallError(
+                    self.domain_id, method, grpc.StatusCode.INTERNAL,
+                    f"Batch answered {result.WhichOneof('response')!r} for a {kind!r} item"))
+            else:
+                future.set_result(getattr(result, kind))
+
+    # ------------------------------------------------------------------ calls
+
     async def get_envelope(self, tre_id: str) -> envelope_pb2.TailRiskEnvelope:
         return await self._call("GetEnvelope", services_pb2.GetEnvelopeRequest(tre_id=tre_id))
 
     async def prepare(self, request: reservation_pb2.PrepareRequest) -> reservation_pb2.PrepareResponse:
-        return await self._call("Prepare", request)
+        return await self._submit("prepare", "Prepare", request)
 
     async def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant:
-        return await self._call("Commit", request)
+        return await self._submit("commit", "Commit", request)
 
     async def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse:
-        return await self._call("Abort", request)
+        return await self._submit("abort", "Abort", request)
 
     async def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse:
-        return await self._call("Release", request)
+        return await self._submit("release", "Release", request)
 
     async def status(self, include_reservations: bool = False) -> services_pb2.DomainStatus:
         return await self._call("GetStatus", services_pb2.GetStatusRequest(include_reservations=include_reservations))
 
     async def close(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
+        for task in list(self._senders):
+            with contextlib.suppress(BaseException):
+                await task
+        for _, method, _, future in self._queue:
+            if not future.done():
+                future.set_exception(DomainCallError(self.domain_id, method, grpc.StatusCode.UNAVAILABLE, "closed"))
+        self._queue.clear()
         if self._channel is not None:
             await self._channel.close()
         self._channel = self._stub = None
@@ -307,8 +442,9 @@ class Broker:
     Parameters
     ----------
     config : FederationConfig
-        Catalogue, domain graph, broker settings; tenants of the config give their access
-        domain (unknown tenants enter at ``default_access``).
+        Catalogue, domain graph, broker settings; an intent's ``access_domain`` names where the
+        tenant enters; when empty, tenants of the config enter at their configured access
+        domain and unknown tenants at ``default_access``.
     domains : mapping of domain id -> DomainClient
         One client per domain of the config.
     trust : TrustStore or iterable of TrustEntry
@@ -444,15 +580,21 @@ class Broker:
 
     # ------------------------------------------------------------------ resolution
 
-    def _access_for(self, tenant_id: str) -> str:
-        return self._access.get(tenant_id, self.default_access)
+    def _access_for(self, tenant_id: str, access_domain: str = "") -> str:
+        """The access domain of a request: the intent's ``access_domain`` if set (validated by
+        :meth:`_parse_intent`), else the tenant's configured one, else :attr:`default_access`."""
+        return access_domain or self._access.get(tenant_id, self.default_access)
 
-    @staticmethod
-    def _parse_intent(msg: services_pb2.Intent) -> IntentConfig:
+    def _parse_intent(self, msg: services_pb2.Intent) -> IntentConfig:
         if not msg.tenant_id:
             raise InvalidArgument("intent.tenant_id: must not be empty")
         if len(msg.tenant_id) > 128:
             raise InvalidArgument("intent.tenant_id: must be at most 128 characters")
+        if msg.access_domain and msg.access_domain not in self._domain_cfg:
+            shown = msg.access_domain if len(msg.access_domain) <= 64 else msg.access_domain[:64] + "..."
+            raise InvalidArgument(
+                f"intent.access_domain(={shown!r}): unknown domain (domains: {', '.join(self._domain_cfg)})"
+            )
         try:
             return intent_from_proto(msg)
         except InputError as exc:
@@ -461,17 +603,19 @@ class Broker:
     async def resolve(self, msg: services_pb2.Intent) -> services_pb2.ResolveIntentResponse:
         """``ResolveIntent``: ranked offers and the reasons other candidates failed. Reserves nothing."""
         intent = self._parse_intent(msg)
-        offers, rejections = await self._offers(msg.tenant_id, intent)
+        offers, rejections = await self._offers(msg.tenant_id, intent, msg.access_domain)
         return services_pb2.ResolveIntentResponse(offers=offers[: self.settings.max_offers], rejections=rejections)
 
-    async def _offers(self, tenant_id: str, intent: IntentConfig) -> tuple[list[services_pb2.Offer], list[str]]:
+    async def _offers(
+        self, tenant_id: str, intent: IntentConfig, access_domain: str = ""
+    ) -> tuple[list[services_pb2.Offer], list[str]]:
         offers: list[services_pb2.Offer] = []
         rejections: list[str] = []
         models = [m for m in self.config.models if m.task == intent.task]
         if not models:
             tasks = sorted({m.task for m in self.config.models})
             return [], [f"no model in the catalogue for task {intent.task!r} (tasks: {', '.join(tasks)})"]
-        access = self._access_for(tenant_id)
+        access = self._access_for(tenant_id, access_domain)
         for m in models:
             if m.error_probability > intent.max_error_probability:
                 rejections.append(
@@ -738,17 +882,19 @@ class Broker:
         # The admission runs as its own task: a client that gives up (deadline, disconnect)
         # cancels only its wait, never a two-phase reservation half-way; a retry with the same
         # request_id gets the outcome.
-        task = asyncio.ensure_future(self._admit_once(request_id, request.intent.tenant_id, intent, request.offer_id))
+        task = asyncio.ensure_future(
+            self._admit_once(request_id, request.intent.tenant_id, intent, request.offer_id, request.intent.access_domain)
+        )
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._requests[request_id] = _Pending(fingerprint, task)
         return await asyncio.shield(task)
 
     async def _admit_once(
-        self, request_id: str, tenant_id: str, intent: IntentConfig, offer_id: str
+        self, request_id: str, tenant_id: str, intent: IntentConfig, offer_id: str, access_domain: str = ""
     ) -> services_pb2.ServiceContract:
         try:
             async with self._sem():
-                contract = await self._admit(tenant_id, intent, offer_id)
+                contract = await self._admit(tenant_id, intent, offer_id, access_domain)
         except BaseException:
             self._requests.pop(request_id, None)  # a refused request may be retried afresh
             self.stats.rejected += 1
@@ -760,8 +906,10 @@ class Broker:
                     del self._requests[rid]
         return contract
 
-    async def _admit(self, tenant_id: str, intent: IntentConfig, offer_id: str) -> services_pb2.ServiceContract:
-        offers, rejections = await self._offers(tenant_id, intent)
+    async def _admit(
+        self, tenant_id: str, intent: IntentConfig, offer_id: str, access_domain: str = ""
+    ) -> services_pb2.ServiceContract:
+        offers, rejections = await self._offers(tenant_id, intent, access_domain)
         if offer_id:
             offers = [o for o in offers if o.offer_id == offer_id]
             if not offers:

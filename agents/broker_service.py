@@ -121,6 +121,9 @@ class BrokerAgent:
             "plan_cache_hits": s.plan_cache_hits,
             "envelopes_verified": s.envelopes_verified,
             "cleanups_pending": b.pending_cleanups,
+            # reservation calls to the domains and the rpcs that carried them (group commit)
+            "domain_items_sent": sum(getattr(c, "items_sent", 0) for c in b.domains.values()),
+            "domain_rpcs_sent": sum(getattr(c, "calls_sent", 0) for c in b.domains.values()),
         }
 
     async def stop(self, grace_s: float = 1.0) -> None:

@@ -64,6 +64,10 @@ class DomainControllerServicer:
                   ) -> services_pb2.DomainStatus:
         return self.service.status(request)
 
+    def Batch(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
+              ) -> services_pb2.BatchResponse:
+        return self.service.batch(request)
+
 
 class DomainControllerAgent:
     """One domain's controller: key, signed envelope, reservation table, gRPC server.
@@ -148,7 +152,7 @@ class DomainControllerAgent:
             return self._bound_port
         if self._db_path != ":memory:":
             Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
-        store = ReservationStore(self._db_path)
+        store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
             service = DomainService(self._template, self._key, store, validity_s=self._validity_s)
             servicer = DomainControllerServicer(service)
@@ -173,6 +177,11 @@ class DomainControllerAgent:
                 self._service.sweep()
             except Exception:  # noqa: BLE001 - keep sweeping; the next call retries lazily anyway
                 _log.exception("domain %r: expiry sweep failed", self.domain_id)
+            try:
+                # The WAL is copied into the database file off the event loop (see agents.store).
+                await asyncio.to_thread(self._store.checkpoint)
+            except Exception:  # noqa: BLE001 - SQLite's backstop checkpoint still bounds the WAL
+                _log.exception("domain %r: checkpoint failed", self.domain_id)
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop serving (in-flight calls get ``grace_s`` seconds), stop the sweep, close the db. Idempotent."""

@@ -46,6 +46,16 @@ Rules
   -> FAILED_PRECONDITION; unknown -> NOT_FOUND.
 * **Expiry** is applied lazily at the start of every call and by :meth:`DomainService.sweep`,
   which the agent runs periodically, so held capacity returns even if nobody calls.
+* **Books.** The capacity in use (committed, prepared) and each tenant's held rate are running
+  sums, updated with every state change, so a call costs O(1) whatever the table's size; PREPARED
+  deadlines sit in a heap, so expiry costs O(log n) per lapsed hold. The sums are exact (integers
+  in units of 2**-1074 bits/s, the smallest positive float): each reported figure is the
+  correctly rounded sum of the reservations' rates, bit for bit what :func:`math.fsum` over the
+  table gives, however many reservations came and went.
+* **Batch** runs Prepare / Commit / Abort / Release items in order, each exactly as its single
+  call (its own idempotency and checks; a failing item gets its own status code and changes
+  nothing), and persists all of them in one SQLite transaction before answering: one commit
+  (one WAL append) for many reservations. More than ``MAX_BATCH`` items -> INVALID_ARGUMENT.
 * **Envelope.** The template is signed with the next persisted sequence at start-up (strictly
   increasing across restarts), valid for ``validity_s``; it is re-signed with the next sequence
   once less than half its validity is left.
@@ -54,9 +64,11 @@ Rules
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,12 +82,13 @@ from agents.server import (
     NotFound,
     ResourceExhausted,
     invalid_argument,
+    status_code_for,
 )
 from agents.store import ReservationRecord, ReservationStore
-from federation.errors import ConfigError
+from federation.errors import ConfigError, TrefedError
 from federation.signing import SigningKey, sign_envelope, sign_grant
 
-__all__ = ["CapacityUsage", "DomainService", "ENVELOPE_SEQUENCE_KEY", "STATE_NAMES"]
+__all__ = ["CapacityUsage", "DomainService", "ENVELOPE_SEQUENCE_KEY", "MAX_BATCH", "STATE_NAMES"]
 
 ENVELOPE_SEQUENCE_KEY = "envelope_sequence"
 
@@ -86,11 +99,80 @@ EXPIRED = reservation_pb2.EXPIRED
 RELEASED = reservation_pb2.RELEASED
 STATE_NAMES: dict[int, str] = {v: k for k, v in reservation_pb2.ReservationState.items()}
 _TERMINAL = (ABORTED, EXPIRED, RELEASED)
+_INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT
+_INTERNAL = 13  # grpc.StatusCode.INTERNAL
 
 # Relative slack of the capacity comparison, so that reservations summing exactly to the
 # capacity are not refused for floating-point rounding (1e-9 of 1e9 bps is 1 bps).
 _CAPACITY_RTOL = 1e-9
 _MAX_ID_LEN = 256
+
+#: Most items one Batch call may carry.
+MAX_BATCH = 256
+
+# Exact running sums: a finite float x >= 0 is a multiple of 2**-1074, so x * 2**1074 is an
+# integer and sums of them are exact; ``total / 2**1074`` (int true division) rounds correctly.
+_EXACT_SHIFT = 1074
+_EXACT_ONE = 1 << _EXACT_SHIFT
+
+
+def _exact(x: float) -> int:
+    """``x * 2**1074`` as an exact integer (x a finite float)."""
+    n, d = x.as_integer_ratio()  # d is a power of two, at most 2**1074
+    return n << (_EXACT_SHIFT + 1 - d.bit_length())
+
+
+def _inexact(total: int) -> float:
+    """The float nearest ``total * 2**-1074`` (correctly rounded)."""
+    return total / _EXACT_ONE
+
+
+class _Books:
+    """Running sums over the active (PREPARED and COMMITTED) reservations, exact.
+
+    ``committed``, ``prepared``: sums of rates by state; ``tenants[t] = [sum, count]`` of
+    tenant t's active reservations (the entry is dropped when the count reaches zero).
+    """
+
+    __slots__ = ("committed", "prepared", "n_prepared", "tenants")
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.prepared = 0
+        self.n_prepared = 0
+        self.tenants: dict[str, list[int]] = {}
+
+    def add(self, record: ReservationRecord) -> None:
+        x = _exact(record.rate_bps)
+        if record.state == COMMITTED:
+            self.committed += x
+        else:
+            self.prepared += x
+            self.n_prepared += 1
+        entry = self.tenants.get(record.tenant_id)
+        if entry is None:
+            self.tenants[record.tenant_id] = [x, 1]
+        else:
+            entry[0] += x
+            entry[1] += 1
+
+    def remove(self, record: ReservationRecord) -> None:
+        x = _exact(record.rate_bps)
+        if record.state == COMMITTED:
+            self.committed -= x
+        else:
+            self.prepared -= x
+            self.n_prepared -= 1
+        entry = self.tenants[record.tenant_id]
+        entry[1] -= 1
+        if entry[1]:
+            entry[0] -= x
+        else:
+            del self.tenants[record.tenant_id]
+
+    def tenant_held(self, tenant_id: str) -> float:
+        entry = self.tenants.get(tenant_id)
+        return 0.0 if entry is None else _inexact(entry[0])
 
 
 @dataclass(frozen=True)
@@ -223,7 +305,10 @@ class DomainService:
         self.tre_id = template.header.tre_id
         self.guardrails = self._template.guardrails
         now = clock()
-        self._active: dict[str, ReservationRecord] = {r.reservation_id: r for r in store.active()}
+        self._active: dict[str, ReservationRecord] = {}
+        self._books = _Books()
+        self._deadlines: list[tuple[float, str]] = []  # heap of (expires_at, id) of PREPARED holds
+        self._reload()
         self._envelope: envelope_pb2.TailRiskEnvelope
         self._envelope_body: envelope_pb2.EnvelopeBody
         self._issue_envelope(now)
@@ -248,6 +333,10 @@ class DomainService:
         self._envelope_body = envelope_pb2.EnvelopeBody.FromString(envelope.body)
 
     def _refresh_envelope(self, now: float) -> None:
+        if self._store.in_transaction:
+            # Inside a batch: the new sequence must be durable before any grant names it, so
+            # re-signing waits for the next call (the batch refreshed before it began).
+            return
         not_after = _seconds(self._envelope_body.header.not_after)
         if now >= not_after - 0.5 * self.validity_s:
             self._issue_envelope(now)
@@ -281,13 +370,22 @@ class DomainService:
         self._refresh_envelope(now)
 
     def _expire(self, now: float) -> list[str]:
-        due = [r for r in self._active.values() if r.state == PREPARED and r.expires_at <= now]
+        heap = self._deadlines
+        if not heap or heap[0][0] > now:
+            return []
+        due = []
+        while heap and heap[0][0] <= now:
+            _, rid = heapq.heappop(heap)
+            record = self._active.get(rid)
+            # Entries of holds that were committed or aborted since are stale: skip them.
+            if record is not None and record.state == PREPARED and record.expires_at <= now:
+                due.append(rid)
         if not due:
             return []
-        with self._store.transaction():
+        with self._write():
             expired = self._store.expire_prepared(now)
-        for rid in {*expired, *(r.reservation_id for r in due)}:
-            self._active.pop(rid, None)
+        for rid in {*expired, *due}:
+            self._deactivate(rid)
         return expired
 
     def sweep(self) -> int:
@@ -306,12 +404,13 @@ class DomainService:
         return self._usage()
 
     def _usage(self) -> CapacityUsage:
-        committed = math.fsum(r.rate_bps for r in self._active.values() if r.state == COMMITTED)
-        prepared = math.fsum(r.rate_bps for r in self._active.values() if r.state == PREPARED)
-        return CapacityUsage(self.guardrails.reservable_capacity_bps, committed, prepared)
+        b = self._books
+        return CapacityUsage(self.guardrails.reservable_capacity_bps, _inexact(b.committed), _inexact(b.prepared))
 
-    def _tenant_held(self, tenant_id: str) -> float:
-        return math.fsum(r.rate_bps for r in self._active.values() if r.tenant_id == tenant_id)
+    def tenant_held(self, tenant_id: str) -> float:
+        """Rate held by a tenant now (committed + unexpired prepared), bits/s."""
+        self._expire(self._clock())
+        return self._books.tenant_held(tenant_id)
 
     def reservation(self, reservation_id: str) -> ReservationRecord | None:
         """The current row of a reservation, or None."""
@@ -334,10 +433,45 @@ class DomainService:
 
     def _save(self, record: ReservationRecord) -> None:
         self._store.put(record)
+        self._deactivate(record.reservation_id)
         if record.state in (PREPARED, COMMITTED):
-            self._active[record.reservation_id] = record
-        else:
-            self._active.pop(record.reservation_id, None)
+            self._activate(record)
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A store transaction whose failure also resets the in-memory view and the books from
+        the store (which rolled back), so memory never runs ahead of the table."""
+        try:
+            with self._store.transaction():
+                yield
+        except BaseException:
+            self._reload()
+            raise
+
+    def _reload(self) -> None:
+        """Rebuild the in-memory view, the books and the deadline heap from the store."""
+        self._active = {}
+        self._books = _Books()
+        self._deadlines = []
+        for record in self._store.active():
+            self._activate(record)
+
+    def _activate(self, record: ReservationRecord) -> None:
+        """Enter an active row into the in-memory view and the books."""
+        self._active[record.reservation_id] = record
+        self._books.add(record)
+        if record.state == PREPARED:
+            heap = self._deadlines
+            heapq.heappush(heap, (record.expires_at, record.reservation_id))
+            if len(heap) > 2 * self._books.n_prepared + 1024:  # mostly stale entries: rebuild
+                heap[:] = [(r.expires_at, r.reservation_id) for r in self._active.values() if r.state == PREPARED]
+                heapq.heapify(heap)
+
+    def _deactivate(self, reservation_id: str) -> None:
+        """Drop a row from the in-memory view and the books (no-op if it is not active)."""
+        record = self._active.pop(reservation_id, None)
+        if record is not None:
+            self._books.remove(record)
 
     def _lookup(self, reservation_id: str) -> ReservationRecord | None:
         return self._active.get(reservation_id) or self._store.get(reservation_id)
@@ -387,7 +521,7 @@ class DomainService:
             if existing.prepare_fingerprint != fingerprint:
                 raise AlreadyExists(f"{self._describe(existing)} exists with different parameters")
             response = self._prepare_response(existing)
-            with self._store.transaction():
+            with self._write():
                 self._log("Prepare", request.request_id, digest, response, now)
             return response
 
@@ -403,7 +537,7 @@ class DomainService:
                 f"{d}: burst {res.burst_bits:g} bits of tenant {res.tenant_id!r} exceeds guardrail "
                 f"max_burst_bits {g.max_burst_bits:g}"
             )
-        held = self._tenant_held(res.tenant_id)
+        held = self._books.tenant_held(res.tenant_id)
         if held + res.rate_bps > g.max_tenant_rate_bps * (1 + _CAPACITY_RTOL):
             raise FailedPrecondition(
                 f"{d}: guardrail max_tenant_rate_bps {g.max_tenant_rate_bps:g} exceeded for tenant "
@@ -430,7 +564,7 @@ class DomainService:
             updated_at=now,
             prepare_fingerprint=fingerprint,
         )
-        with self._store.transaction():
+        with self._write():
             self._save(record)
             response = self._prepare_response(record)
             self._log("Prepare", request.request_id, digest, response, now)
@@ -496,7 +630,7 @@ class DomainService:
         else:  # PREPARED and unexpired (expiry ran above)
             grant = self._grant(record, 1, now)
             record = record.with_state(COMMITTED, now, grant_sequence=1, grant=grant.SerializeToString())
-        with self._store.transaction():
+        with self._write():
             self._save(record)
             self._log("Commit", request.request_id, digest, grant, now)
         return grant
@@ -525,7 +659,7 @@ class DomainService:
         elif record.state == PREPARED:
             record = record.with_state(ABORTED, now)
         response = reservation_pb2.AbortResponse(reservation_id=record.reservation_id, state=record.state)
-        with self._store.transaction():
+        with self._write():
             self._save(record)
             self._log("Abort", request.request_id, digest, response, now)
         return response
@@ -548,7 +682,7 @@ class DomainService:
             raise FailedPrecondition(f"{self._describe(record)} is {STATE_NAMES[record.state]}, not committed{hint}")
         if record.state == COMMITTED:
             record = record.with_state(RELEASED, now)
-        with self._store.transaction():
+        with self._write():
             self._save(record)
             response = reservation_pb2.ReleaseResponse(
                 reservation_id=record.reservation_id, state=RELEASED, available_after_bps=self._usage().available_bps
@@ -582,3 +716,34 @@ class DomainService:
                 elif record.state == COMMITTED and record.grant is not None:
                     row.grant.ParseFromString(record.grant)
         return status
+
+    # ------------------------------------------------------------------ batch
+
+    def batch(self, request: services_pb2.BatchRequest) -> services_pb2.BatchResponse:
+        """Several Prepare / Commit / Abort / Release calls, persisted in one transaction (see the
+        module docstring). Each item's result carries its status code (0: OK) and response."""
+        if len(request.items) > MAX_BATCH:
+            raise invalid_argument("items", f"<{len(request.items)} items>", f"must hold at most {MAX_BATCH} items")
+        self._tick(self._clock())  # expiry and envelope re-signing, durable before the batch
+        response = services_pb2.BatchResponse()
+        handlers = {"prepare": self.prepare, "commit": self.commit, "abort": self.abort, "release": self.release}
+        with self._write():
+            for i, item in enumerate(request.items):
+                result = response.results.add()
+                kind = item.WhichOneof("call")
+                if kind is None:
+                    result.code = _INVALID_ARGUMENT
+                    result.message = f"items[{i}]: no call set"
+                    continue
+                try:
+                    out = handlers[kind](getattr(item, kind))
+                except TrefedError as exc:
+                    result.code = status_code_for(exc).value[0]
+                    result.message = str(exc)
+                except Exception as exc:  # noqa: BLE001 - a bug fails its item, not the batch
+                    # The item's savepoint rolled back its writes and the view was reloaded.
+                    result.code = _INTERNAL
+                    result.message = f"items[{i}] ({kind}): internal error: {type(exc).__name__}: {exc}"
+                else:
+                    getattr(result, kind).CopyFrom(out)
+        return response

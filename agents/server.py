@@ -188,6 +188,13 @@ def _wrap(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grp
     return handler
 
 
+def _unimplemented(details: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
+    async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, details)
+
+    return unimplemented
+
+
 def add_servicer(
     server: grpc.aio.Server,
     servicer: object,
@@ -207,7 +214,9 @@ def add_servicer(
         :class:`ServiceError` (or another ``TrefedError``) to fail the call. Sync methods run
         on the server's event loop (no thread pool), so each runs atomically with respect to
         every other call of the server -- the domain controller relies on this to check and
-        book capacity without a lock. Keep them short and non-blocking.
+        book capacity without a lock. Keep them short and non-blocking. A method the servicer
+        lacks is answered UNIMPLEMENTED, as the generated base servicers do (so a servicer
+        written against an older revision of the service keeps working).
     service_name : str
         Fully qualified service name, e.g. ``"trefed.v1.DomainController"``; its descriptor must be
         in ``pool`` (the default pool holds it once ``trefed.v1.services_pb2`` is imported).
@@ -217,7 +226,7 @@ def add_servicer(
     Raises
     ------
     InputError
-        If the service is unknown, a method is missing on the servicer, or a method streams.
+        If the service is unknown or a method streams.
     """
     pool = pool or descriptor_pool.Default()
     try:
@@ -229,12 +238,14 @@ def add_servicer(
         if method.client_streaming or method.server_streaming:
             raise InputError(f"{service_name}.{method.name}: streaming methods are not supported")
         fn = getattr(servicer, method.name, None)
-        if fn is None:
-            raise InputError(f"{type(servicer).__name__} lacks the rpc {service_name}.{method.name}")
+        if fn is None:  # as the generated base servicers do: the method exists but is not implemented
+            handler = _unimplemented(f"{type(servicer).__name__} does not implement {service_name}.{method.name}")
+        else:
+            handler = _wrap(f"{service.name}.{method.name}", fn)
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _wrap(f"{service.name}.{method.name}", fn),
+            handler,
             request_deserializer=_tolerant_deserializer(request_cls),
             response_serializer=response_cls.SerializeToString,
         )

@@ -11,13 +11,22 @@ Durability: WAL with ``synchronous=NORMAL`` -- a committed transaction survives 
 the process (the WAL is written before ``COMMIT`` returns); only an operating-system crash or
 power loss can lose the last transactions. Pass ``synchronous="FULL"`` to fsync every commit.
 
-The store is not thread-safe and does no locking of its own beyond SQLite's: the controller
-uses it from one event loop, and groups the writes of one call in :meth:`ReservationStore.transaction`.
+Checkpoints. By default SQLite copies the WAL back into the database file (and syncs it)
+inside whichever ``COMMIT`` crosses 1000 WAL pages, stalling that call. With
+``background_checkpoint=True`` the owner instead calls :meth:`ReservationStore.checkpoint`
+periodically from a worker thread (a PASSIVE checkpoint on a second connection, which never
+blocks the writer); automatic checkpoints then only start past 20 000 pages, as a backstop.
+Durability is the same either way.
+
+The store is not thread-safe and does no locking of its own beyond SQLite's (only
+:meth:`ReservationStore.checkpoint` may run in another thread): the controller uses it from one
+event loop, and groups the writes of one call in :meth:`ReservationStore.transaction`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -61,6 +70,8 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
 """
+
+_BACKSTOP_CHECKPOINT_PAGES = 20_000  # automatic checkpoints with background_checkpoint (80 MB of WAL)
 
 _PREPARED = reservation_pb2.PREPARED
 _COMMITTED = reservation_pb2.COMMITTED
@@ -156,6 +167,8 @@ class ReservationStore:
         tests but is not durable.
     synchronous : {"NORMAL", "FULL"}
         SQLite ``synchronous`` pragma; see the module docstring.
+    background_checkpoint : bool
+        The owner runs :meth:`checkpoint` periodically (see the module docstring).
 
     Raises
     ------
@@ -163,7 +176,7 @@ class ReservationStore:
         If the file cannot be opened as a database.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", background_checkpoint: bool = False) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise InputError(f"synchronous(={synchronous!r}) must be 'NORMAL' or 'FULL'")
         self.path = str(path)
@@ -173,15 +186,39 @@ class ReservationStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            if background_checkpoint:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_CHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise InputError(f"cannot open reservation database {self.path!r}: {exc}") from exc
+        self._synchronous = synchronous
         self._depth = 0
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
+    def checkpoint(self) -> int:
+        """Copy committed WAL frames into the database file without blocking the writer
+        (``PRAGMA wal_checkpoint(PASSIVE)`` on a second connection); return the number of frames
+        copied. May run in a worker thread while the owner keeps writing; a no-op for
+        ``:memory:`` and once closed."""
+        with self._checkpoint_lock:
+            if self._db is None or self.path == ":memory:":
+                return 0
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpointer.execute("PRAGMA busy_timeout=5000")
+                self._checkpointer.execute(f"PRAGMA synchronous={self._synchronous}")
+            row = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return max(0, int(row[2])) if row is not None else 0
+
     def close(self) -> None:
         """Checkpoint and close the database. Idempotent."""
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         if self._db is None:
             return
         try:
@@ -198,13 +235,24 @@ class ReservationStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes atomically: ``with store.transaction(): ...``. Nested uses join the outer one."""
+        """Group writes atomically: ``with store.transaction(): ...``.
+
+        A nested use is a savepoint of the outer transaction: if its block raises, only its own
+        writes are rolled back (and the exception propagates); the outer transaction commits or
+        rolls back as a whole.
+        """
         if self._depth:
+            name = f"s{self._depth}"
+            self._db.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                raise
             finally:
                 self._depth -= 1
+                self._db.execute(f"RELEASE {name}")
             return
         self._db.execute("BEGIN IMMEDIATE")
         self._depth = 1
@@ -215,7 +263,17 @@ class ReservationStore:
             self._db.execute("ROLLBACK")
             raise
         self._depth = 0
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # e.g. an I/O error: leave no transaction open
+                self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside :meth:`transaction`."""
+        return self._depth > 0
 
     # ------------------------------------------------------------------ counters
 

@@ -125,8 +125,10 @@ class TenantAgent:
         return self._stub
 
     def intent(self) -> services_pb2.Intent:
-        """The tenant's intent as sent on the wire."""
-        return self.tenant.intent.to_proto(self.tenant.id)
+        """The tenant's intent as sent on the wire (naming the tenant's configured access domain)."""
+        msg = self.tenant.intent.to_proto(self.tenant.id)
+        msg.access_domain = self.tenant.access
+        return msg
 
     async def request(self) -> TenantOutcome:
         """Resolve the intent, then request the best offer; the outcome says what happened."""

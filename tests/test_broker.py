@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 
 import grpc
 import pytest
-from conftest import FAST_RATE_MIN
+from conftest import FAST_CONFIG, FAST_RATE_MIN
 from trefed.v1 import services_pb2, services_pb2_grpc
 
 import agents.broker
@@ -22,7 +23,7 @@ from agents.broker_service import BrokerAgent
 from agents.domain import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
 from agents.server import add_servicer, start_grpc_server
 from federation.compose import DomainSlice, path_violation_probability
-from federation.config import FederationConfig, PoissonConfig, TokenBucketConfig
+from federation.config import FederationConfig, PoissonConfig, TokenBucketConfig, parse_config
 from federation.signing import SigningKey
 from federation.trust import TrustStore
 
@@ -354,3 +355,95 @@ async def test_a_client_giving_up_never_leaves_a_half_done_reservation(tmp_path,
         after = [(await fed.status(d)).committed_bps for d in ("access", "transport", "edge")]
         assert after == [b.rate_bps for b in contract.offer.budgets]
         assert committed in (after, [0.0] * 3)
+
+
+async def test_intent_access_domain_is_honoured_and_validated(tmp_path, fast_config):
+    async with federation(fast_config(), tmp_path) as fed:
+        default = await fed.stub.ResolveIntent(fed.intent())
+        assert list(default.offers[0].path) == ["access", "transport", "edge"]  # t1's configured access
+        moved = fed.intent()
+        moved.access_domain = "transport"
+        resolved = await fed.stub.ResolveIntent(moved)
+        assert [list(o.path) for o in resolved.offers] == [["transport", "edge"]] * len(resolved.offers)
+        contract = await fed.stub.RequestService(services_pb2.ServiceRequest(request_id="moved", intent=moved))
+        assert list(contract.offer.path) == ["transport", "edge"]
+        assert len(contract.grants) == 2
+        assert (await fed.status("access")).committed_bps == 0.0
+        assert (await fed.status("transport")).committed_bps == contract.offer.budgets[0].rate_bps
+        # a tenant unknown to the config enters where its intent says, not at the default
+        stranger = fed.intent(tenant="not-in-config")
+        stranger.access_domain = "edge"
+        assert list((await fed.stub.ResolveIntent(stranger)).offers[0].path) == ["edge"]
+        for name in ("nowhere", "Access", " access"):
+            bad = fed.intent()
+            bad.access_domain = name
+            for call in (fed.stub.ResolveIntent(bad),
+                         fed.stub.RequestService(services_pb2.ServiceRequest(request_id=f"bad-{name}", intent=bad))):
+                code, details = await code_of(call)
+                assert code == grpc.StatusCode.INVALID_ARGUMENT
+                assert "intent.access_domain" in details and repr(name) in details
+        await fed.stub.ReleaseService(services_pb2.ReleaseServiceRequest(contract_id=contract.contract_id))
+        assert (await fed.status("transport")).committed_bps == 0.0
+
+
+class _NoBatchProxy:
+    """A domain controller of an older revision: forwards every rpc but Batch (UNIMPLEMENTED)."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = services_pb2_grpc.DomainControllerStub(self.channel)
+        self.calls = 0
+
+    def __getattr__(self, name):
+        if name in ("GetEnvelope", "Prepare", "Commit", "Abort", "Release", "GetStatus"):
+            async def forward(request, context):
+                self.calls += 1
+                return await getattr(self.stub, name)(request)
+            return forward
+        raise AttributeError(name)
+
+
+async def test_group_commit_batches_concurrent_admissions_and_falls_back(tmp_path):
+    data = copy.deepcopy(FAST_CONFIG)
+    for d in data["domains"]:
+        d["guardrails"]["reservable_capacity_bps"] = d["model"]["rate_bps"] = 1e10
+    config = parse_config(data)
+    servers = []
+
+    async def no_batch(address: str) -> str:
+        proxy = _NoBatchProxy(address)
+        server, port = await start_grpc_server(
+            lambda s: add_servicer(s, proxy, DOMAIN_CONTROLLER_SERVICE), [DOMAIN_CONTROLLER_SERVICE])
+        servers.append((server, proxy))
+        return f"127.0.0.1:{port}"
+
+    try:
+        async with federation(config, tmp_path, proxies={"transport": no_batch}) as fed:
+            await fed.stub.ResolveIntent(fed.intent())  # plan cached
+            n = 40
+            contracts = await asyncio.gather(*(
+                fed.stub.RequestService(services_pb2.ServiceRequest(request_id=f"g{i}", intent=fed.intent(f"g{i}")))
+                for i in range(n)))
+            assert len({c.contract_id for c in contracts}) == n and all(len(c.grants) == 3 for c in contracts)
+            clients = fed.agent.broker.domains
+            for d in ("access", "edge"):
+                assert clients[d].batch and clients[d].items_sent == 2 * n
+                assert clients[d].calls_sent < clients[d].items_sent  # several calls shared an rpc
+            # the proxied domain does not implement Batch: single calls from the first refusal on
+            assert clients["transport"].batch is False and servers[0][1].calls >= 2 * n
+            for k, d in enumerate(("access", "transport", "edge")):
+                st = await fed.status(d)
+                # the domain's exact running sum equals the correctly rounded sum of what was granted
+                assert st.committed_bps == math.fsum(c.offer.budgets[k].rate_bps for c in contracts)
+                assert st.prepared_bps == 0.0
+            released = await asyncio.gather(*(
+                fed.stub.ReleaseService(services_pb2.ReleaseServiceRequest(contract_id=c.contract_id))
+                for c in contracts))
+            assert all(r.released for r in released)
+            assert [(await fed.status(d)).committed_bps for d in ("access", "transport", "edge")] == [0.0] * 3
+            stats = await fed.agent.stats()
+            assert stats["domain_rpcs_sent"] < stats["domain_items_sent"]
+    finally:
+        for server, proxy in servers:
+            await server.stop(0)
+            await proxy.channel.close()

@@ -334,3 +334,28 @@ async def test_start_errors(tmp_path, key):
         with pytest.raises(OSError):
             await other.start()
         await other.stop()
+
+
+async def test_batch_over_grpc_and_malformed_batches(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (agent, stub, channel):
+        batch = services_pb2.BatchRequest()
+        for i in range(3):
+            batch.items.add().prepare.CopyFrom(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=4e7))
+        batch.items.add().commit.CopyFrom(reservation_pb2.CommitRequest(request_id="c0", reservation_id="r0"))
+        results = (await stub.Batch(batch)).results
+        assert [r.code for r in results] == [0, 0, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], 0]
+        assert results[2].message.startswith("domain 'transport': reservable capacity")
+        trust = TrustStore()
+        trust.add(key.key_id, "transport", key.public_key_bytes())
+        assert trust.verify_grant(results[3].commit, now=time.time(), expected_domain="transport").rate_bps == 4e7
+        status = await stub.GetStatus(services_pb2.GetStatusRequest())
+        assert (status.committed_bps, status.prepared_bps) == (4e7, 4e7)
+        # the whole call is refused when too big or unparseable; the server keeps serving
+        too_big = services_pb2.BatchRequest(items=[services_pb2.BatchItem()] * 257)
+        code, details = await code_of(stub.Batch(too_big))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 256 items" in details
+        raw = channel.unary_unary("/trefed.v1.DomainController/Batch")
+        code, _ = await code_of(raw(b"\xff\xff\xff\xff"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert (await stub.Batch(services_pb2.BatchRequest())).results == []
+        assert (await stub.GetStatus(services_pb2.GetStatusRequest())).committed_bps == 4e7

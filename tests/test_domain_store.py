@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 
+import grpc
 import numpy as np
 import pytest
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
@@ -20,6 +22,7 @@ from agents.server import (
 from agents.store import ReservationRecord, ReservationStore
 from federation.errors import ConfigError, InputError
 from federation.signing import SigningKey
+from federation.trust import TrustStore
 
 PREPARED, COMMITTED, ABORTED, EXPIRED, RELEASED = (
     reservation_pb2.PREPARED, reservation_pb2.COMMITTED, reservation_pb2.ABORTED,
@@ -472,3 +475,199 @@ def test_status_lists_active_rows_and_recent_history(key, clock, db_path):
         ("r1", ABORTED), ("r2", ABORTED), ("r3", PREPARED), ("r4", ABORTED), ("r5", COMMITTED)]
     assert not svc.status(services_pb2.GetStatusRequest()).reservations
     store.close()
+
+
+# ---------------------------------------------------------------------------------- books, batches
+
+
+def books_from_table(svc: DomainService, now: float) -> tuple[float, float, dict[str, float]]:
+    """(committed, prepared, held per tenant) recomputed from the SQLite table with math.fsum."""
+    rows = [r for r in svc._store.active() if r.state == COMMITTED or r.expires_at > now]
+    committed = math.fsum(r.rate_bps for r in rows if r.state == COMMITTED)
+    prepared = math.fsum(r.rate_bps for r in rows if r.state == PREPARED)
+    tenants = {t: math.fsum(r.rate_bps for r in rows if r.tenant_id == t) for t in {r.tenant_id for r in rows}}
+    return committed, prepared, tenants
+
+
+def assert_books(svc: DomainService, clock: FakeClock) -> None:
+    usage = svc.usage()  # expires lapsed holds first
+    committed, prepared, tenants = books_from_table(svc, clock.t)
+    # bit for bit: the running sums are exact, fsum is correctly rounded
+    assert (usage.committed_bps, usage.prepared_bps) == (committed, prepared)
+    for tenant, held in tenants.items():
+        assert svc.tenant_held(tenant) == held
+    assert set(svc._books.tenants) == set(tenants)  # no leftover entries of tenants that left
+    assert svc._books.n_prepared == sum(r.state == PREPARED for r in svc._active.values())
+
+
+def test_exact_running_sums_helpers():
+    rng = np.random.default_rng(3)
+    xs = [float(x) for x in rng.uniform(1e5, 3e7, 500)] + [5e-324, 1.7976931348623157e308 / 4, 0.1, 0.2]
+    total = 0
+    for x in xs:
+        total += ds._exact(x)
+    assert ds._inexact(total) == math.fsum(xs)
+    for x in xs[::3]:
+        total -= ds._exact(x)
+    assert ds._inexact(total) == math.fsum(xs[i] for i in range(len(xs)) if i % 3)
+    tiny = [1.0, 1e-16, 1e-16]  # naive left-to-right float sums lose the small terms
+    assert ds._inexact(sum(ds._exact(x) for x in tiny)) == math.fsum(tiny) == 1.0000000000000002 != sum(tiny)
+
+
+def test_running_sums_equal_a_recompute_after_random_operations(key, clock, db_path):
+    """Singles and batches in random order, with expiries and restarts: the O(1) books equal the
+    table recomputed with fsum, exactly, after every step."""
+    rng = np.random.default_rng(20261127)
+    svc = DomainService(make_template(capacity=3e8, max_rate=1e8), key, ReservationStore(db_path), clock=clock)
+    ids: list[str] = []
+
+    def call(step: int, k: int):
+        op = rng.choice(["prepare", "commit", "abort", "release"], p=[0.45, 0.3, 0.1, 0.15])
+        rid = ids[rng.integers(len(ids))] if ids and (op != "prepare" or rng.random() < 0.1) else f"r{step}.{k}"
+        if op == "prepare":
+            ids.append(rid)
+            return "prepare", prepare_req(f"q{step}.{k}", rid, tenant=f"t{rng.integers(5)}",
+                                          rate=float(rng.uniform(1e5, 3e7)), hold=float(rng.uniform(0.2, 3.0)))
+        return op, {"commit": commit_req, "abort": abort_req, "release": release_req}[op](f"q{step}.{k}", rid)
+
+    outcomes = {"ok": 0, "refused": 0}
+    for step in range(500):
+        if rng.random() < 0.5:
+            kind, req = call(step, 0)
+            try:
+                getattr(svc, kind)(req)
+                outcomes["ok"] += 1
+            except (ResourceExhausted, FailedPrecondition, NotFound, AlreadyExists):
+                outcomes["refused"] += 1
+        else:
+            batch = services_pb2.BatchRequest()
+            for k in range(int(rng.integers(1, 9))):
+                kind, req = call(step, k)
+                getattr(batch.items.add(), kind).CopyFrom(req)
+            for r in svc.batch(batch).results:
+                outcomes["ok" if r.code == 0 else "refused"] += 1
+        clock.advance(float(rng.exponential(0.05)))
+        if step % 50 == 49:
+            svc.sweep()
+        if step % 125 == 124:
+            svc = reopen(svc, key, clock, db_path, capacity=3e8, max_rate=1e8)
+        assert_books(svc, clock)
+    assert outcomes["ok"] > 300 and outcomes["refused"] > 50
+    assert {r.state for r in svc._store.all()} >= {COMMITTED, EXPIRED, RELEASED, ABORTED}
+    svc._store.close()
+
+
+def test_expiry_heap_order_and_compaction(svc, clock):
+    holds = [3.0, 1.0, 2.0, 1.0, 5.0]
+    for i, h in enumerate(holds):
+        svc.prepare(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=1e6, hold=h))
+    clock.advance(1.5)
+    assert svc.sweep() == 2 and {svc.reservation(f"r{i}").state for i in (1, 3)} == {EXPIRED}
+    clock.advance(1.0)
+    assert svc.sweep() == 1 and svc.reservation("r2").state == EXPIRED
+    assert svc.reservation("r0").state == PREPARED
+    # committed holds leave stale heap entries; the heap is rebuilt before they pile up
+    for i in range(3000):
+        svc.prepare(prepare_req(f"s{i}", f"s{i}", tenant=f"u{i}", rate=1e5, hold=3600.0))
+        svc.commit(commit_req(f"c{i}", f"s{i}"))
+        svc.release(release_req(f"x{i}", f"s{i}"))
+    assert len(svc._deadlines) <= 2 * svc._books.n_prepared + 1024
+    clock.advance(1.0)
+    assert svc.sweep() == 1 and svc.reservation("r0").state == EXPIRED
+    assert_books(svc, clock)
+
+
+def test_batch_items_behave_as_single_calls(svc, clock, key, db_path):
+    batch = services_pb2.BatchRequest()
+    batch.items.add().prepare.CopyFrom(prepare_req("p1", "r1", rate=4e7))
+    batch.items.add().prepare.CopyFrom(prepare_req("p2", "r2", tenant="t2", rate=4e7))
+    batch.items.add().prepare.CopyFrom(prepare_req("p3", "r3", tenant="t3", rate=4e7))  # over capacity
+    batch.items.add().commit.CopyFrom(commit_req("c1", "r1"))  # sees r1 prepared by item 0
+    batch.items.add()  # no call set
+    batch.items.add().release.CopyFrom(release_req("x9", "nope"))
+    batch.items.add().prepare.CopyFrom(prepare_req("p1", "r1", rate=4e7))  # a retry: replayed
+    batch.items.add().prepare.CopyFrom(prepare_req("p2", "rX", rate=1.0))  # request id reused
+    results = svc.batch(batch).results
+    codes = [r.code for r in results]
+    assert codes == [0, 0, grpc_code("RESOURCE_EXHAUSTED"), 0, grpc_code("INVALID_ARGUMENT"), grpc_code("NOT_FOUND"),
+                     0, grpc_code("FAILED_PRECONDITION")]
+    assert results[2].message.startswith("domain 'transport': reservable capacity 1e+08 bps exceeded")
+    assert results[4].message == "items[4]: no call set"
+    assert results[6].prepare == results[0].prepare and results[0].prepare.state == PREPARED
+    grant = results[3].commit
+    trust = TrustStore()
+    trust.add(key.key_id, "transport", key.public_key_bytes())
+    body = trust.verify_grant(grant, now=clock.t, expected_domain="transport")
+    assert body.reservation_id == "r1" and body.rate_bps == 4e7
+    # the same calls, single, are answered from the idempotency log with the batch's responses
+    assert svc.commit(commit_req("c1", "r1")) == grant
+    assert svc.prepare(prepare_req("p2", "r2", tenant="t2", rate=4e7)) == results[1].prepare
+    assert (svc.usage().committed_bps, svc.usage().prepared_bps) == (4e7, 4e7)
+    # one transaction, durable: a restart sees everything
+    svc2 = reopen(svc, key, clock, db_path)
+    assert (svc2.usage().committed_bps, svc2.usage().prepared_bps) == (4e7, 4e7)
+    with pytest.raises(InvalidArgument, match=r"items\(=.* must hold at most 256 items"):
+        svc2.batch(services_pb2.BatchRequest(items=[services_pb2.BatchItem()] * 257))
+    svc2._store.close()
+
+
+def grpc_code(name: str) -> int:
+    return getattr(grpc.StatusCode, name).value[0]
+
+
+def test_failed_batch_commit_leaves_memory_equal_to_the_table(svc, clock, monkeypatch):
+    svc.prepare(prepare_req("p0", "r0", rate=1e7))
+    batch = services_pb2.BatchRequest()
+    batch.items.add().prepare.CopyFrom(prepare_req("p1", "r1", tenant="t2", rate=2e7))
+    batch.items.add().commit.CopyFrom(commit_req("c0", "r0"))
+    real = svc._store._db
+
+    class FailingCommit:  # the transaction's COMMIT fails (e.g. disk full)
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return real.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(svc._store, "_db", FailingCommit())
+    with pytest.raises(sqlite3.OperationalError):
+        svc.batch(batch)
+    monkeypatch.setattr(svc._store, "_db", real)
+    assert not real.in_transaction
+    assert svc.reservation("r1") is None and svc.reservation("r0").state == PREPARED
+    assert (svc.usage().committed_bps, svc.usage().prepared_bps) == (0.0, 1e7)
+    assert_books(svc, clock)
+    # and a retry of the same batch now succeeds
+    assert [r.code for r in svc.batch(batch).results] == [0, 0]
+    assert (svc.usage().committed_bps, svc.usage().prepared_bps) == (1e7, 2e7)
+
+
+def test_nested_transaction_is_a_savepoint(db_path):
+    store = ReservationStore(db_path)
+    with store.transaction():
+        store.put(record("a", COMMITTED))
+        with pytest.raises(RuntimeError), store.transaction():
+            store.put(record("b", COMMITTED))
+            raise RuntimeError("boom")
+        assert store.in_transaction
+    assert [r.reservation_id for r in store.all()] == ["a"] and not store.in_transaction
+    store.close()
+
+
+def test_background_checkpoint_copies_the_wal(db_path):
+    store = ReservationStore(db_path, background_checkpoint=True)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
+    for i in range(50):
+        with store.transaction():
+            store.put(record(f"r{i}", COMMITTED))
+    assert store.checkpoint() > 0
+    with store.transaction():
+        store.put(record("last", PREPARED))
+    store.close()
+    assert store.checkpoint() == 0  # closed: a no-op
+    again = ReservationStore(db_path)
+    assert len(again.all()) == 51
+    again.close()
+    assert ReservationStore(":memory:", background_checkpoint=True).checkpoint() == 0

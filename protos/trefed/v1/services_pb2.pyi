@@ -12,6 +12,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BatchItem(_message.Message):
+    __slots__ = ("prepare", "commit", "abort", "release")
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    prepare: _reservation_pb2.PrepareRequest
+    commit: _reservation_pb2.CommitRequest
+    abort: _reservation_pb2.AbortRequest
+    release: _reservation_pb2.ReleaseRequest
+    def __init__(self, prepare: _Optional[_Union[_reservation_pb2.PrepareRequest, _Mapping]] = ..., commit: _Optional[_Union[_reservation_pb2.CommitRequest, _Mapping]] = ..., abort: _Optional[_Union[_reservation_pb2.AbortRequest, _Mapping]] = ..., release: _Optional[_Union[_reservation_pb2.ReleaseRequest, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ...) -> None: ...
+
+class BatchResult(_message.Message):
+    __slots__ = ("code", "message", "prepare", "commit", "abort", "release")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    prepare: _reservation_pb2.PrepareResponse
+    commit: _reservation_pb2.SignedGrant
+    abort: _reservation_pb2.AbortResponse
+    release: _reservation_pb2.ReleaseResponse
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., prepare: _Optional[_Union[_reservation_pb2.PrepareResponse, _Mapping]] = ..., commit: _Optional[_Union[_reservation_pb2.SignedGrant, _Mapping]] = ..., abort: _Optional[_Union[_reservation_pb2.AbortResponse, _Mapping]] = ..., release: _Optional[_Union[_reservation_pb2.ReleaseResponse, _Mapping]] = ...) -> None: ...
+
+class BatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
+
 class GetEnvelopeRequest(_message.Message):
     __slots__ = ("tre_id",)
     TRE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -83,7 +123,7 @@ class TrafficEnvelope(_message.Message):
     def __init__(self, token_bucket: _Optional[_Union[TokenBucketTraffic, _Mapping]] = ..., poisson: _Optional[_Union[PoissonTraffic, _Mapping]] = ..., mmoo: _Optional[_Union[MmooTraffic, _Mapping]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant_id", "task", "max_error_probability", "deadline_s", "epsilon", "traffic", "max_price")
+    __slots__ = ("tenant_id", "task", "max_error_probability", "deadline_s", "epsilon", "traffic", "max_price", "access_domain")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     MAX_ERROR_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +131,7 @@ class Intent(_message.Message):
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     task: str
     max_error_probability: float
@@ -98,7 +139,8 @@ class Intent(_message.Message):
     epsilon: float
     traffic: TrafficEnvelope
     max_price: float
-    def __init__(self, tenant_id: _Optional[str] = ..., task: _Optional[str] = ..., max_error_probability: _Optional[float] = ..., deadline_s: _Optional[float] = ..., epsilon: _Optional[float] = ..., traffic: _Optional[_Union[TrafficEnvelope, _Mapping]] = ..., max_price: _Optional[float] = ...) -> None: ...
+    access_domain: str
+    def __init__(self, tenant_id: _Optional[str] = ..., task: _Optional[str] = ..., max_error_probability: _Optional[float] = ..., deadline_s: _Optional[float] = ..., epsilon: _Optional[float] = ..., traffic: _Optional[_Union[TrafficEnvelope, _Mapping]] = ..., max_price: _Optional[float] = ..., access_domain: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("task",)

@@ -69,6 +69,11 @@ class DomainControllerStub:
                 request_serializer=trefed_dot_v1_dot_services__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=trefed_dot_v1_dot_services__pb2.DomainStatus.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/trefed.v1.DomainController/Batch',
+                request_serializer=trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
+                response_deserializer=trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class DomainControllerServicer:
@@ -118,6 +123,17 @@ class DomainControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Several Prepare / Commit / Abort / Release calls in one round trip (a coordinator's group
+        commit). Items are evaluated in order, each exactly as its single call would be (its own
+        request_id and idempotency, guardrail and capacity checks) and answered with its own status;
+        the state changes of all items are persisted in one transaction before the reply is sent.
+        If the call as a whole fails, the outcome of every item is unknown (retry or abort them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DomainControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +166,11 @@ def add_DomainControllerServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=trefed_dot_v1_dot_services__pb2.GetStatusRequest.FromString,
                     response_serializer=trefed_dot_v1_dot_services__pb2.DomainStatus.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=trefed_dot_v1_dot_services__pb2.BatchRequest.FromString,
+                    response_serializer=trefed_dot_v1_dot_services__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -316,6 +337,33 @@ class DomainController:
             '/trefed.v1.DomainController/GetStatus',
             trefed_dot_v1_dot_services__pb2.GetStatusRequest.SerializeToString,
             trefed_dot_v1_dot_services__pb2.DomainStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trefed.v1.DomainController/Batch',
+            trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
+            trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
