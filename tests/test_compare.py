@@ -50,7 +50,7 @@ def test_scenarios_are_valid(name, arr, hops, cross, ps, notion, max_ratio):
     assert sum(g.enough for g in r.grid) >= 10  # the verdict rests on real data
     e2 = r.epsilons[0]
     assert e2.epsilon == 1e-2 and e2.enough
-    # tight as well as valid (NOTES-calculus: 1.0-1.14 on single hops, <= 3.4 on tandems with cross)
+    # tight as well as valid (BENCHMARKS.md: 1.0-1.14 on single hops, <= 3.4 on tandems with cross)
     assert e2.bound_delay >= 0.9 * e2.sim_ci95_low and e2.bound_delay / e2.sim_ci95_high < max_ratio
     bounds = [g.bound for g in r.grid]
     assert all(0.0 <= b <= 1.0 for b in bounds) and all(np.diff(bounds) <= 1e-12)
