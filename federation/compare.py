@@ -598,21 +598,6 @@ class _BoundCurve:
 # ------------------------------------------------------------------------------------------ simulate
 
 
-def _reservations(m: _Model, sources: Sequence[Source], domains: Sequence[Domain]) -> Admission:
-    """Each domain's rate split in proportion to the offered loads (the default of ``trefed simulate``)."""
-    per: dict[int, list[float]] = {s.tenant: [] for s in sources}
-    for h, d in enumerate(domains):
-        here = [s for s in sources if s.entry <= h <= (s.exit if s.exit is not None else len(domains) - 1)]
-
-        def load(s: Source) -> float:
-            return s.traffic.packet_rate * (1.0 if d.service is not None else s.traffic.sizes.mean)
-
-        total = sum(load(s) for s in here)
-        for s in sources:
-            per[s.tenant].append(d.rate * load(s) / total if s in here else d.rate)
-    return Admission(None, {t: tuple(v) for t, v in per.items()})
-
-
 def _simulate(m: _Model, scheduler: str, packets: int, seed: int, packet_size: float,
               progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(arrival at hop 1, egress of the last hop, size in bits) of every delivered packet of the
@@ -623,7 +608,7 @@ def _simulate(m: _Model, scheduler: str, packets: int, seed: int, packet_size: f
     k = len(sources)
     for i, (hop, a) in enumerate(m.cross):
         sources.append(Source(k + i, traffic_from_spec(a, packet_size=packet_size), entry=hop - 1, exit=hop - 1))
-    adm = Admission() if scheduler == "fifo" else _reservations(m, sources, domains)
+    adm = Admission() if scheduler == "fifo" else Admission.proportional(sources, domains)
     sim = Simulation(domains, sources, seed=seed, packets=packets, admission=adm, record_domains=False)
     cols: dict[str, list[np.ndarray]] = {"a": [], "e": [], "f": [], "q": []}
     done = 0

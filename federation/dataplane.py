@@ -210,6 +210,25 @@ class Admission:
     admitted: frozenset[int] | None = None
     reservations: Mapping[int, float | tuple[float, ...]] = field(default_factory=dict)
 
+    @classmethod
+    def proportional(cls, sources: Sequence[Source], domains: Sequence[Domain]) -> Admission:
+        """Everyone admitted; each domain's rate split among the flows crossing it in proportion
+        to their offered work (packets/s, times the mean size on size-served domains).
+
+        A flow gets a domain's whole rate where it does not cross it (never used there).
+        """
+        per: dict[int, list[float]] = {s.tenant: [] for s in sources}
+        for h, d in enumerate(domains):
+            here = [s for s in sources if s.entry <= h <= (s.exit if s.exit is not None else len(domains) - 1)]
+
+            def load(s: Source) -> float:
+                return s.traffic.packet_rate * (1.0 if d.service is not None else s.traffic.sizes.mean)
+
+            total = sum(load(s) for s in here)
+            for s in sources:
+                per[s.tenant].append(d.rate * load(s) / total if s in here else d.rate)
+        return cls(None, {t: tuple(v) for t, v in per.items()})
+
 
 def max_plus_fifo(A: np.ndarray, S: np.ndarray, state: np.ndarray) -> np.ndarray:
     """Departures of a FIFO work-conserving server as a max-plus scan (vectorised).

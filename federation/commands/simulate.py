@@ -84,17 +84,7 @@ def _reservations(args: argparse.Namespace, sources: list[Source], domains: list
     if args.scheduler == "fifo" or res:
         return Admission(None, res)
     # Default: every domain's rate split in proportion to the offered work of the flows there.
-    per: dict[int, list[float]] = {s.tenant: [] for s in sources}
-    for h, d in enumerate(domains):
-        here = [s for s in sources if s.entry <= h <= (s.exit if s.exit is not None else len(domains) - 1)]
-
-        def load(s: Source) -> float:
-            return s.traffic.packet_rate * (1.0 if d.service is not None else s.traffic.sizes.mean)
-
-        total = sum(load(s) for s in here)
-        for s in sources:
-            per[s.tenant].append(d.rate * load(s) / total if s in here else d.rate)
-    return Admission(None, {t: tuple(v) for t, v in per.items()})
+    return Admission.proportional(sources, domains)
 
 
 def run(args: argparse.Namespace) -> int:
