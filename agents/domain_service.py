@@ -601,17 +601,25 @@ class DomainService:
         body.not_after.CopyFrom(header.not_after)
         return sign_grant(body, self._key)
 
-    def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant:
-        """Phase 2: commit a PREPARED reservation and return its signed grant."""
+    def _begin(self, method: str, request, response_cls):
+        """Common start of Commit/Abort/Release: validate ids, answer a retry from the idempotency
+        log, else run expiry and look the reservation up. Returns ``(digest, replay, now, record)``;
+        ``replay`` is the logged response of a retried call (then nothing else is done)."""
         _check_id("request_id", request.request_id)
         digest = _digest(request)
-        replay = self._replay("Commit", request.request_id, digest, reservation_pb2.SignedGrant)
+        replay = self._replay(method, request.request_id, digest, response_cls)
         if replay is not None:
-            return replay
+            return digest, replay, 0.0, None
         _check_id("reservation_id", request.reservation_id)
         now = self._clock()
         self._tick(now)
-        record = self._lookup(request.reservation_id)
+        return digest, None, now, self._lookup(request.reservation_id)
+
+    def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant:
+        """Phase 2: commit a PREPARED reservation and return its signed grant."""
+        digest, replay, now, record = self._begin("Commit", request, reservation_pb2.SignedGrant)
+        if replay is not None:
+            return replay
         if record is None:
             raise self._not_found(request.reservation_id)
         if record.state == EXPIRED:
@@ -639,15 +647,9 @@ class DomainService:
 
     def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse:
         """Abort a PREPARED reservation (an unknown id is recorded as aborted)."""
-        _check_id("request_id", request.request_id)
-        digest = _digest(request)
-        replay = self._replay("Abort", request.request_id, digest, reservation_pb2.AbortResponse)
+        digest, replay, now, record = self._begin("Abort", request, reservation_pb2.AbortResponse)
         if replay is not None:
             return replay
-        _check_id("reservation_id", request.reservation_id)
-        now = self._clock()
-        self._tick(now)
-        record = self._lookup(request.reservation_id)
         if record is None:  # presumed abort: refuse a Prepare that arrives late
             record = ReservationRecord(
                 reservation_id=request.reservation_id, tenant_id="", tre_id=self.tre_id, rate_bps=0.0,
@@ -666,15 +668,9 @@ class DomainService:
 
     def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse:
         """Release a COMMITTED reservation, returning its capacity."""
-        _check_id("request_id", request.request_id)
-        digest = _digest(request)
-        replay = self._replay("Release", request.request_id, digest, reservation_pb2.ReleaseResponse)
+        digest, replay, now, record = self._begin("Release", request, reservation_pb2.ReleaseResponse)
         if replay is not None:
             return replay
-        _check_id("reservation_id", request.reservation_id)
-        now = self._clock()
-        self._tick(now)
-        record = self._lookup(request.reservation_id)
         if record is None:
             raise self._not_found(request.reservation_id)
         if record.state in (PREPARED, ABORTED, EXPIRED):
