@@ -750,6 +750,11 @@ def maxplus_log_at(arrival: Arrival, services: Sequence[Service], delay: float, 
     d = delay - sum(s.latency for s in services)
     if d < 0:
         return 0.0
+    return _maxplus_log(lam, funcs, d, theta)
+
+
+def _maxplus_log(lam: float, funcs, d: float, theta: float) -> float:
+    """``log`` of the max-plus bound at ``theta`` for virtual delay ``d`` (``inf`` when infeasible)."""
     if not 0 < theta < min(f[1] for f in funcs):
         return math.inf
     lr = math.log(lam / (lam + theta))
@@ -788,17 +793,7 @@ def maxplus_violation(arrival: Arrival, services: Sequence[Service], delay: floa
     cap = min(f[1] for f in funcs)
 
     def logb(theta: float) -> float:
-        if not 0 < theta < cap:
-            return math.inf
-        lr = math.log(lam / (lam + theta))
-        tot = -theta * d + lr
-        for f, _ in funcs:
-            g = f(theta)
-            x = lr + g
-            if not x < 0:
-                return math.inf
-            tot += g - math.log(-math.expm1(x))
-        return tot
+        return _maxplus_log(lam, funcs, d, theta)
 
     # feasible range: lambda*M_h(theta) < lambda + theta for all h
     hi = cap * (1 - 1e-12) if math.isfinite(cap) else 1.0 / arrival.packet_size
