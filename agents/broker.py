@@ -64,7 +64,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -628,7 +628,7 @@ class Broker:
                 rejections.append(f"model {m.id!r}: no path from {access!r} to compute domain {m.compute_domain!r}")
                 continue
             for path in paths:
-                results = self._fresh_envelopes(path)
+                results: Sequence[envelope_pb2.EnvelopeBody | BaseException] | None = self._fresh_envelopes(path)
                 if results is None:
                     results = await asyncio.gather(*(self.envelope(d) for d in path), return_exceptions=True)
                 refused = next(((d, r) for d, r in zip(path, results) if isinstance(r, BaseException)), None)
@@ -642,7 +642,7 @@ class Broker:
                         raise exc
                     rejections.append(f"model {m.id!r} via {_fmt_path(path)}: domain {d!r}: {why}")
                     continue
-                bodies = list(results)
+                bodies = cast(list[envelope_pb2.EnvelopeBody], list(results))  # none refused: all bodies
                 plan = await self._plan(m, path, bodies, intent)
                 if isinstance(plan, _Infeasible):
                     rejections.append(f"model {m.id!r} via {_fmt_path(path)}: {plan}")
@@ -712,7 +712,7 @@ class Broker:
         intent: IntentConfig,
         key: tuple,
     ) -> services_pb2.Offer:
-        from federation.compose import DomainSlice, compose_path, plan_rates
+        from federation.compose import DomainSlice, EndToEndEnvelope, compose_path, plan_rates
 
         arrival = arrival_of(intent.traffic, request_size_bits=model.request_size_bits)
         burst = burst_of(intent.traffic)
@@ -754,7 +754,7 @@ class Broker:
         # plan_rates needs positive weights: a free domain weighs (almost) nothing.
         costs = [max(self._domain_cfg[d].price_per_mbps_hour / 1e6, 1e-15) for d in path]
         try:
-            rates = plan_rates(
+            rates: Sequence[float] = plan_rates(
                 slices(max_rates),
                 arrival,
                 delay=intent.deadline_s,
@@ -785,7 +785,7 @@ class Broker:
         # that meets the deadline (small steps first, then a geometric search and bisection to 0.5 %).
         caps = [b.guardrails.max_tenant_rate_bps for b in bodies]
 
-        def meets(factor: float) -> tuple[list[float], object | None]:
+        def meets(factor: float) -> tuple[list[float], EndToEndEnvelope | None]:
             cand = [min(r * factor, cap) for r, cap in zip(rates, caps)]
             try:
                 env = compose_path(slices(cand), arrival, epsilon=eps_delay)
@@ -795,7 +795,8 @@ class Broker:
 
         cand, e2e = meets(1.0)
         if e2e is None:
-            lo, hi, best = 1.0, None, None
+            lo, hi = 1.0, None
+            best: tuple[list[float], EndToEndEnvelope] | None = None
             ladder = [*_SCALE_FIRST, *(_SCALE_FIRST[-1] * _SCALE_GROWTH**k for k in range(1, _SCALE_STEPS + 1))]
             for factor in ladder:
                 cand, e2e = meets(factor)
@@ -805,7 +806,7 @@ class Broker:
                 lo = factor
                 if all(c >= cap for c, cap in zip(cand, caps)):
                     break
-            if best is None:
+            if best is None or hi is None:  # set together
                 limiting = min(zip(caps, path))[1]
                 raise _Infeasible(
                     f"deadline {intent.deadline_s * 1e3:.3g} ms at epsilon_delay {eps_delay:.3g} is out of reach "
@@ -979,7 +980,8 @@ class Broker:
         grants: list[reservation_pb2.SignedGrant] = []
         if not failed:
             now = self._clock()
-            for d, rid, g, budget in zip(path, rids, commits, offer.budgets):
+            signed = cast(list[reservation_pb2.SignedGrant], commits)  # none failed: all grants
+            for d, rid, g, budget in zip(path, rids, signed, offer.budgets):
                 try:
                     body = self.trust.verify_grant(g, now=now, expected_domain=d)
                     if body.reservation_id != rid or abs(body.rate_bps - budget.rate_bps) > 1e-6 * budget.rate_bps:

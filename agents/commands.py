@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from federation.config import FederationConfig, load_config
 from federation.errors import InputError
@@ -70,7 +70,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="directory of the domains' SQLite files (default: temporary)")
 
 
-def _federation(args: argparse.Namespace, config: FederationConfig, **kw: object) -> Federation:
+def _federation(args: argparse.Namespace, config: FederationConfig, **kw: Any) -> Federation:
     # An explicit cluster address must be in the environment before Ray is first imported:
     # agents.runtime keeps a local Ray on loopback only when no address is set.
     if args.address:
@@ -78,7 +78,7 @@ def _federation(args: argparse.Namespace, config: FederationConfig, **kw: object
     from agents.runner import Federation
     from agents.runtime import Runtime
 
-    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, **kw)  # type: ignore[arg-type]
+    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, **kw)
 
 
 # ---------------------------------------------------------------------------- serve

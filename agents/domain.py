@@ -166,20 +166,20 @@ class DomainControllerAgent:
             store.close()
             raise
         self._store, self._service, self._server, self._bound_port = store, service, server, port
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(service, store))
         _log.info("domain %r serving DomainController on %s:%d", self.domain_id, self._host, port)
         return port
 
-    async def _sweep_forever(self) -> None:
+    async def _sweep_forever(self, service: DomainService, store: ReservationStore) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval_s)
             try:
-                self._service.sweep()
+                service.sweep()
             except Exception:  # noqa: BLE001 - keep sweeping; the next call retries lazily anyway
                 _log.exception("domain %r: expiry sweep failed", self.domain_id)
             try:
                 # The WAL is copied into the database file off the event loop (see agents.store).
-                await asyncio.to_thread(self._store.checkpoint)
+                await asyncio.to_thread(store.checkpoint)
             except Exception:  # noqa: BLE001 - SQLite's backstop checkpoint still bounds the WAL
                 _log.exception("domain %r: checkpoint failed", self.domain_id)
 

@@ -573,7 +573,7 @@ class DomainService:
     def _prepare_response(self, record: ReservationRecord) -> reservation_pb2.PrepareResponse:
         response = reservation_pb2.PrepareResponse(
             reservation_id=record.reservation_id,
-            state=record.state,
+            state=record.state,  # type: ignore[arg-type]  # protobuf stubs: an enum field takes an int too
             available_after_bps=self._usage().available_bps,
         )
         if record.state == PREPARED:

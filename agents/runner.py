@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
@@ -83,8 +84,11 @@ class Federation:
         self.config = config
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime()
-        self._tmp = None if state_dir is not None else tempfile.mkdtemp(prefix="trefed-")
-        self.state_dir = Path(state_dir if state_dir is not None else self._tmp)
+        self._tmp: str | None = None
+        if state_dir is None:
+            self._tmp = tempfile.mkdtemp(prefix="trefed-")
+            state_dir = self._tmp
+        self.state_dir = Path(state_dir)
         self.host = host
         self.broker_port = int(broker_port)
         self.sweep_interval_s = sweep_interval_s
@@ -110,7 +114,9 @@ class Federation:
             self.keys = load_domain_keys(self.config)
             for d in self.config.domains:
                 self.domain_actors[d.id] = self._spawn_domain(d.id, port=0)
-            calls = [(a, "start", (), {}) for a in self.domain_actors.values()]
+            calls: list[tuple[ActorRef, str, tuple[Any, ...], dict[str, Any]]] = [
+                (a, "start", (), {}) for a in self.domain_actors.values()
+            ]
             self.runtime.call_many(calls, timeout=120)
             addresses = self.runtime.call_many(
                 [(a, "address", (), {}) for a in self.domain_actors.values()], timeout=30

@@ -190,7 +190,7 @@ class Runtime:
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")
-        remote_cls = ray.remote(cls).options(
+        remote_cls: Any = ray.remote(cls).options(
             num_cpus=num_cpus, max_concurrency=max_concurrency, max_restarts=0
         )
         handle = remote_cls.remote(*args, **kwargs)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from trefed.v1 import reservation_pb2
 
@@ -121,7 +122,7 @@ class ReservationRecord:
     grant_sequence: int = 0
     grant: bytes | None = None
 
-    def with_state(self, state: int, now: float, **changes: object) -> ReservationRecord:
+    def with_state(self, state: int, now: float, **changes: Any) -> ReservationRecord:
         """A copy in ``state``, updated at ``now`` (s), with further field ``changes``."""
         return replace(self, state=state, updated_at=now, **changes)
 
@@ -152,9 +153,14 @@ _COLUMNS = (
 )
 
 
-def _record(row: tuple) -> ReservationRecord:
-    return ReservationRecord(*row[:11], prepare_fingerprint=bytes(row[11]), grant_sequence=int(row[12]),
-                             grant=None if row[13] is None else bytes(row[13]))
+def _record(row: tuple[Any, ...]) -> ReservationRecord:
+    """The record of a row selected as ``_COLUMNS``."""
+    return ReservationRecord(
+        reservation_id=row[0], tenant_id=row[1], tre_id=row[2], rate_bps=row[3], burst_bits=row[4],
+        delay_budget_s=row[5], epsilon=row[6], state=row[7], created_at=row[8], expires_at=row[9],
+        updated_at=row[10], prepare_fingerprint=bytes(row[11]), grant_sequence=int(row[12]),
+        grant=None if row[13] is None else bytes(row[13]),
+    )
 
 
 class ReservationStore:
@@ -182,13 +188,14 @@ class ReservationStore:
         self.path = str(path)
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db: sqlite3.Connection | None = db  # None once closed
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.execute("PRAGMA busy_timeout=5000")
             if background_checkpoint:
-                self._db.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_CHECKPOINT_PAGES}")
-            self._db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_CHECKPOINT_PAGES}")
+            db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise InputError(f"cannot open reservation database {self.path!r}: {exc}") from exc
         self._synchronous = synchronous
@@ -233,6 +240,15 @@ class ReservationStore:
         """True once :meth:`close` ran."""
         return self._db is None
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The open connection; using a closed store raises ``sqlite3.ProgrammingError`` (as a closed
+        connection does)."""
+        db = self._db
+        if db is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        return db
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes atomically: ``with store.transaction(): ...``.
@@ -243,31 +259,31 @@ class ReservationStore:
         """
         if self._depth:
             name = f"s{self._depth}"
-            self._db.execute(f"SAVEPOINT {name}")
+            self._conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield
             except BaseException:
-                self._db.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"ROLLBACK TO {name}")
                 raise
             finally:
                 self._depth -= 1
-                self._db.execute(f"RELEASE {name}")
+                self._conn.execute(f"RELEASE {name}")
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
-            self._db.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         self._depth = 0
         try:
-            self._db.execute("COMMIT")
+            self._conn.execute("COMMIT")
         except BaseException:
-            if self._db.in_transaction:  # e.g. an I/O error: leave no transaction open
-                self._db.execute("ROLLBACK")
+            if self._conn.in_transaction:  # e.g. an I/O error: leave no transaction open
+                self._conn.execute("ROLLBACK")
             raise
 
     @property
@@ -279,12 +295,12 @@ class ReservationStore:
 
     def get_meta(self, key: str) -> str | None:
         """The value stored under ``key`` in ``meta``, or None."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` in ``meta`` (within the caller's transaction, if any)."""
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def next_sequence(self, key: str) -> int:
         """Increment the counter ``key`` (absent: 0) durably and return its new value (>= 1)."""
@@ -297,7 +313,7 @@ class ReservationStore:
 
     def put(self, record: ReservationRecord) -> None:
         """Insert or overwrite a reservation row."""
-        self._db.execute(
+        self._conn.execute(
             f"INSERT OR REPLACE INTO reservations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.reservation_id, record.tenant_id, record.tre_id, record.rate_bps,
@@ -309,14 +325,14 @@ class ReservationStore:
 
     def get(self, reservation_id: str) -> ReservationRecord | None:
         """The row of ``reservation_id``, or None."""
-        row = self._db.execute(
+        row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM reservations WHERE reservation_id = ?", (reservation_id,)
         ).fetchone()
         return None if row is None else _record(row)
 
     def active(self) -> list[ReservationRecord]:
         """PREPARED and COMMITTED rows (whatever their expiry), oldest first."""
-        rows = self._db.execute(
+        rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM reservations WHERE state IN (?, ?) ORDER BY created_at, reservation_id",
             (_PREPARED, _COMMITTED),
         ).fetchall()
@@ -324,14 +340,14 @@ class ReservationStore:
 
     def all(self) -> list[ReservationRecord]:
         """Every row, oldest first."""
-        rows = self._db.execute(
+        rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM reservations ORDER BY created_at, reservation_id"
         ).fetchall()
         return [_record(r) for r in rows]
 
     def recent_terminal(self, limit: int) -> list[ReservationRecord]:
         """The ``limit`` most recently updated ABORTED, EXPIRED or RELEASED rows, oldest first."""
-        rows = self._db.execute(
+        rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM reservations WHERE state NOT IN (?, ?) "
             "ORDER BY updated_at DESC, reservation_id DESC LIMIT ?",
             (_PREPARED, _COMMITTED, int(limit)),
@@ -340,7 +356,7 @@ class ReservationStore:
 
     def expire_prepared(self, now: float) -> list[str]:
         """Mark PREPARED rows with ``expires_at <= now`` (s) EXPIRED; return their ids."""
-        rows = self._db.execute(
+        rows = self._conn.execute(
             "UPDATE reservations SET state = ?, updated_at = ? WHERE state = ? AND expires_at <= ? "
             "RETURNING reservation_id",
             (_EXPIRED, now, _PREPARED, now),
@@ -351,7 +367,7 @@ class ReservationStore:
 
     def get_response(self, method: str, request_id: str) -> StoredResponse | None:
         """The logged response of ``(method, request_id)``, or None."""
-        row = self._db.execute(
+        row = self._conn.execute(
             "SELECT fingerprint, response FROM requests WHERE method = ? AND request_id = ?",
             (method, request_id),
         ).fetchone()
@@ -359,7 +375,7 @@ class ReservationStore:
 
     def put_response(self, method: str, request_id: str, fingerprint: bytes, response: bytes, now: float) -> None:
         """Log a successful response (serialized) with its request digest, at Unix time ``now`` (s)."""
-        self._db.execute(
+        self._conn.execute(
             "INSERT OR REPLACE INTO requests (method, request_id, fingerprint, response, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (method, request_id, fingerprint, response, now),
@@ -367,8 +383,8 @@ class ReservationStore:
 
     def prune_responses(self, before: float) -> int:
         """Forget logged responses created before ``before`` (Unix time, s); return how many."""
-        return self._db.execute("DELETE FROM requests WHERE created_at < ?", (before,)).rowcount
+        return self._conn.execute("DELETE FROM requests WHERE created_at < ?", (before,)).rowcount
 
     def count_responses(self) -> int:
         """Number of logged responses."""
-        return int(self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+        return int(self._conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])

@@ -48,7 +48,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def _check_pos(name: str, x: float) -> float:
 def _check_time(time: str) -> TimeModel:
     if time not in ("continuous", "discrete"):
         raise SpecError(f"time(={time!r}) must be 'continuous' or 'discrete'")
-    return time  # type: ignore[return-value]
+    return cast(TimeModel, time)
 
 
 class Arrival(ABC):
@@ -194,7 +194,7 @@ class TokenBucket(Arrival):
             raise SpecError(f"packet_size(={packet_size!r}) must be >= 0 and finite")
         object.__setattr__(self, "packet_size_", packet_size)
 
-    theta_max = math.inf  # type: ignore[assignment]
+    theta_max = math.inf
 
     @property
     def mean_rate(self) -> float:
@@ -410,7 +410,7 @@ class MMOO(Arrival):
         lam, mean = self._chain_kappa(theta, self._peak_per_chain())
         return self._sources * max(0.0, mean - lam)
 
-    theta_max = math.inf  # type: ignore[assignment]
+    theta_max = math.inf
 
     @property
     def mean_rate(self) -> float:
@@ -568,7 +568,8 @@ def arrival_from_spec(spec: ArrivalSpec) -> Arrival:
     if k == "token-bucket":
         return TokenBucket(spec.num("sigma"), spec.num("rho"), time=t)
     if k == "poisson":
-        return PoissonArrival(spec.num("rate"), spec.num("mean_size"), str(spec["size"]), time=t)  # type: ignore[arg-type]
+        size = cast(Literal["det", "exp"], str(spec["size"]))  # PoissonArrival checks it
+        return PoissonArrival(spec.num("rate"), spec.num("mean_size"), size, time=t)
     if k == "exp-increments":
         return ExpIncrements(spec.num("lamb"), time=t)
     if k in ("mmoo", "correlated-mmoo"):

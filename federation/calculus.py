@@ -36,7 +36,7 @@ S. Bondorf, P. Nikolaus, J. Schmitt, the DISCO SNC MGF toolbox (the baseline in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +46,7 @@ from scipy.signal import lfilter
 from federation.arrivals import Arrival
 from federation.errors import InputError, NoFiniteBound
 from federation.services import ConstantRate, Leftover, Service
+from federation.specs import TimeModel
 
 __all__ = [
     "Bound",
@@ -162,7 +163,7 @@ class Tandem:
     """A tandem of hop services traversed by one flow (cross traffic inside :class:`Leftover` hops)."""
 
     services: tuple[Service, ...]
-    time: str = "continuous"
+    time: TimeModel = "continuous"
 
     @property
     def latency(self) -> float:
@@ -308,7 +309,7 @@ class _Problem:
         stoch, r, lat = tandem.split()
         self.hops: list[Service] = list(stoch)
         if not math.isnan(r):
-            self.hops.append(ConstantRate(r, 0.0, tandem.time))  # type: ignore[arg-type]
+            self.hops.append(ConstantRate(r, 0.0, tandem.time))
         self.lat = lat + tandem.latency
         self.theta_cap = min([arrival.theta_max, *(h.theta_max for h in self.hops)])
         self.theta_hi = self._find_theta_hi()
@@ -454,7 +455,7 @@ def tandem_log_at(arrival: Arrival, services: Sequence[Service], delay: float, t
         return math.inf
     hops: list[Service] = list(stoch)
     if not math.isnan(r):
-        hops.append(ConstantRate(r, 0.0, tandem.time))  # type: ignore[arg-type]
+        hops.append(ConstantRate(r, 0.0, tandem.time))
     dv = delay - lat - tandem.latency
     if dv < 0:
         return 0.0
@@ -510,7 +511,9 @@ def bracket_root(g, a: float, b: float, ga: float, gb: float, rtol: float, max_e
     return b
 
 
-def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discrete: bool, rtol: float = 1e-4) -> float:
+def invert_delay(
+    prob_of_delay: Callable[[float], float], epsilon: float, lo: float, hi: float, *, discrete: bool, rtol: float = 1e-4
+) -> float:
     """Smallest delay ``d`` in ``[lo, inf)`` with ``prob_of_delay(d) <= epsilon`` (to ``rtol``).
 
     Doubling to a bracket, then :func:`bracket_root` on ``log prob_of_delay`` (continuous time)
@@ -520,18 +523,17 @@ def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discret
     from ``lo`` (the latency).
     """
     seen: dict[float, float] = {}
-    raw = prob_of_delay
 
-    def prob_of_delay(x: float) -> float:  # noqa: F811 - memoised wrapper
+    def prob(x: float) -> float:  # memoised prob_of_delay
         if x not in seen:
-            seen[x] = raw(x)
+            seen[x] = prob_of_delay(x)
         return seen[x]
 
-    if prob_of_delay(lo) <= epsilon:
+    if prob(lo) <= epsilon:
         return lo
     step = max(hi - lo, 1e-12)
     a = 0.0
-    while prob_of_delay(lo + step) > epsilon:
+    while prob(lo + step) > epsilon:
         a = step
         step *= 2.0
         if step > 1e15:
@@ -541,7 +543,7 @@ def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discret
         a, b = math.floor(a), math.ceil(b)
         while b - a > 1:
             m = (a + b) // 2
-            if prob_of_delay(lo + m) <= epsilon:
+            if prob(lo + m) <= epsilon:
                 b = m
             else:
                 a = m
@@ -550,7 +552,7 @@ def invert_delay(prob_of_delay, epsilon: float, lo: float, hi: float, *, discret
     log_eps = math.log(epsilon)
 
     def g(x: float) -> float:
-        p = prob_of_delay(lo + x)
+        p = prob(lo + x)
         return (math.log(p) if p > 0 else -math.inf) - log_eps
 
     b = bracket_root(g, a, b, g(a), g(b), rtol)
@@ -840,11 +842,11 @@ def product_form_violation(arrival: Arrival, services: Sequence[Service], delay:
 
     if not isinstance(arrival, PoissonArrival) or arrival.time != "continuous" or arrival.size != "det":
         return None
-    if not services or not all(
-        isinstance(s, ExpService) and s.time == "continuous" and s.packet_size == arrival.mean_size for s in services
-    ):
+    exp = [s for s in services
+           if isinstance(s, ExpService) and s.time == "continuous" and s.packet_size == arrival.mean_size]
+    if not services or len(exp) != len(services):
         return None
-    rates = np.array([s.completion_rate - arrival.rate for s in services])  # type: ignore[attr-defined]
+    rates = np.array([s.completion_rate - arrival.rate for s in exp])
     if np.any(rates <= 0):
         return None
     d = delay - sum(s.latency for s in services)

@@ -75,7 +75,7 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from scipy import stats
@@ -84,7 +84,7 @@ from federation.arrivals import Arrival, PoissonArrival
 from federation.calculus import Bound, maxplus_violation, product_form_violation, tandem_violation
 from federation.commands.bound import build_model
 from federation.compose import packetized, violation_bound
-from federation.dataplane import Admission, Domain, Simulation, Source
+from federation.dataplane import Admission, Domain, Scheduler, Simulation, Source
 from federation.errors import InputError, NoFiniteBound
 from federation.martingale import martingale_violation
 from federation.services import ConstantRate, ExpService, Leftover, Service
@@ -178,7 +178,7 @@ class CompareResult:
     confidence: float
     elapsed_bound: float  # s
     elapsed_sim: float  # s
-    sim_delays: np.ndarray = None  # type: ignore[assignment]  # sorted samples (for plots; not in JSON)
+    sim_delays: np.ndarray | None = None  # sorted samples (for plots; not in JSON)
     loads: tuple[LoadRow, ...] = ()
 
     @property
@@ -415,7 +415,7 @@ def _model(arrivals: Sequence[str], hops: Sequence[str], cross: Sequence[str], s
 
     single_poisson = len(arr) == 1 and arr[0].kind == "poisson"
     fifo_like = scheduler == "fifo" or not shared
-    want: str
+    want: Notion
     if notion == "auto":
         if single_poisson and fifo_like:
             want, reason = "packet", "one Poisson flow through FIFO hops: PASTA makes packet delays comparable"
@@ -477,7 +477,7 @@ def _model(arrivals: Sequence[str], hops: Sequence[str], cross: Sequence[str], s
             notes.append(f"packetised on-off lag: bound at d - {k} x {packet_size:g} / {cmin:g} s")
         conversion = "; ".join(notes)
     conversion += cross_note
-    return _Model(arr, hp, cr, flow, tuple(services), latency, want, reason, conversion,  # type: ignore[arg-type]
+    return _Model(arr, hp, cr, flow, tuple(services), latency, want, reason, conversion,
                   shift, size, size_exp, exp_size)
 
 
@@ -499,7 +499,7 @@ class _BoundCurve:
         base = last.base if isinstance(last, Leftover) else last
         self.own_exp = isinstance(base, ExpService) or m.size_exp
         # the tagged packet's own service time at the last hop (s): mean of X
-        self.own_mean = base.packet_size / base.rate if isinstance(base, ExpService) else m.size / base.mean_rate  # type: ignore[attr-defined]
+        self.own_mean = base.packet_size / base.rate if isinstance(base, ExpService) else m.size / base.mean_rate
         self.friedman = (self.H >= 2 and not self.cross and not m.size_exp
                          and all(isinstance(s, ConstantRate) for s in self.services))
         self.conv = self.H == 1
@@ -554,9 +554,9 @@ class _BoundCurve:
             cands.append((v, f"{b.method}+own-service", b.theta))
         if self.friedman:
             x = d - self.own_mean
-            for b in (martingale_violation(self.flow, self.fl, x), tandem_violation(self.flow, self.fl, x)):
-                if b is not None:
-                    cands.append((b.epsilon, f"{b.method}+last-hop-shift", b.theta))
+            for fb in (martingale_violation(self.flow, self.fl, x), tandem_violation(self.flow, self.fl, x)):
+                if fb is not None:
+                    cands.append((fb.epsilon, f"{fb.method}+last-hop-shift", fb.theta))
         mp = maxplus_violation(self.flow, self.services, d)
         if mp is not None and isinstance(self.flow, PoissonArrival):
             lam = self.flow.rate
@@ -602,12 +602,13 @@ def _simulate(m: _Model, scheduler: str, packets: int, seed: int, packet_size: f
               progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(arrival at hop 1, egress of the last hop, size in bits) of every delivered packet of the
     flow of interest, in arrival order."""
-    domains = [Domain.from_hop(h, scheduler, name=str(i + 1), packet_size=m.exp_size)  # type: ignore[arg-type]
+    sched = cast(Scheduler, scheduler)  # checked by _model
+    domains = [Domain.from_hop(h, sched, name=str(i + 1), packet_size=m.exp_size)
                for i, h in enumerate(m.hops)]
     sources = [Source(i, traffic_from_spec(a, packet_size=packet_size)) for i, a in enumerate(m.arr_specs)]
     k = len(sources)
-    for i, (hop, a) in enumerate(m.cross):
-        sources.append(Source(k + i, traffic_from_spec(a, packet_size=packet_size), entry=hop - 1, exit=hop - 1))
+    for i, (hop, spec) in enumerate(m.cross):
+        sources.append(Source(k + i, traffic_from_spec(spec, packet_size=packet_size), entry=hop - 1, exit=hop - 1))
     adm = Admission() if scheduler == "fifo" else Admission.proportional(sources, domains)
     sim = Simulation(domains, sources, seed=seed, packets=packets, admission=adm, record_domains=False)
     cols: dict[str, list[np.ndarray]] = {"a": [], "e": [], "f": [], "q": []}

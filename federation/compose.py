@@ -17,14 +17,14 @@ add over the compute domains.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from federation.arrivals import Arrival
+from federation.arrivals import Arrival, PoissonArrival
 from federation.budget import decompose, exponential_tails
 from federation.calculus import (
     Bound,
@@ -179,10 +179,13 @@ def delay_bound(
         if alt(arrival, services, lat) is None:
             continue
         hi = best.delay if best is not None else lat + 10.0 * scale
-        d = invert_delay(
-            lambda x: alt(arrival, services, x).epsilon,  # type: ignore[union-attr]  # noqa: B023
-            epsilon, lat, max(hi, lat + 1e-12), discrete=False,
-        )
+
+        def eps_at(x: float, alt: Callable[[Arrival, Sequence[Service], float], Bound | None] = alt) -> float:
+            b = alt(arrival, services, x)
+            assert b is not None  # applicable at lat, so at every delay
+            return b.epsilon
+
+        d = invert_delay(eps_at, epsilon, lat, max(hi, lat + 1e-12), discrete=False)
         if best is None or d < best.delay:
             best = alt(arrival, services, d)
     if best is not None:
@@ -519,7 +522,7 @@ def plan_rates(
                 return _log_bound_of(kap, bet, gam, dv, discrete)[0]
 
             return f
-        lam = traffic.rate  # type: ignore[attr-defined]  # "mgf-maxplus": Poisson packets of fixed size
+        lam = cast(PoissonArrival, traffic).rate  # "mgf-maxplus": Poisson packets of fixed size
         if not theta > 0:
             return lambda v: math.inf
         lr = math.log(lam / (lam + theta))

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -407,8 +407,8 @@ class Simulation:
         imps = self.impairments
         bps, fac = capacity_schedule(imps, h)
         variable = len(bps) > 0
-        flows = [f for f, s in enumerate(self.sources) if s.entry <= h <= s.exit]  # type: ignore[operator]
-        through = any(s.entry < h <= s.exit for s in self.sources)  # type: ignore[operator]
+        flows = [f for f, s in enumerate(self.sources) if s.entry <= h <= self.exit[f]]
+        through = any(s.entry < h <= self.exit[f] for f, s in enumerate(self.sources))
         entering = [f for f, s in enumerate(self.sources) if s.entry == h]
         has_delay = any(i.domain == h and i.kind == "delay" for i in imps)
         has_spikes = any(i.domain == h and i.kind == "spikes" for i in imps)
@@ -418,11 +418,11 @@ class Simulation:
             tenants = sorted({self.sources[f].tenant for f in flows})
             res = {t: self._reserved(t, h) for t in tenants}
             reserved = [t for t in tenants if res[t] is not None]
-            total = sum(res[t] for t in reserved)  # type: ignore[misc]
+            rates = [r for r in res.values() if r is not None]  # in tenant order, as reserved
+            total = sum(rates)
             if total > dom.rate * (1 + 1e-12):
                 raise InputError(f"domain {h + 1}: reservations sum to {total:g} bits/s, more than its "
                                  f"rate(={dom.rate:g})")
-            rates = [res[t] for t in reserved]
             unreserved = [t for t in tenants if res[t] is None]
             if unreserved:
                 left = dom.rate - total
@@ -510,7 +510,7 @@ class Simulation:
                 b = {k: np.concatenate([q[k], b[k]]) for k in b}
             if sched == "wfq":
                 D, order, F = scfq(b["t"], b["w"], b["flow"], hop.cls_of_flow, hop.tags, hop.crate, dom.rate,
-                                   hop.bps, hop.fac, H, hop.state[0], hop.flast)  # type: ignore[arg-type]
+                                   hop.bps, hop.fac, H, hop.state[0], cast(np.ndarray, hop.flast))  # set for wfq
                 wait = np.flatnonzero(np.isnan(D))
                 hop.queue = _take(b, wait)
                 # Admission follows arrival order, so the waiting packets that already hold a tag come
@@ -562,6 +562,7 @@ class Simulation:
         eg = D + dom.delay if (dom.delay or hop.has_delay or hop.has_spikes) else D  # never alias D below
         if hop.has_delay:
             extra = window_sum(self.impairments, h, "delay", D)
+            assert extra is not None  # has_delay: a delay window lies on this hop
             eg += extra
         if hop.has_spikes:
             u = self._per_flow(hop, h, flow, _SPIKE_U, lambda g, k: g.random(k))
@@ -654,9 +655,9 @@ class Simulation:
             so = self.sources[f]
             for h in self._svc_hops:
                 if h >= so.entry:  # the same columns for every flow at a domain
-                    svc = self.domains[h].service
-                    src[f][f"s{h}"] = (svc.draw(self._rng(f, h, _WORK), n)  # type: ignore[union-attr]
-                                       if h <= so.exit else np.full(n, np.nan))  # type: ignore[operator]
+                    svc = cast(ServiceTimes, self.domains[h].service)  # _svc_hops: a service is set
+                    src[f][f"s{h}"] = (svc.draw(self._rng(f, h, _WORK), n)
+                                       if h <= self.exit[f] else np.full(n, np.nan))
         up: Batch | None = None
         H_up = W
         for h in range(nh):
@@ -731,6 +732,6 @@ class Simulation:
         return Telemetry.concat(self.chunks())
 
 
-def simulate(domains: Sequence[Domain], sources: Sequence[Source], **kwargs: object) -> Telemetry:
+def simulate(domains: Sequence[Domain], sources: Sequence[Source], **kwargs: Any) -> Telemetry:
     """Run a :class:`Simulation` to the end and return its :class:`~federation.telemetry.Telemetry`."""
-    return Simulation(domains, sources, **kwargs).run()  # type: ignore[arg-type]
+    return Simulation(domains, sources, **kwargs).run()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -136,4 +136,4 @@ def parse_impairment(text: str) -> Impairment:
     if kind in ("delay", "spikes", "degrade", "loss", "error") and len(nums) < 3:
         raise InputError(f"impairment {text!r}: kind {kind!r} needs a VALUE")
     prob = nums[3] if len(nums) > 3 else 1.0
-    return Impairment(dom - 1, kind, nums[0], nums[1], value, prob)  # type: ignore[arg-type]
+    return Impairment(dom - 1, cast(ImpairmentKind, kind), nums[0], nums[1], value, prob)

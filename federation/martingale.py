@@ -193,6 +193,7 @@ def martingale_model(arrival: Arrival, services: Sequence[Service]) -> Martingal
     """The martingale bound's model for this flow and tandem, or ``None`` if not applicable."""
     discrete = arrival.time == "discrete"
     tandem = Tandem(tuple(services), arrival.time)
+    theta: float | None
     if arrival.deterministic:
         return None
     if all(s.deterministic for s in services):
@@ -246,19 +247,24 @@ def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: flo
         raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
     m = martingale_model(arrival, services)
     if m is None:
-        if _sp_parts(arrival, services) is None:
+        parts = _sp_parts(arrival, services)
+        if parts is None:
             return None
+        cross, rate, _ = parts
         from federation.calculus import invert_delay
 
         lat = services[0].latency
         first = priority_violation(arrival, services, lat)
         if first is None:
             return None
-        scale = max(arrival.packet_size, services[0].cross.packet_size) / services[0].base.rate  # type: ignore[attr-defined]
-        dv = invert_delay(
-            lambda x: priority_violation(arrival, services, x).epsilon,  # type: ignore[union-attr]
-            epsilon, lat, lat + 10 * scale, discrete=arrival.time == "discrete",
-        )
+        scale = max(arrival.packet_size, cross.packet_size) / rate
+
+        def eps_at(x: float) -> float:
+            b = priority_violation(arrival, services, x)
+            assert b is not None  # applicable at lat, so at every delay
+            return b.epsilon
+
+        dv = invert_delay(eps_at, epsilon, lat, lat + 10 * scale, discrete=arrival.time == "discrete")
         return priority_violation(arrival, services, dv)
     d = m.delay(epsilon)
     return Bound(d, m.violation(d), m.theta, "martingale", {"prefactor": m.prefactor, "decay": m.decay})

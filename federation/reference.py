@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -134,8 +135,10 @@ def slot_samples(arrival: Arrival, t: int, rng: np.random.Generator) -> np.ndarr
         if arrival.dependent:
             # one dependence structure: all parts driven by the same random stream (comonotone-ish)
             seed = int(rng.integers(2**63))
-            return sum(slot_samples(p, t, np.random.default_rng(seed)) for p in arrival.parts)
-        return sum(slot_samples(p, t, rng) for p in arrival.parts)
+            total = sum(slot_samples(p, t, np.random.default_rng(seed)) for p in arrival.parts)
+        else:
+            total = sum(slot_samples(p, t, rng) for p in arrival.parts)
+        return cast(np.ndarray, total)  # an array: an Aggregate has at least one part
     raise TypeError(f"no slot sampler for {type(arrival).__name__}")
 
 

@@ -213,7 +213,9 @@ def reserved_slice(
     return ConstantRate(rate, t, time)
 
 
-def service_from_hop(hop: HopSpec, *, packet_size: float = 1.0, time: TimeModel = "continuous") -> Service:
+def service_from_hop(
+    hop: HopSpec, *, packet_size: float = 1.0, time: TimeModel = "continuous"
+) -> ExpService | ConstantRate:
     """The calculus service of a parsed ``--hop`` (latency only; ``prop`` is added by the caller)."""
     if hop.service == "exp":
         return ExpService(hop.rate, packet_size, hop.latency, time)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
 from federation.errors import SpecError
 
@@ -235,7 +235,7 @@ def parse_hop(text: str) -> HopSpec:
             values[key] = x
     if "rate" not in values:
         raise SpecError(f"{what}: missing key 'rate'")
-    return HopSpec(text=text, **values)  # type: ignore[arg-type]
+    return HopSpec(text=text, **cast(dict[str, Any], values))  # keys and values checked above
 
 
 def parse_cross(text: str, n_hops: int, time: TimeModel = "continuous") -> CrossSpec:

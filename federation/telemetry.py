@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import stats
@@ -137,9 +138,9 @@ class Telemetry:
         if not chunks:
             raise InputError("no telemetry chunks to join")
         doms = None
-        if chunks[0].domains is not None:
-            doms = tuple(DomainLog.concat([c.domains[k] for c in chunks])  # type: ignore[index]
-                         for k in range(len(chunks[0].domains)))
+        if chunks[0].domains is not None:  # then every chunk of the run has them
+            per_chunk = [cast(tuple[DomainLog, ...], c.domains) for c in chunks]
+            doms = tuple(DomainLog.concat([d[k] for d in per_chunk]) for k in range(len(chunks[0].domains)))
         return Telemetry(doms, Delivered.concat([c.delivered for c in chunks]),
                          np.sum([c.generated for c in chunks], axis=0),
                          np.sum([c.lost for c in chunks], axis=0))
@@ -221,7 +222,8 @@ class DelayAccumulator:
         self.max = max(self.max, float(delays.max()))
         if not self._streaming:
             if self._use_buf and self._buf is None:
-                self._buf = np.empty(self.expected)  # type: ignore[arg-type]  # one copy, no final concatenation
+                assert self.expected is not None  # _use_buf
+                self._buf = np.empty(self.expected)  # one copy, no final concatenation
             if self._buf is not None and self.n <= len(self._buf):
                 self._buf[n0:self.n] = delays
             else:

@@ -557,7 +557,7 @@ def traffic_from_spec(spec: ArrivalSpec, *, packet_size: float = 1.0) -> Traffic
     fixed = PacketSizes("fixed", packet_size)
     k = spec.kind
     if k == "poisson":
-        kind = "exponential" if spec["size"] == "exp" else "fixed"
+        kind: Literal["exponential", "fixed"] = "exponential" if spec["size"] == "exp" else "fixed"
         return Poisson(spec.num("rate"), PacketSizes(kind, spec.num("mean_size")))
     if k == "mmoo":
         return MMOO(spec.num("on"), spec.num("off"), spec.num("peak"), int(spec.num("n")), fixed)

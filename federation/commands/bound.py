@@ -100,12 +100,10 @@ def build_model(args: argparse.Namespace) -> tuple[Arrival, list[Service], list[
         crosses.setdefault(cs.hop, []).append(arrival_from_spec(cs.arrival))
     services: list[Service] = []
     for i, h in enumerate(hops, start=1):
-        s = service_from_hop(h, packet_size=flow.packet_size, time=time)
+        base = service_from_hop(h, packet_size=flow.packet_size, time=time)
         if h.prop:
-            s = replace(s, latency=s.latency + h.prop)  # type: ignore[type-var]
-        if i in crosses:
-            s = Leftover(s, aggregate(crosses[i]))
-        services.append(s)
+            base = replace(base, latency=base.latency + h.prop)
+        services.append(Leftover(base, aggregate(crosses[i])) if i in crosses else base)
     return flow, services, hops
 
 

@@ -50,7 +50,7 @@ Examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` sub-command."""
     p = subparsers.add_parser(
         "compare",
