@@ -1,7 +1,7 @@
 """The federation runner: start a federation from a config on Ray, let tenants request service, stop.
 
-:class:`Federation` places one :class:`~agents.domain.DomainControllerAgent` actor per domain,
-one :class:`~agents.broker_service.BrokerAgent` actor and, on demand, one
+:class:`Federation` places one :class:`~agents.domain.servicer.DomainControllerAgent` actor per domain,
+one :class:`~agents.broker.servicer.BrokerAgent` actor and, on demand, one
 :class:`~agents.tenant.TenantAgent` actor per tenant, all through :class:`~agents.runtime.Runtime`
 (the only module that touches Ray). Agents talk to each other over gRPC on 127.0.0.1 (or the
 host given); the runner talks to them through the runtime (start, addresses, stop) and to the
@@ -25,14 +25,14 @@ from typing import Any
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
 
-from agents.broker import TrustEntry
-from agents.broker_service import BrokerAgent
-from agents.domain import DomainControllerAgent
+from agents.broker.logic import TrustEntry
+from agents.broker.servicer import BrokerAgent
+from agents.domain.servicer import DomainControllerAgent
 from agents.runtime import ActorRef, Runtime
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig
-from federation.keys import load_key_file, write_key_pair
-from federation.signing import SigningKey
+from federation.tre.keys import load_key_file, write_key_pair
+from federation.tre.signing import SigningKey
 
 __all__ = ["Federation", "load_domain_keys"]
 

@@ -1,21 +1,8 @@
 """Shared gRPC server plumbing of every trefed agent: start a grpc.aio server, serve the standard
 health and reflection services beside the agent's own, and translate errors into status codes.
 
-Error translation (one place, reused by every servicer)::
-
-    ServiceError (TrefedError)         carries its gRPC status code in ``.code``
-    ├── InvalidArgument (InputError)   INVALID_ARGUMENT   malformed request: a field out of range,
-    │                                                     missing, or bytes that do not parse
-    ├── NotFound                       NOT_FOUND          unknown envelope, reservation, contract
-    ├── AlreadyExists                  ALREADY_EXISTS     an id chosen by the caller is taken
-    ├── FailedPrecondition             FAILED_PRECONDITION  state forbids it (expired, aborted,
-    │                                                     a guardrail, a reused request id)
-    ├── ResourceExhausted              RESOURCE_EXHAUSTED  capacity is lacking
-    └── Unavailable                    UNAVAILABLE        a peer cannot be reached
-
-Other trefed errors map by kind (:func:`status_code_for`): ``InputError`` -> INVALID_ARGUMENT,
-``VerificationError`` and ``NoFiniteBound`` -> FAILED_PRECONDITION. Anything else is a bug: it
-is logged with its traceback and answered with INTERNAL; the server keeps serving.
+Errors are translated into status codes by :func:`agents.errors.status_code_for` (the tree is
+drawn in :mod:`agents.errors`).
 
 Servicers are registered with :func:`add_servicer` rather than the generated
 ``add_*Servicer_to_server``: it builds the method handlers from the service descriptor with a
@@ -38,19 +25,11 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from federation.errors import InputError, NoFiniteBound, TrefedError, VerificationError
+from agents.errors import status_code_for
+from federation.errors import InputError, TrefedError
 
 __all__ = [
-    "ServiceError",
-    "InvalidArgument",
-    "NotFound",
-    "AlreadyExists",
-    "FailedPrecondition",
-    "ResourceExhausted",
-    "Unavailable",
     "MalformedRequest",
-    "invalid_argument",
-    "status_code_for",
     "add_servicer",
     "start_grpc_server",
     "HEALTH_SERVICE_NAME",
@@ -61,80 +40,6 @@ _log = logging.getLogger(__name__)
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_SERVICE_NAME: str = reflection.SERVICE_NAME
-
-
-class ServiceError(TrefedError):
-    """An error an RPC answers with; ``code`` is its gRPC status code, the message its details."""
-
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-
-class InvalidArgument(ServiceError, InputError):
-    """The request is malformed regardless of server state (INVALID_ARGUMENT)."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFound(ServiceError):
-    """An id in the request names nothing the server knows (NOT_FOUND)."""
-
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class AlreadyExists(ServiceError):
-    """An id the caller chose is already taken by a different object (ALREADY_EXISTS)."""
-
-    code = grpc.StatusCode.ALREADY_EXISTS
-
-
-class FailedPrecondition(ServiceError):
-    """The server's state forbids the operation (FAILED_PRECONDITION)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class ResourceExhausted(ServiceError):
-    """Capacity is lacking (RESOURCE_EXHAUSTED)."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class Unavailable(ServiceError):
-    """A peer the operation needs cannot be reached (UNAVAILABLE)."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-def invalid_argument(field: str, value: object, requirement: str) -> InvalidArgument:
-    """Build the INVALID_ARGUMENT error for one field, quoting its value.
-
-    Parameters
-    ----------
-    field : str
-        Field path, e.g. ``"reservation.rate_bps"``.
-    value : object
-        The offending value (quoted with ``repr``).
-    requirement : str
-        What the value must satisfy, e.g. ``"must be > 0"``.
-
-    Returns
-    -------
-    InvalidArgument
-        To be raised by the caller: ``raise invalid_argument("epsilon", 1.5, "must be in (0, 1)")``
-        gives the message ``epsilon(=1.5) must be in (0, 1)``.
-    """
-    return InvalidArgument(f"{field}(={value!r}) {requirement}")
-
-
-def status_code_for(exc: BaseException) -> grpc.StatusCode:
-    """The gRPC status code an exception is answered with (see the module docstring)."""
-    if isinstance(exc, ServiceError):
-        return exc.code
-    if isinstance(exc, InputError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, (VerificationError, NoFiniteBound)):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    return grpc.StatusCode.INTERNAL
 
 
 class MalformedRequest:

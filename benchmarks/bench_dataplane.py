@@ -27,9 +27,9 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from federation.dataplane import Admission, Domain, ServiceTimes, Simulation, Source  # noqa: E402
-from federation.telemetry import DelayAccumulator  # noqa: E402
-from federation.traffic import Poisson  # noqa: E402
+from federation.dataplane.engine import Admission, Domain, ServiceTimes, Simulation, Source  # noqa: E402
+from federation.dataplane.telemetry import DelayAccumulator  # noqa: E402
+from federation.dataplane.traffic import Poisson  # noqa: E402
 
 PS = (0.5, 0.99, 0.999, 0.9999)
 LAMBDA, MU, HOPS = 0.8, 1.0, 3

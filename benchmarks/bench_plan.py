@@ -1,4 +1,4 @@
-"""Speed, consistency and cost of ``federation.compose.plan_rates`` (the broker's rate sizing).
+"""Speed, consistency and cost of ``federation.calculus.compose.plan_rates`` (the broker's rate sizing).
 
 For every traffic kind the broker uses (token bucket, Poisson with exponential and fixed sizes,
 MMOO, correlated MMOO) on the quickstart's 3-hop path (access and transport rate-latency hops, an
@@ -33,8 +33,8 @@ if not os.environ.get("BENCH_PLAN_OLD"):  # the old-version subprocess brings it
 
 import numpy as np  # noqa: E402
 
-from federation.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket  # noqa: E402
-from federation.compose import DomainSlice  # noqa: E402
+from federation.calculus.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket  # noqa: E402
+from federation.calculus.compose import DomainSlice  # noqa: E402
 from federation.errors import NoFiniteBound  # noqa: E402
 
 COSTS = (0.002e-6, 0.001e-6, 0.01e-6)  # price per bit/s and hour (quickstart: per Mb/s and hour / 1e6)
@@ -61,7 +61,7 @@ CASES = {
 
 def run_cases(kinds: list[str], reps: int) -> dict:
     """Time plan_rates (this interpreter's ``federation``) and check it against compose_path."""
-    from federation.compose import compose_path, plan_rates
+    from federation.calculus.compose import compose_path, plan_rates
 
     out = {}
     for kind in kinds:
@@ -94,7 +94,7 @@ def run_cases(kinds: list[str], reps: int) -> dict:
 
 def reference_cost(kind: str, n_dir: int = 61) -> float:
     """Fine-grid reference: each direction's cheapest scale by bisection on the optimised violation bound."""
-    from federation.compose import path_violation_probability
+    from federation.calculus.compose import path_violation_probability
 
     make, delay, eps = CASES[kind]
     traffic = make()

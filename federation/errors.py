@@ -38,7 +38,7 @@ class ConfigError(InputError):
 class VerificationError(TrefedError):
     """A signed envelope, grant or report was rejected.
 
-    ``reason`` is a stable machine-readable code (see ``federation.signing.Reason``),
+    ``reason`` is a stable machine-readable code (see ``federation.tre.signing.Reason``),
     ``detail`` a human sentence.
     """
 

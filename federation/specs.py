@@ -2,7 +2,7 @@
 
 A spec is ``KIND:key=value,...`` (arrivals) or ``key=value,...`` (hops). Parsing only checks the
 grammar, the keys and the ranges, and returns frozen dataclasses; the calculus
-(``federation.arrivals`` / ``federation.services``) and the data plane (``federation.traffic``)
+(``federation.calculus.arrivals`` / ``federation.calculus.services``) and the data plane (``federation.dataplane.traffic``)
 each turn them into their own models.
 
 Units. Continuous time (``time="continuous"``): seconds, and one consistent unit of work

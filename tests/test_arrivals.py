@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-import federation.arrivals as arrivals_mod
-import federation.services as services_mod
-from federation.arrivals import (
+import federation.calculus.arrivals as arrivals_mod
+import federation.calculus.services as services_mod
+from federation.calculus.arrivals import (
     MMOO,
     Aggregate,
     CorrelatedMMOO,
@@ -20,8 +20,8 @@ from federation.arrivals import (
     aggregate,
     arrival_from_spec,
 )
+from federation.calculus.services import ConstantRate, ExpService, Leftover, reserved_slice, service_from_hop
 from federation.errors import NoFiniteBound, SpecError
-from federation.services import ConstantRate, ExpService, Leftover, reserved_slice, service_from_hop
 from federation.specs import parse_arrival, parse_hop
 
 

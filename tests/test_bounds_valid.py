@@ -9,16 +9,22 @@ import math
 import numpy as np
 import pytest
 
-from federation.arrivals import MMOO, CorrelatedMMOO, ExpIncrements, PoissonArrival, TokenBucket, aggregate
-from federation.calculus import (
+from federation.calculus.arrivals import (
+    MMOO,
+    CorrelatedMMOO,
+    ExpIncrements,
+    PoissonArrival,
+    TokenBucket,
+    aggregate,
+)
+from federation.calculus.compose import delay_bound, violation_bound
+from federation.calculus.mgf import (
     backlog_violation,
     baseline_tandem_violation,
     log_geometric_tail,
     tandem_violation,
 )
-from federation.compose import delay_bound, violation_bound
-from federation.errors import NoFiniteBound
-from federation.reference import (
+from federation.calculus.reference import (
     continuous_mmoo_segments,
     exceedance,
     fluid_segments_exceedance,
@@ -27,7 +33,8 @@ from federation.reference import (
     slotted_tandem_delays,
     time_exceedance,
 )
-from federation.services import ConstantRate, ExpService, Leftover
+from federation.calculus.services import ConstantRate, ExpService, Leftover
+from federation.errors import NoFiniteBound
 
 D = "discrete"
 

@@ -16,16 +16,16 @@ import pytest
 from conftest import FAST_CONFIG, FAST_RATE_MIN
 from trefed.v1 import services_pb2, services_pb2_grpc
 
-import agents.broker
-import agents.broker_service
-from agents.broker import TrustEntry, arrival_of, burst_of
-from agents.broker_service import BrokerAgent
-from agents.domain import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
+import agents.broker.logic
+import agents.broker.servicer
+from agents.broker.logic import TrustEntry, arrival_of, burst_of
+from agents.broker.servicer import BrokerAgent
+from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
 from agents.server import add_servicer, start_grpc_server
-from federation.compose import DomainSlice, path_violation_probability
+from federation.calculus.compose import DomainSlice, path_violation_probability
 from federation.config import FederationConfig, PoissonConfig, TokenBucketConfig, parse_config
-from federation.signing import SigningKey
-from federation.trust import TrustStore
+from federation.tre.signing import SigningKey
+from federation.tre.trust import TrustStore
 
 
 @dataclass
@@ -80,7 +80,7 @@ async def code_of(coro) -> tuple[grpc.StatusCode, str]:
 
 
 def test_public_names():
-    for mod in (agents.broker, agents.broker_service):
+    for mod in (agents.broker.logic, agents.broker.servicer):
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 

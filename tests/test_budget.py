@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from federation.arrivals import PoissonArrival
-from federation.budget import (
+from federation.calculus.arrivals import PoissonArrival
+from federation.calculus.budget import (
     ExpTail,
     decompose,
     exponential_tails,
@@ -17,9 +17,9 @@ from federation.budget import (
     split_equal,
     split_numeric,
 )
-from federation.calculus import tandem_violation
+from federation.calculus.mgf import tandem_violation
+from federation.calculus.services import ConstantRate, ExpService
 from federation.errors import InputError, NoFiniteBound
-from federation.services import ConstantRate, ExpService
 
 
 def _random_tails(rng: np.random.Generator, n: int) -> list[ExpTail]:

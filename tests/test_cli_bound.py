@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.cli import main
+from agents.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
-MODS = ("federation.commands.bound",)
+MODS = ("agents.cli.bound",)
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -103,8 +103,8 @@ def test_help_says_what_is_bounded(capsys):
 
 def test_subprocess_console_entry():
     code = (
-        "import sys; from federation.cli import main; "
-        "sys.exit(main(sys.argv[1:], ('federation.commands.bound',)))"
+        "import sys; from agents.cli.main import main; "
+        "sys.exit(main(sys.argv[1:], ('agents.cli.bound',)))"
     )
     argv = ["bound", "--arrival", "poisson:rate=0.5,size=exp", "--hop", "rate=1", "--epsilon", "1e-3", "--json"]
     try:

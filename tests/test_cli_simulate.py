@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from federation.cli import main
+from agents.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MM1 = ["--arrival", "poisson:rate=0.8", "--hop", "rate=1,service=exp", "--hop", "rate=1,service=exp",
@@ -81,7 +81,7 @@ def test_bad_input_exits_2_with_a_message(capsys, argv, msg):
     assert err.startswith("trefed simulate: error:") and msg in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("agents.commands") is None, reason="agents.commands not yet present")
+@pytest.mark.skipif(importlib.util.find_spec("agents.cli.run") is None, reason="agents.cli.run not yet present")
 def test_subprocess_console_entry():
     proc = subprocess.run([sys.executable, "-m", "agents.cli", "simulate", *MM1, "--packets", "2000", "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from trefed.v1 import envelope_pb2
 
-from federation.cli import main
-from federation.envelope import body_from_yaml, example_envelope_yaml
-from federation.keys import load_key_file
-from federation.signing import sign_envelope
+from agents.cli.main import main
+from federation.tre.envelope import body_from_yaml, example_envelope_yaml
+from federation.tre.keys import load_key_file
+from federation.tre.signing import sign_envelope
 
 # Only the modules under test: the in-process tests must not depend on other sub-commands.
-MODULES = ("federation.commands.keys", "federation.commands.tre")
+MODULES = ("agents.cli.keys", "agents.cli.tre")
 ROOT = Path(__file__).resolve().parents[1]
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 

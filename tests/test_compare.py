@@ -1,4 +1,4 @@
-"""``trefed compare``: bound vs simulation of the same model (federation.compare, plots, report, CLI)."""
+"""``trefed compare``: bound vs simulation of the same model (federation.compare.run, plots, report, CLI)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import federation.compare as cmpmod
-from federation.cli import main
-from federation.compare import batch_lower_limit, compare, quantile_ci
+import federation.compare.run as cmpmod
+from agents.cli.main import main
+from federation.compare.plots import ccdf_figure, delay_vs_load_figure
+from federation.compare.report import markdown_report
+from federation.compare.run import batch_lower_limit, compare, quantile_ci
 from federation.errors import InputError
-from federation.plots import ccdf_figure, delay_vs_load_figure
-from federation.report import markdown_report
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 60_000  # packets per scenario: the whole module runs in well under a minute on 2 cores

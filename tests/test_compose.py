@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import federation.compose as compose_mod
-from federation.arrivals import MMOO, PoissonArrival, TokenBucket, arrival_from_spec
-from federation.compose import (
+import federation.calculus.compose as compose_mod
+from federation.calculus.arrivals import MMOO, PoissonArrival, TokenBucket, arrival_from_spec
+from federation.calculus.compose import (
     DomainBudget,
     DomainSlice,
     EndToEndEnvelope,
@@ -19,8 +19,8 @@ from federation.compose import (
     path_violation_probability,
     plan_rates,
 )
+from federation.calculus.reference import packet_tandem_departures, time_exceedance
 from federation.errors import InputError, NoFiniteBound
-from federation.reference import packet_tandem_departures, time_exceedance
 from federation.specs import parse_arrival
 
 PATH = (
@@ -150,14 +150,14 @@ def test_plan_rates_stochastic_meets_target_and_follows_costs():
 @pytest.mark.parametrize(
     "module",
     [
-        "federation.arrivals",
-        "federation.services",
-        "federation.calculus",
-        "federation.martingale",
-        "federation.compose",
-        "federation.budget",
-        "federation.reference",
-        "federation.commands.bound",
+        "federation.calculus.arrivals",
+        "federation.calculus.services",
+        "federation.calculus.mgf",
+        "federation.calculus.martingale",
+        "federation.calculus.compose",
+        "federation.calculus.budget",
+        "federation.calculus.reference",
+        "agents.cli.bound",
     ],
 )
 def test_public_names_exist_and_core_is_pure(module):

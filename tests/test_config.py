@@ -14,8 +14,8 @@ import federation.config as fc
 from agents.runner import load_domain_keys
 from federation.config import load_config, parse_config
 from federation.errors import ConfigError, InputError
-from federation.signing import SigningKey, sign_envelope
-from federation.trust import TrustStore
+from federation.tre.signing import SigningKey, sign_envelope
+from federation.tre.trust import TrustStore
 
 QUICKSTART = "configs/quickstart.yaml"
 

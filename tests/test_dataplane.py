@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-import federation.dataplane as dp
-from federation.dataplane import (
+import federation.dataplane.engine as dp
+from federation.dataplane.engine import (
     Admission,
     Domain,
     GilbertElliott,
@@ -21,12 +21,12 @@ from federation.dataplane import (
     max_plus_fifo,
     simulate,
 )
+from federation.dataplane.impairments import Impairment, parse_impairment
+from federation.dataplane.kernels import fifo_general, scfq
+from federation.dataplane.telemetry import DelayAccumulator, violation_estimate
+from federation.dataplane.traffic import CorrelatedMMOO, PacketSizes, Poisson
 from federation.errors import InputError
-from federation.impairments import Impairment, parse_impairment
-from federation.kernels import fifo_general, scfq
 from federation.specs import parse_hop
-from federation.telemetry import DelayAccumulator, violation_estimate
-from federation.traffic import CorrelatedMMOO, PacketSizes, Poisson
 
 EXP1 = ServiceTimes("exp", 1.0)
 
@@ -42,9 +42,9 @@ def lindley(A, S):
 
 
 def test_public_names():
-    import federation.impairments as im
-    import federation.kernels as kn
-    import federation.telemetry as tm
+    import federation.dataplane.impairments as im
+    import federation.dataplane.kernels as kn
+    import federation.dataplane.telemetry as tm
 
     assert set(dp.__all__) >= {"Domain", "Source", "Admission", "Simulation", "simulate", "max_plus_fifo"}
     assert set(kn.__all__) == {"finish_time", "fifo_general", "fifo_batch", "scfq", "gilbert_elliott",

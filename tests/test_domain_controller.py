@@ -15,15 +15,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
-import agents.domain
-import agents.domain_service
+import agents.domain.logic
+import agents.domain.servicer
+import agents.domain.store
+import agents.errors
 import agents.server
-import agents.store
-from agents.domain import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
+from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
 from agents.server import start_grpc_server
 from federation.errors import ConfigError
-from federation.signing import SigningKey
-from federation.trust import TrustStore
+from federation.tre.signing import SigningKey
+from federation.tre.trust import TrustStore
 
 PREPARED, COMMITTED, EXPIRED, RELEASED = (
     reservation_pb2.PREPARED, reservation_pb2.COMMITTED, reservation_pb2.EXPIRED, reservation_pb2.RELEASED,
@@ -86,13 +87,12 @@ def key() -> SigningKey:
 
 
 def test_public_names():
-    assert agents.domain.__all__ == ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
-    assert {"start_grpc_server", "add_servicer", "invalid_argument", "status_code_for", "ServiceError"} <= set(
-        agents.server.__all__
-    )
-    assert set(agents.store.__all__) == {"ReservationRecord", "ReservationStore", "StoredResponse"}
-    assert "DomainService" in agents.domain_service.__all__
-    for module in (agents.domain, agents.server, agents.store, agents.domain_service):
+    assert agents.domain.servicer.__all__ == ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
+    assert {"start_grpc_server", "add_servicer"} <= set(agents.server.__all__)
+    assert {"invalid_argument", "status_code_for", "ServiceError"} <= set(agents.errors.__all__)
+    assert set(agents.domain.store.__all__) == {"ReservationRecord", "ReservationStore", "StoredResponse"}
+    assert "DomainService" in agents.domain.logic.__all__
+    for module in (agents.domain.servicer, agents.server, agents.errors, agents.domain.store, agents.domain.logic):
         assert all(hasattr(module, name) for name in module.__all__)
 
 

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
-from agents import domain_service as ds
-from agents.domain_service import DomainService
-from agents.server import (
+from agents.domain import logic as ds
+from agents.domain.logic import DomainService
+from agents.domain.store import ReservationRecord, ReservationStore
+from agents.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
 )
-from agents.store import ReservationRecord, ReservationStore
 from federation.errors import ConfigError, InputError
-from federation.signing import SigningKey
-from federation.trust import TrustStore
+from federation.tre.signing import SigningKey
+from federation.tre.trust import TrustStore
 
 PREPARED, COMMITTED, ABORTED, EXPIRED, RELEASED = (
     reservation_pb2.PREPARED, reservation_pb2.COMMITTED, reservation_pb2.ABORTED,

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trefed.v1 import envelope_pb2
 
-from federation.envelope import (
+from federation.errors import ConfigError, InputError
+from federation.tre.envelope import (
     FieldError,
     body_from_dict,
     body_from_yaml,
@@ -21,7 +22,6 @@ from federation.envelope import (
     parse_rfc3339,
     validate_body,
 )
-from federation.errors import ConfigError, InputError
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 

@@ -16,18 +16,18 @@ import pytest
 import pytest_asyncio
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
-import agents.commands
+import agents.cli.run
 import agents.runner
 import agents.tenant
-from agents.broker import TrustEntry
-from agents.broker_service import BrokerAgent
+from agents.broker.logic import TrustEntry
+from agents.broker.servicer import BrokerAgent
 from agents.cli import main as trefed
-from agents.commands import render_outcomes
-from agents.domain import DOMAIN_CONTROLLER_SERVICE
+from agents.cli.run import render_outcomes
+from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE
 from agents.server import add_servicer, start_grpc_server
 from agents.tenant import BudgetSummary, TenantOutcome
 from federation.config import TokenBucketConfig
-from federation.signing import sign_envelope
+from federation.tre.signing import sign_envelope
 
 DOMAINS = ("access", "transport", "edge")
 
@@ -91,7 +91,7 @@ async def broker(fast_federation):
 
 
 def test_public_names():
-    for mod in (agents.commands, agents.runner, agents.tenant):
+    for mod in (agents.cli.run, agents.runner, agents.tenant):
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 

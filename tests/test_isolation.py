@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federation.dataplane import Admission, Domain, ServiceTimes, Simulation, Source
-from federation.impairments import Impairment
-from federation.traffic import CorrelatedMMOO, PacketSizes, Poisson
+from federation.dataplane.engine import Admission, Domain, ServiceTimes, Simulation, Source
+from federation.dataplane.impairments import Impairment
+from federation.dataplane.traffic import CorrelatedMMOO, PacketSizes, Poisson
 
 NEIGHBOURS = {
     "silent-ish": Poisson(0.01),

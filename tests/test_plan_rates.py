@@ -12,9 +12,17 @@ import math
 import numpy as np
 import pytest
 
-import federation.compose as compose_mod
-from federation.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket
-from federation.calculus import (
+import federation.calculus.compose as compose_mod
+from federation.calculus.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket
+from federation.calculus.compose import (
+    DomainSlice,
+    compose_path,
+    packetized,
+    path_violation_probability,
+    plan_rates,
+    slice_services,
+)
+from federation.calculus.mgf import (
     _log_geometric_tail_recursive,
     bracket_root,
     invert_delay,
@@ -24,14 +32,6 @@ from federation.calculus import (
     tandem_delay,
     tandem_log_at,
     tandem_violation,
-)
-from federation.compose import (
-    DomainSlice,
-    compose_path,
-    packetized,
-    path_violation_probability,
-    plan_rates,
-    slice_services,
 )
 from federation.errors import NoFiniteBound
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from federation.arrivals import MMOO, CorrelatedMMOO, ExpIncrements, PoissonArrival, TokenBucket
-from federation.reference import (
+from federation.calculus.arrivals import MMOO, CorrelatedMMOO, ExpIncrements, PoissonArrival, TokenBucket
+from federation.calculus.reference import (
     continuous_mmoo_segments,
     exceedance,
     fluid_segments_exceedance,

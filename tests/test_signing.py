@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from trefed.v1 import envelope_pb2, reservation_pb2, telemetry_pb2
 
-from federation.envelope import FieldError, example_body
 from federation.errors import InputError
-from federation.signing import (
+from federation.tre.envelope import FieldError, example_body
+from federation.tre.signing import (
     Reason,
     SigningKey,
     canonical_bytes,

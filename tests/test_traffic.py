@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import federation.traffic as tr
-from federation.errors import InputError
-from federation.specs import parse_arrival
-from federation.traffic import (
+import federation.dataplane.traffic as tr
+from federation.dataplane.traffic import (
     MMOO,
     CorrelatedMMOO,
     GreedyTokenBucket,
@@ -20,6 +18,8 @@ from federation.traffic import (
     generate,
     traffic_from_spec,
 )
+from federation.errors import InputError
+from federation.specs import parse_arrival
 
 MODELS = [
     Poisson(3.0, PacketSizes("exponential", 2.0)),

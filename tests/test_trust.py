@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trefed.v1 import envelope_pb2, reservation_pb2, telemetry_pb2
 
-from federation.envelope import example_body, validate_body
 from federation.errors import InputError, VerificationError
-from federation.signing import (
+from federation.tre.envelope import example_body, validate_body
+from federation.tre.signing import (
     Reason,
     SigningKey,
     canonical_bytes,
@@ -23,7 +23,7 @@ from federation.signing import (
     sign_envelope,
     sign_grant,
 )
-from federation.trust import TrustStore
+from federation.tre.trust import TrustStore
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DAY = 86400.0

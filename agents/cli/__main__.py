@@ -1,0 +1,7 @@
+"""``python -m agents.cli``: the ``trefed`` console script."""
+
+import sys
+
+from agents.cli.main import main
+
+sys.exit(main())

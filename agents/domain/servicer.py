@@ -1,0 +1,208 @@
+"""The DomainController agent: serves ``trefed.v1.DomainController`` over gRPC (grpc.aio) on a
+port it reports, backed by :class:`agents.domain.logic.DomainService` and a SQLite store.
+
+:class:`DomainControllerAgent` is a plain class; the federation runner makes it a Ray actor with
+``ray.remote(DomainControllerAgent)`` (its methods are async, so it becomes an async actor whose
+event loop also runs the gRPC server and the expiry sweep). In tests it runs in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import DecodeError
+from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
+
+from agents.domain.logic import DomainService
+from agents.domain.store import ReservationStore
+from agents.server import add_servicer, start_grpc_server
+from federation.errors import ConfigError
+from federation.tre.signing import SigningKey
+
+__all__ = ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
+
+_log = logging.getLogger(__name__)
+
+DOMAIN_CONTROLLER_SERVICE: str = services_pb2.DESCRIPTOR.services_by_name["DomainController"].full_name
+
+
+class DomainControllerServicer:
+    """Thin gRPC servicer: forwards each rpc to a :class:`DomainService`.
+
+    Errors raised by the service become status codes in :func:`agents.server.add_servicer`.
+    """
+
+    def __init__(self, service: DomainService) -> None:
+        self.service = service
+
+    def GetEnvelope(self, request: services_pb2.GetEnvelopeRequest, context: grpc.aio.ServicerContext
+                    ) -> envelope_pb2.TailRiskEnvelope:
+        return self.service.get_envelope(request)
+
+    def Prepare(self, request: reservation_pb2.PrepareRequest, context: grpc.aio.ServicerContext
+                ) -> reservation_pb2.PrepareResponse:
+        return self.service.prepare(request)
+
+    def Commit(self, request: reservation_pb2.CommitRequest, context: grpc.aio.ServicerContext
+               ) -> reservation_pb2.SignedGrant:
+        return self.service.commit(request)
+
+    def Abort(self, request: reservation_pb2.AbortRequest, context: grpc.aio.ServicerContext
+              ) -> reservation_pb2.AbortResponse:
+        return self.service.abort(request)
+
+    def Release(self, request: reservation_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
+                ) -> reservation_pb2.ReleaseResponse:
+        return self.service.release(request)
+
+    def GetStatus(self, request: services_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+                  ) -> services_pb2.DomainStatus:
+        return self.service.status(request)
+
+    def Batch(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
+              ) -> services_pb2.BatchResponse:
+        return self.service.batch(request)
+
+
+class DomainControllerAgent:
+    """One domain's controller: key, signed envelope, reservation table, gRPC server.
+
+    Parameters
+    ----------
+    envelope_body : bytes
+        A serialized ``EnvelopeBody`` template: ``header.domain_id``, ``header.tre_id``,
+        ``header.kind``, ``guardrails`` and ``model`` filled. The agent fills ``header.sequence``
+        (persisted, strictly increasing across restarts), ``issued_at`` / ``not_before`` /
+        ``not_after`` and ``key_id``, and signs it.
+    key_pem : bytes
+        The domain's Ed25519 private key, unencrypted PKCS#8 PEM.
+    db_path : str
+        SQLite file (WAL mode) holding the reservation table, the idempotency log and the
+        envelope sequence; created if absent. Restarting on the same file recovers the table.
+    host : str
+        Interface the gRPC server binds.
+    port : int
+        TCP port; 0 picks a free one (see :meth:`start`).
+    validity_s : float
+        Validity window of each signed envelope, s, > 0.
+    sweep_interval_s : float
+        Period of the background expiry sweep, s, > 0.
+
+    Raises
+    ------
+    ConfigError
+        If the template does not parse, the key does not load, or a parameter is out of range
+        (the envelope itself is range-checked by :meth:`start`, which signs it).
+    """
+
+    def __init__(
+        self,
+        envelope_body: bytes,
+        key_pem: bytes,
+        db_path: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        validity_s: float = 3600.0,
+        sweep_interval_s: float = 0.25,
+    ) -> None:
+        try:
+            template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
+        except DecodeError as exc:
+            raise ConfigError(f"envelope_body: not a serialized EnvelopeBody ({exc})") from exc
+        domain_id = template.header.domain_id
+        try:
+            self._key = SigningKey.from_pem(key_pem, domain_id)
+        except Exception as exc:
+            raise ConfigError(f"domain {domain_id!r}: key_pem: {exc}") from exc
+        if not (math.isfinite(sweep_interval_s) and sweep_interval_s > 0):
+            raise ConfigError(f"sweep_interval_s(={sweep_interval_s!r}) must be finite and > 0")
+        if not (math.isfinite(validity_s) and validity_s > 0):
+            raise ConfigError(f"validity_s(={validity_s!r}) must be finite and > 0")
+        if not 0 <= int(port) <= 65535:
+            raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
+        self._template = template
+        self._db_path = str(db_path)
+        self._host = host
+        self._port = int(port)
+        self._validity_s = float(validity_s)
+        self._sweep_interval_s = float(sweep_interval_s)
+        self.domain_id = domain_id
+        self._store: ReservationStore | None = None
+        self._service: DomainService | None = None
+        self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._bound_port = 0
+
+    @property
+    def service(self) -> DomainService:
+        """The in-process logic (after :meth:`start`); for tests and in-process callers."""
+        if self._service is None:
+            raise RuntimeError(f"domain {self.domain_id!r}: controller not started")
+        return self._service
+
+    async def start(self) -> int:
+        """Open the store, sign the envelope, start serving; return the bound port. Idempotent."""
+        if self._server is not None:
+            return self._bound_port
+        if self._db_path != ":memory:":
+            Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
+        store = ReservationStore(self._db_path, background_checkpoint=True)
+        try:
+            service = DomainService(self._template, self._key, store, validity_s=self._validity_s)
+            servicer = DomainControllerServicer(service)
+            server, port = await start_grpc_server(
+                lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),
+                [DOMAIN_CONTROLLER_SERVICE],
+                host=self._host,
+                port=self._port,
+            )
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._service, self._server, self._bound_port = store, service, server, port
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(service, store))
+        _log.info("domain %r serving DomainController on %s:%d", self.domain_id, self._host, port)
+        return port
+
+    async def _sweep_forever(self, service: DomainService, store: ReservationStore) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            try:
+                service.sweep()
+            except Exception:  # noqa: BLE001 - keep sweeping; the next call retries lazily anyway
+                _log.exception("domain %r: expiry sweep failed", self.domain_id)
+            try:
+                # The WAL is copied into the database file off the event loop (see agents.domain.store).
+                await asyncio.to_thread(store.checkpoint)
+            except Exception:  # noqa: BLE001 - SQLite's backstop checkpoint still bounds the WAL
+                _log.exception("domain %r: checkpoint failed", self.domain_id)
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Stop serving (in-flight calls get ``grace_s`` seconds), stop the sweep, close the db. Idempotent."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._service = None
+
+    async def address(self) -> str:
+        """``host:port`` of the gRPC server (port 0 before :meth:`start`)."""
+        host = f"[{self._host}]" if ":" in self._host and not self._host.startswith("[") else self._host
+        return f"{host}:{self._bound_port}"
+
+    async def public_key(self) -> tuple[str, str, bytes]:
+        """``(key_id, domain_id, raw 32-byte Ed25519 public key)``, for trust stores."""
+        return self._key.key_id, self._key.domain_id, self._key.public_key_bytes()

@@ -1,0 +1,737 @@
+"""Packet-level Monte-Carlo data plane: tenant flows through domains in tandem.
+
+Model. A path of :class:`Domain` s (0-based index). Each domain is a single work-conserving
+server of ``rate`` bits/s followed by a constant delay ``latency + prop`` s: a packet's *work*
+is its size in bits (``service=None``) or a random service time drawn per packet
+(:class:`ServiceTimes`, seconds at the nominal rate: exponential / lognormal / empirical, e.g.
+an inference server) times ``rate``. A domain may have a finite buffer (bits of unfinished
+work; a packet that does not fit is dropped), a hard latency ceiling (a packet whose sojourn in
+the domain would exceed it is lost: dropped on arrival when the FIFO server can already tell,
+otherwise on departure), Bernoulli or Gilbert-Elliott loss on the way out, batching (up to
+``batch`` waiting packets served together, needing the largest member's work), and an
+inference error probability (the packet is delivered but flagged).
+
+Scheduling per domain: ``fifo`` (one shared queue), ``partition`` (each tenant with a
+reservation gets a dedicated FIFO server of its reserved rate and the same share of the buffer;
+flows without a reservation share a FIFO server of the left-over rate) and ``wfq`` (work-conserving self-clocked fair
+queueing with the reserved rates as weights, see :func:`federation.dataplane.kernels.scfq`).
+
+A :class:`Source` is one tenant's traffic entering at domain ``entry`` and leaving after domain
+``exit``. :class:`Admission` gives the admitted tenant set and their reservations: traffic of
+rejected tenants never enters. :class:`~federation.dataplane.impairments.Impairment` s act on domains
+over time windows.
+
+End-to-end delay = egress of the last domain - arrival at the first domain (s).
+
+Engine. FIFO and partition hops are max-plus scans in numpy,
+``D_n = C_n + max_{k<=n}(A_k - C_{k-1})`` with ``C`` the running sum of service times (equal to
+the Lindley recursion ``D_n = max(A_n, D_{n-1}) + S_n``); finite buffers, ceilings, variable
+capacity, batching and WFQ run in the numba kernels of :mod:`federation.dataplane.kernels`. Time is cut
+into windows holding about ``chunk_packets`` packets; every server, generator and random stream
+carries its state from one window to the next and a domain only processes packets it can no
+longer be surprised by (earlier than the horizon up to which all its inputs are known), so the
+chunked run is bit-identical to the unchunked one and memory stays bounded. Random streams are
+keyed by (seed, tenant, entry domain, domain, purpose): a tenant's draws never depend on what
+other tenants send.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import numpy as np
+
+from federation.dataplane.impairments import Impairment, capacity_schedule, window_max, window_sum
+from federation.dataplane.kernels import fifo_batch, fifo_general, gilbert_elliott, scfq
+from federation.dataplane.telemetry import Delivered, DomainLog, Telemetry, TelemetryChunk
+from federation.dataplane.traffic import TrafficModel, child_generator, exponentials
+from federation.errors import InputError
+from federation.specs import HopSpec
+
+__all__ = [
+    "Scheduler",
+    "SCHEDULERS",
+    "ServiceTimes",
+    "GilbertElliott",
+    "Domain",
+    "Source",
+    "Admission",
+    "Simulation",
+    "simulate",
+    "max_plus_fifo",
+]
+
+Scheduler = Literal["fifo", "partition", "wfq"]
+SCHEDULERS: tuple[str, ...] = ("fifo", "partition", "wfq")
+
+# purposes of the per (flow, domain) random streams
+_WORK, _LOSS, _GE, _ERR, _SPIKE_U, _SPIKE_X = range(6)
+
+
+@dataclass(frozen=True)
+class ServiceTimes:
+    """I.i.d. service times (s, at the domain's nominal rate), independent of packet sizes.
+
+    ``exp``: exponential of mean ``mean``; ``lognormal``: mean ``mean`` and log-standard deviation
+    ``sigma``; ``empirical``: draws with replacement from ``values``.
+    """
+
+    kind: Literal["exp", "lognormal", "empirical"] = "exp"
+    mean: float = 1.0
+    sigma: float = 0.5
+    values: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("exp", "lognormal", "empirical"):
+            raise InputError(f"service kind(={self.kind!r}) must be exp|lognormal|empirical")
+        if self.kind == "empirical":
+            if not self.values or any(not (v >= 0 and math.isfinite(v)) for v in self.values):
+                raise InputError("empirical service times need values, all >= 0 and finite")
+            object.__setattr__(self, "mean", float(np.mean(self.values)))
+        elif not (self.mean > 0 and math.isfinite(self.mean)):
+            raise InputError(f"service mean(={self.mean:g}) must be > 0 and finite")
+        if self.kind == "lognormal" and not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise InputError(f"lognormal sigma(={self.sigma:g}) must be > 0 and finite")
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` service times (s)."""
+        if self.kind == "exp":
+            return exponentials(rng, n, self.mean)
+        if self.kind == "lognormal":
+            out = rng.standard_normal(n)
+            out *= self.sigma
+            out += math.log(self.mean) - 0.5 * self.sigma**2
+            np.exp(out, out=out)
+            return out
+        vals = np.asarray(self.values)
+        return vals[rng.integers(0, len(vals), n)]
+
+
+@dataclass(frozen=True)
+class GilbertElliott:
+    """Two-state burst loss: per packet, good->bad w.p. ``p_gb``, bad->good w.p. ``p_bg``;
+    loss probability ``loss_good`` / ``loss_bad`` in each state (chain per tenant flow)."""
+
+    p_gb: float
+    p_bg: float
+    loss_good: float = 0.0
+    loss_bad: float = 1.0
+
+    def __post_init__(self) -> None:
+        for k in ("p_gb", "p_bg", "loss_good", "loss_bad"):
+            v = getattr(self, k)
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"Gilbert-Elliott {k}(={v:g}) must be in [0, 1]")
+
+    @property
+    def stationary_loss(self) -> float:
+        """Long-run loss probability."""
+        pb = self.p_gb / (self.p_gb + self.p_bg) if self.p_gb + self.p_bg > 0 else 0.0
+        return pb * self.loss_bad + (1 - pb) * self.loss_good
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One domain on the path (link or compute); see the module docstring. Units: s, bits, bits/s."""
+
+    rate: float
+    latency: float = 0.0
+    prop: float = 0.0
+    service: ServiceTimes | None = None
+    buffer: float = math.inf
+    ceiling: float = math.inf
+    loss: float = 0.0
+    gilbert: GilbertElliott | None = None
+    batch: int = 1
+    error: float = 0.0
+    scheduler: Scheduler = "fifo"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        w = f"domain {self.name or ''}".rstrip()
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise InputError(f"{w}: rate(={self.rate:g}) must be > 0 and finite")
+        for k in ("latency", "prop"):
+            v = getattr(self, k)
+            if not (v >= 0 and math.isfinite(v)):
+                raise InputError(f"{w}: {k}(={v:g}) must be >= 0 and finite")
+        for k in ("buffer", "ceiling"):
+            if not getattr(self, k) > 0:
+                raise InputError(f"{w}: {k}(={getattr(self, k):g}) must be > 0")
+        if not 0.0 <= self.loss < 1.0:
+            raise InputError(f"{w}: loss(={self.loss:g}) must be in [0, 1)")
+        if not 0.0 <= self.error <= 1.0:
+            raise InputError(f"{w}: error(={self.error:g}) must be in [0, 1]")
+        if self.batch < 1 or int(self.batch) != self.batch:
+            raise InputError(f"{w}: batch(={self.batch}) must be a whole number >= 1")
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"{w}: scheduler(={self.scheduler!r}) must be one of {'|'.join(SCHEDULERS)}")
+        if self.batch > 1 and self.scheduler != "fifo":
+            raise InputError(f"{w}: batching needs the fifo scheduler (got {self.scheduler!r})")
+
+    @classmethod
+    def from_hop(cls, hop: HopSpec, scheduler: Scheduler = "fifo", name: str = "",
+                 packet_size: float = 1.0) -> Domain:
+        """The domain of a parsed ``--hop``.
+
+        ``service=exp``: i.i.d. exponential service times of mean ``packet_size / rate`` s, i.e.
+        one packet of ``packet_size`` bits (the flow of interest's mean packet size) per
+        completion at ``rate`` bits/s -- the model of ``trefed bound`` (``ExpService``).
+        """
+        if not (packet_size > 0 and math.isfinite(packet_size)):
+            raise InputError(f"packet_size(={packet_size!r}) must be > 0 and finite")
+        service = ServiceTimes("exp", packet_size / hop.rate) if hop.service == "exp" else None
+        return cls(rate=hop.rate, latency=hop.latency, prop=hop.prop, service=service, buffer=hop.buffer,
+                   ceiling=hop.ceiling, loss=hop.loss, scheduler=scheduler, name=name)
+
+    @property
+    def delay(self) -> float:
+        """Constant delay after the server (s)."""
+        return self.latency + self.prop
+
+
+@dataclass(frozen=True)
+class Source:
+    """Traffic of ``tenant`` entering at domain ``entry`` and leaving after ``exit`` (None: the last)."""
+
+    tenant: int
+    traffic: TrafficModel
+    entry: int = 0
+    exit: int | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Admitted tenants (None: everyone) and reservations (bits/s; one rate or one per domain)."""
+
+    admitted: frozenset[int] | None = None
+    reservations: Mapping[int, float | tuple[float, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def proportional(cls, sources: Sequence[Source], domains: Sequence[Domain]) -> Admission:
+        """Everyone admitted; each domain's rate split among the flows crossing it in proportion
+        to their offered work (packets/s, times the mean size on size-served domains).
+
+        A flow gets a domain's whole rate where it does not cross it (never used there).
+        """
+        per: dict[int, list[float]] = {s.tenant: [] for s in sources}
+        for h, d in enumerate(domains):
+            here = [s for s in sources if s.entry <= h <= (s.exit if s.exit is not None else len(domains) - 1)]
+
+            def load(s: Source) -> float:
+                return s.traffic.packet_rate * (1.0 if d.service is not None else s.traffic.sizes.mean)
+
+            total = sum(load(s) for s in here)
+            for s in sources:
+                per[s.tenant].append(d.rate * load(s) / total if s in here else d.rate)
+        return cls(None, {t: tuple(v) for t, v in per.items()})
+
+
+def max_plus_fifo(A: np.ndarray, S: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Departures of a FIFO work-conserving server as a max-plus scan (vectorised).
+
+    ``D_n = C_n + max_{k<=n} (A_k - C_{k-1})`` with ``C_n = S_0 + ... + S_n``, i.e. the Lindley
+    recursion ``D_n = max(A_n, D_{n-1}) + S_n``. ``A`` (s, sorted) is read only; ``S`` (service times,
+    s) is overwritten by ``C``. ``state = [C_{-1}, running max]`` (start ``[0, -inf]``) continues the
+    scan over the next piece bit-identically.
+    """
+    n = len(A)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    S[0] += state[0]
+    np.cumsum(S, out=S)
+    out[0] = A[0] - state[0]
+    np.subtract(A[1:], S[:-1], out=out[1:])
+    if out[0] < state[1]:
+        out[0] = state[1]
+    np.fmax.accumulate(out, out=out)  # = maximum.accumulate without NaN checks (faster)
+    state[0] = S[-1]
+    state[1] = out[-1]
+    out += S
+    return out
+
+
+# Packet columns carried between domains: flow (int16), seq (int64), t (arrival here, s), a0 (arrival
+# at the first domain, s); "size" (bits) only if some domain serves by size, "err" only if some
+# domain can flag inference errors.
+Batch = dict[str, np.ndarray]
+_FLOW = np.int16
+_MAX_FLOWS = np.iinfo(_FLOW).max
+
+
+def _empty() -> Batch:
+    return {"flow": np.empty(0, _FLOW), "seq": np.empty(0, np.int64), "t": np.empty(0), "a0": np.empty(0)}
+
+
+def _take(b: Batch, idx: np.ndarray) -> Batch:
+    return {k: v[idx] for k, v in b.items()}
+
+
+def _concat(parts: Sequence[Batch], empty: Batch) -> Batch:
+    parts = [p for p in parts if len(p["t"])]
+    if not parts:
+        return empty
+    if len(parts) == 1:
+        return parts[0]
+    keys = set.intersection(*(set(p) for p in parts))
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+@dataclass
+class _Hop:
+    dom: Domain
+    bps: np.ndarray
+    fac: np.ndarray
+    variable: bool  # capacity varies over time
+    kernel_fifo: bool  # FIFO/partition need the compiled kernel
+    flows: list[int]  # flows that visit this hop
+    through: bool  # some flow arrives from the previous hop
+    entering: list[int]  # flows entering here
+    ordered_out: bool  # departures leave in time order
+    cls_of_flow: np.ndarray  # flow -> class (partition/wfq)
+    crate: np.ndarray  # class rates
+    has_loss: bool
+    has_error: bool
+    has_delay: bool
+    has_spikes: bool
+    state: list[np.ndarray] = field(default_factory=list)
+    flast: np.ndarray | None = None
+    queue: Batch | None = None
+    tags: np.ndarray = field(default_factory=lambda: np.empty(0))  # SCFQ tags of queued, admitted packets
+    carry: Batch | None = None
+
+
+class Simulation:
+    """A configured data-plane run; iterate :meth:`chunks` or call :meth:`run`.
+
+    Parameters
+    ----------
+    domains
+        The path (at least one domain).
+    sources
+        Tenant flows; flow ``i`` is ``sources[i]`` (after admission). Flow 0 drives ``packets``.
+    seed
+        Root seed of every random stream.
+    packets
+        Stop after this many packets of flow 0 (all flows run until that packet's arrival time).
+    horizon
+        Or: simulate arrivals in ``[0, horizon)`` s.
+    admission
+        Admitted tenants and reservations (needed by ``partition``/``wfq`` domains).
+    impairments
+        Impairments over time windows.
+    chunk_packets
+        About this many packets (all flows) per chunk; results do not depend on it.
+    record_domains
+        Keep per-domain logs (otherwise only delivered packets and counts).
+    """
+
+    def __init__(self, domains: Sequence[Domain], sources: Sequence[Source], *, seed: int = 0,
+                 packets: int | None = None, horizon: float | None = None,
+                 admission: Admission | None = None, impairments: Sequence[Impairment] = (),
+                 chunk_packets: int = 1 << 16, record_domains: bool = True) -> None:
+        if not domains:
+            raise InputError("the path needs at least one domain")
+        if (packets is None) == (horizon is None):
+            raise InputError("give exactly one of packets and horizon")
+        if packets is not None and (packets < 1 or int(packets) != packets):
+            raise InputError(f"packets(={packets}) must be a whole number >= 1")
+        if horizon is not None and not (horizon > 0 and math.isfinite(horizon)):
+            raise InputError(f"horizon(={horizon}) must be > 0 and finite")
+        if chunk_packets < 1:
+            raise InputError(f"chunk_packets(={chunk_packets}) must be >= 1")
+        self.domains = tuple(domains)
+        nh = len(self.domains)
+        admission = admission or Admission()
+        self.admission = admission
+        self.sources: list[Source] = []
+        seen = set()
+        for s in sources:
+            ex = nh - 1 if s.exit is None else s.exit
+            if not (0 <= s.entry <= ex < nh):
+                raise InputError(f"source of tenant {s.tenant}: entry(={s.entry}) and exit(={s.exit}) "
+                                 f"must satisfy 0 <= entry <= exit < {nh} (domains)")
+            if (s.tenant, s.entry) in seen:
+                raise InputError(f"two sources of tenant {s.tenant} enter at domain {s.entry}")
+            seen.add((s.tenant, s.entry))
+            if admission.admitted is None or s.tenant in admission.admitted:
+                self.sources.append(Source(s.tenant, s.traffic, s.entry, ex))
+        if not self.sources:
+            raise InputError("no admitted source: nothing to simulate")
+        if len(self.sources) > _MAX_FLOWS:
+            raise InputError(f"{len(self.sources)} sources: at most {_MAX_FLOWS} are supported")
+        for imp in impairments:
+            if imp.domain >= nh:
+                raise InputError(f"impairment on domain {imp.domain + 1}, but the path has {nh} domains")
+        self.impairments = tuple(impairments)
+        self.seed = int(seed)
+        self.packets = packets
+        self.horizon = horizon
+        self.chunk_packets = int(chunk_packets)
+        self.record_domains = record_domains
+        self.nflows = len(self.sources)
+        self.exit = np.array([s.exit for s in self.sources], np.int64)
+        self._rngs: dict[tuple[int, int, int], np.random.Generator] = {}
+        self._ge: dict[tuple[int, int], np.ndarray] = {}
+        self.hops = [self._configure(h) for h in range(nh)]
+        self.tenant_of_flow = np.array([s.tenant for s in self.sources], np.int32)
+        self._need_size = any(d.service is None for d in self.domains)
+        self._svc_hops = [h for h, d in enumerate(self.domains) if d.service is not None]
+        self._need_err = any(hp.has_error for hp in self.hops)
+        self._gens = [s.traffic.generator(np.random.SeedSequence(self.seed, spawn_key=(s.tenant, s.entry)))
+                      for s in self.sources]
+        self._started = False
+        self.packet_hops = 0  #: packets served, summed over domains (a packet counts once per domain)
+
+    # ------------------------------------------------------------------ configuration
+
+    def _reserved(self, tenant: int, h: int) -> float | None:
+        r = self.admission.reservations.get(tenant)
+        if r is None:
+            return None
+        if isinstance(r, tuple | list):
+            if len(r) != len(self.domains):
+                raise InputError(f"tenant {tenant}: {len(r)} reservations given for {len(self.domains)} domains")
+            r = r[h]
+        r = float(r)
+        if not (r > 0 and math.isfinite(r)):
+            raise InputError(f"tenant {tenant}: reservation(={r:g}) at domain {h + 1} must be > 0 and finite")
+        return r
+
+    def _configure(self, h: int) -> _Hop:
+        dom = self.domains[h]
+        imps = self.impairments
+        bps, fac = capacity_schedule(imps, h)
+        variable = len(bps) > 0
+        flows = [f for f, s in enumerate(self.sources) if s.entry <= h <= self.exit[f]]
+        through = any(s.entry < h <= self.exit[f] for f, s in enumerate(self.sources))
+        entering = [f for f, s in enumerate(self.sources) if s.entry == h]
+        has_delay = any(i.domain == h and i.kind == "delay" for i in imps)
+        has_spikes = any(i.domain == h and i.kind == "spikes" for i in imps)
+        cls_of_flow = np.zeros(self.nflows, np.int64)
+        crate = np.array([dom.rate])
+        if dom.scheduler != "fifo":
+            tenants = sorted({self.sources[f].tenant for f in flows})
+            res = {t: self._reserved(t, h) for t in tenants}
+            reserved = [t for t in tenants if res[t] is not None]
+            rates = [r for r in res.values() if r is not None]  # in tenant order, as reserved
+            total = sum(rates)
+            if total > dom.rate * (1 + 1e-12):
+                raise InputError(f"domain {h + 1}: reservations sum to {total:g} bits/s, more than its "
+                                 f"rate(={dom.rate:g})")
+            unreserved = [t for t in tenants if res[t] is None]
+            if unreserved:
+                left = dom.rate - total
+                if left <= dom.rate * 1e-9:
+                    raise InputError(f"domain {h + 1} ({dom.scheduler}): tenant {unreserved[0]} has no "
+                                     "reservation and no capacity is left over for best effort")
+                rates.append(left)
+            cmap = {t: i for i, t in enumerate(reserved)}
+            for f in flows:
+                cls_of_flow[f] = cmap.get(self.sources[f].tenant, len(reserved))
+            crate = np.array(rates, dtype=np.float64)
+        ncls = len(crate)
+        kernel_fifo = variable or dom.buffer < math.inf or dom.ceiling < math.inf
+        hop = _Hop(
+            dom=dom, bps=bps, fac=fac, variable=variable, kernel_fifo=kernel_fifo, flows=flows,
+            through=through, entering=entering,
+            ordered_out=dom.scheduler in ("fifo", "wfq") and not has_delay and not has_spikes,
+            cls_of_flow=cls_of_flow, crate=crate,
+            has_loss=dom.loss > 0 or dom.gilbert is not None or any(
+                i.domain == h and i.kind == "loss" for i in imps),
+            has_error=dom.error > 0 or any(i.domain == h and i.kind == "error" for i in imps),
+            has_delay=has_delay, has_spikes=has_spikes,
+        )
+        if dom.scheduler == "wfq":
+            hop.state = [np.array([-np.inf, 0.0])]
+            hop.flast = np.zeros(ncls)
+        elif dom.batch > 1:
+            hop.state = [np.array([-np.inf])]
+        elif kernel_fifo:
+            hop.state = [np.array([-np.inf]) for _ in range(ncls)]
+        else:
+            hop.state = [np.array([0.0, -np.inf]) for _ in range(ncls)]
+        return hop
+
+    def _rng(self, f: int, h: int, purpose: int) -> np.random.Generator:
+        key = (f, h, purpose)
+        g = self._rngs.get(key)
+        if g is None:
+            s = self.sources[f]
+            g = child_generator(np.random.SeedSequence(self.seed, spawn_key=(s.tenant, s.entry)), 100 + h, purpose)
+            self._rngs[key] = g
+        return g
+
+    def _per_flow(self, hop: _Hop, h: int, flow: np.ndarray, purpose: int, draw) -> np.ndarray:  # noqa: ANN001
+        n = len(flow)
+        if len(hop.flows) == 1:
+            return draw(self._rng(hop.flows[0], h, purpose), n)
+        counts = np.bincount(flow, minlength=self.nflows)
+        parts = [draw(self._rng(f, h, purpose), int(counts[f])) for f in hop.flows if counts[f]]
+        if not parts:
+            return np.empty(0)
+        if len(parts) == 1:
+            return parts[0]
+        out = np.empty(n)
+        out[np.argsort(flow, kind="stable")] = np.concatenate(parts)  # radix sort on int16: by flow, in order
+        return out
+
+    # ------------------------------------------------------------------ one hop
+
+    def _work(self, hop: _Hop, h: int, b: Batch, seconds: bool = False) -> np.ndarray:
+        """Work of each packet of ``b`` here: bits, or service time (s) at the full rate if ``seconds``.
+
+        Random service times were drawn at the source (column ``s{h}``, seconds), one stream per
+        (tenant flow, domain); the returned array may be that column (callers may overwrite it).
+        """
+        dom = hop.dom
+        if dom.service is None:
+            return b["size"] / dom.rate if seconds else b["size"].copy()
+        x = b[f"s{h}"]
+        return x if seconds else x * dom.rate
+
+    def _serve(self, hop: _Hop, h: int, b: Batch, H: float) -> tuple[Batch, np.ndarray]:
+        """Serve batch ``b`` (in processing order); returns the served rows (departure order) and D."""
+        dom = hop.dom
+        sched = dom.scheduler
+        if sched == "fifo" and not hop.kernel_fifo and dom.batch == 1:
+            S = self._work(hop, h, b, seconds=True)  # service times (s)
+            return b, max_plus_fifo(b["t"], S, hop.state[0])
+        w = self._work(hop, h, b)
+        if sched == "wfq" or dom.batch > 1:
+            q = hop.queue
+            b = dict(b)
+            b["w"] = w
+            if q is not None and len(q["t"]):
+                b = {k: np.concatenate([q[k], b[k]]) for k in b}
+            if sched == "wfq":
+                D, order, F = scfq(b["t"], b["w"], b["flow"], hop.cls_of_flow, hop.tags, hop.crate, dom.rate,
+                                   hop.bps, hop.fac, H, hop.state[0], cast(np.ndarray, hop.flast))  # set for wfq
+                wait = np.flatnonzero(np.isnan(D))
+                hop.queue = _take(b, wait)
+                # Admission follows arrival order, so the waiting packets that already hold a tag come
+                # first in the queue; the rest (not yet arrived when the server stopped) get one later.
+                ft = F[wait]
+                hop.tags = ft[: len(ft) - int(np.count_nonzero(np.isnan(ft)))]
+                return {k: v[order] for k, v in b.items() if k != "w"}, D[order]
+            D, done = fifo_batch(b["t"], b["w"], dom.rate, hop.bps, hop.fac, dom.batch, H, hop.state[0])
+            hop.queue = {k: v[done:] for k, v in b.items()}
+            return {k: v[:done] for k, v in b.items()}, D[:done]
+        ceil_budget = dom.ceiling - dom.delay
+        if sched == "fifo":
+            return b, fifo_general(b["t"], w, dom.rate, hop.bps, hop.fac, dom.buffer, ceil_budget, hop.state[0])
+        # partition: one FIFO server per class
+        cls = hop.cls_of_flow[b["flow"]]
+        D = np.empty(len(w))
+        for c in range(len(hop.crate)):
+            idx = np.flatnonzero(cls == c)
+            if not len(idx):
+                continue
+            r = float(hop.crate[c])
+            A = b["t"][idx]
+            wc = w[idx]
+            if hop.kernel_fifo:
+                buf = dom.buffer * r / dom.rate
+                D[idx] = fifo_general(A, wc, r, hop.bps, hop.fac, buf, ceil_budget, hop.state[c])
+            else:
+                wc *= 1.0 / r
+                D[idx] = max_plus_fifo(A, wc, hop.state[c])
+        return b, D
+
+    def _server_time(self, hop: _Hop) -> float:
+        dom = hop.dom
+        if dom.scheduler == "wfq" or dom.batch > 1 or hop.kernel_fifo:
+            return min(float(s[0]) for s in hop.state)
+        return min(float(s[1] + s[0]) if s[1] > -np.inf else -np.inf for s in hop.state)
+
+    def _hop(self, h: int, b: Batch, H: float, log: list, delivered: list, lost: np.ndarray) -> tuple[Batch, float]:
+        hop = self.hops[h]
+        dom = hop.dom
+        if not hop.flows:
+            return self._empty(h + 1), H
+        srv, D = self._serve(hop, h, b, H)
+        self.packet_hops += len(D)
+        H_out = max(self._server_time(hop), H) + dom.delay
+        n = len(D)
+        ingress = srv["t"]
+        flow = srv["flow"]
+        eg = D + dom.delay if (dom.delay or hop.has_delay or hop.has_spikes) else D  # never alias D below
+        if hop.has_delay:
+            extra = window_sum(self.impairments, h, "delay", D)
+            assert extra is not None  # has_delay: a delay window lies on this hop
+            eg += extra
+        if hop.has_spikes:
+            u = self._per_flow(hop, h, flow, _SPIKE_U, lambda g, k: g.random(k))
+            x = self._per_flow(hop, h, flow, _SPIKE_X, lambda g, k: g.standard_exponential(k))
+            for imp in self.impairments:
+                if imp.domain == h and imp.kind == "spikes":
+                    m = (D >= imp.start) & (D < imp.end) & (u < imp.prob)
+                    eg[m] += x[m] * imp.value
+        lostm = np.isnan(eg)
+        if dom.ceiling < math.inf:
+            with np.errstate(invalid="ignore"):
+                lostm |= (eg - ingress) > dom.ceiling
+        if hop.has_loss:
+            u = self._per_flow(hop, h, flow, _LOSS, lambda g, k: g.random(k))
+            if dom.gilbert is not None:
+                ge = dom.gilbert
+                ut = self._per_flow(hop, h, flow, _GE, lambda g, k: g.random(k))
+                for f in hop.flows:
+                    m = flow == f
+                    st = self._ge.setdefault((f, h), np.zeros(1))
+                    lostm[m] |= gilbert_elliott(ut[m], u[m], ge.p_gb, ge.p_bg, ge.loss_good, ge.loss_bad, st)
+            p = window_max(self.impairments, h, "loss", ingress, dom.loss)
+            lostm |= u < p
+        errh = None
+        if hop.has_error:
+            u = self._per_flow(hop, h, flow, _ERR, lambda g, k: g.random(k))
+            e = window_max(self.impairments, h, "error", ingress, dom.error)
+            errh = (u < e) & ~lostm
+        anylost = bool(lostm.any())
+        if anylost:
+            eg[lostm] = np.nan
+            lost += np.bincount(flow[lostm], minlength=self.nflows)
+        if self.record_domains:
+            log[h].append(DomainLog(h, flow, srv["seq"], self.tenant_of_flow[flow], ingress, eg, lostm,
+                                    errh if errh is not None else np.zeros(n, np.bool_)))
+        out = {k: v for k, v in srv.items() if k not in ("w", f"s{h}")}
+        out["t"] = eg
+        if errh is not None:
+            out["err"] = out["err"] | errh
+        exiting = [f for f in hop.flows if self.exit[f] == h]
+        if not exiting:  # every packet here continues
+            return (_take(out, ~lostm) if anylost else out), H_out
+        if len(exiting) == len(hop.flows):  # every packet here leaves the path
+            fin = _take(out, ~lostm) if anylost else out
+            delivered.append(self._delivered(fin))
+            return self._empty(h + 1), H_out
+        exits = self.exit[flow] == h
+        fin = _take(out, exits & ~lostm)
+        delivered.append(self._delivered(fin))
+        return _take(out, ~exits & ~lostm), H_out
+
+    def _empty(self, h: int = 0) -> Batch:
+        """An empty batch with the columns packets carry at domain ``h``."""
+        b = _empty()
+        for k in self._svc_hops:
+            if k >= h:
+                b[f"s{k}"] = np.empty(0)
+        if self._need_size:
+            b["size"] = np.empty(0)
+        if self._need_err:
+            b["err"] = np.empty(0, np.bool_)
+        return b
+
+    def _delivered(self, b: Batch) -> Delivered:
+        n = len(b["t"])
+        err = b["err"] if "err" in b else np.zeros(n, np.bool_)
+        tenant = (np.full(n, self.tenant_of_flow[0], np.int32) if self.nflows == 1
+                  else self.tenant_of_flow[b["flow"]])
+        return Delivered(b["flow"], b["seq"], tenant, b["a0"], b["t"], err)
+
+    # ------------------------------------------------------------------ one window
+
+    def _window(self, new: dict[int, tuple[np.ndarray, np.ndarray]], W: float) -> TelemetryChunk:
+        nh = len(self.domains)
+        log: list[list[DomainLog]] = [[] for _ in range(nh)]
+        delivered: list[Delivered] = []
+        lost = np.zeros(self.nflows, np.int64)
+        generated = np.zeros(self.nflows, np.int64)
+        src: dict[int, Batch] = {}
+        for f, (t, s) in new.items():
+            n = len(t)
+            generated[f] = n
+            start = self._gens[f].count - n
+            src[f] = {"flow": np.full(n, f, _FLOW), "seq": np.arange(start, start + n, dtype=np.int64),
+                      "t": t, "a0": t}
+            if self._need_size:
+                src[f]["size"] = s
+            if self._need_err:
+                src[f]["err"] = np.zeros(n, np.bool_)
+            so = self.sources[f]
+            for h in self._svc_hops:
+                if h >= so.entry:  # the same columns for every flow at a domain
+                    svc = cast(ServiceTimes, self.domains[h].service)  # _svc_hops: a service is set
+                    src[f][f"s{h}"] = (svc.draw(self._rng(f, h, _WORK), n)
+                                       if h <= self.exit[f] else np.full(n, np.nan))
+        up: Batch | None = None
+        H_up = W
+        for h in range(nh):
+            hop = self.hops[h]
+            ent = [src[f] for f in hop.entering if f in src and len(src[f]["t"])]
+            if not hop.through:
+                b = _concat(ent, self._empty(h))
+                if len(ent) > 1:
+                    b = _take(b, np.argsort(b["t"], kind="stable"))
+                H = W
+            elif not hop.entering and self.hops[h - 1].ordered_out:
+                b = up if up is not None else self._empty(h)
+                H = H_up
+            else:
+                parts = [p for p in ([hop.carry] if hop.carry is not None else []) + [up] + ent if p is not None]
+                b = _concat(parts, self._empty(h))
+                H = min(H_up, W) if hop.entering else H_up
+                order = np.lexsort((b["seq"], b["flow"], b["t"]))
+                k = int(np.searchsorted(b["t"][order], H, side="left")) if H < np.inf else len(order)
+                hop.carry = _take(b, order[k:])
+                b = _take(b, order[:k])
+            up, H_up = self._hop(h, b, H, log, delivered, lost)
+        doms = None
+        if self.record_domains:
+            doms = tuple(DomainLog.concat(x) if x else DomainLog(
+                h, np.empty(0, _FLOW), np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0),
+                np.empty(0), np.empty(0, np.bool_), np.empty(0, np.bool_)) for h, x in enumerate(log))
+        if delivered:
+            dl = Delivered.concat(delivered)
+        else:
+            dl = Delivered(np.empty(0, _FLOW), np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0),
+                           np.empty(0), np.empty(0, np.bool_))
+        return TelemetryChunk(doms, dl, generated, lost)
+
+    def chunks(self) -> Iterator[TelemetryChunk]:
+        """Run window by window, yielding each window's telemetry (then a final flush)."""
+        if self._started:
+            raise InputError("a Simulation runs once; make a new one")
+        self._started = True
+        rate = sum(s.traffic.packet_rate for s in self.sources)
+        step = self.chunk_packets / rate
+        if self.packets is not None:  # windows never need to reach far beyond flow 0's last packet
+            step = min(step, 1.05 * self.packets / self.sources[0].traffic.packet_rate)
+        k = 0
+        done = False
+        while not done:
+            k += 1
+            W = k * step
+            new: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            if self.horizon is not None and W >= self.horizon:
+                W = self.horizon
+                done = True
+            if self.packets is not None:
+                g0 = self._gens[0]
+                before = g0.count
+                t, s = g0.take(W)
+                if before + len(t) >= self.packets:
+                    m = self.packets - before
+                    g0.count = self.packets
+                    t, s = t[:m], s[:m]
+                    W = float(np.nextafter(t[-1], np.inf)) if m else W
+                    done = True
+                new[0] = (t, s)
+            for f in range(self.nflows):
+                if f not in new:
+                    new[f] = self._gens[f].take(W)
+            yield self._window(new, W)
+        yield self._window({}, np.inf)
+
+    def run(self) -> Telemetry:
+        """The whole run in memory."""
+        return Telemetry.concat(self.chunks())
+
+
+def simulate(domains: Sequence[Domain], sources: Sequence[Source], **kwargs: Any) -> Telemetry:
+    """Run a :class:`Simulation` to the end and return its :class:`~federation.dataplane.telemetry.Telemetry`."""
+    return Simulation(domains, sources, **kwargs).run()

@@ -1,0 +1,269 @@
+"""Compiled per-packet loops of the data plane (numba, ``@njit(cache=True)``).
+
+Only what cannot be vectorised lives here: servers whose decisions depend on the queue content
+(finite buffers, latency ceilings, time-varying capacity, batching, the work-conserving
+fair-queueing scheduler), the Gilbert-Elliott loss chain and the token-bucket shaper. Plain FIFO
+and rate-partition hops are max-plus scans in numpy (``federation.dataplane.engine``).
+
+Conventions. Times in seconds, work in bits, rates in bits/s. A server's capacity is
+``rate * fac[k]`` on segment ``k`` of the piecewise-constant schedule with breakpoints ``bps``
+(sorted): ``fac[0]`` applies before ``bps[0]``, ``fac[k]`` on ``[bps[k-1], bps[k])`` and
+``fac[-1]`` after the last breakpoint (it must be > 0). Every kernel carries its state in a
+small float64 array that the caller keeps between chunks, so processing a stream in pieces
+gives bit-identical results to processing it at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "finish_time",
+    "fifo_general",
+    "fifo_batch",
+    "scfq",
+    "gilbert_elliott",
+    "token_bucket_shape",
+]
+
+
+@njit(cache=True)
+def finish_time(s: float, work: float, rate: float, bps: np.ndarray, fac: np.ndarray) -> float:
+    """Time at which ``work`` bits started at ``s`` complete under the capacity schedule."""
+    if work <= 0.0:
+        return s
+    m = len(bps)
+    if m == 0:
+        return s + work / (rate * fac[0])
+    k = np.searchsorted(bps, s, side="right")
+    while True:
+        cap = rate * fac[k]
+        end = bps[k] if k < m else np.inf
+        if cap > 0.0:
+            dt = work / cap
+            if s + dt <= end:
+                return s + dt
+            work -= cap * (end - s)
+        s = end
+        k += 1
+
+
+@njit(cache=True)
+def _work_between(a: float, b: float, rate: float, bps: np.ndarray, fac: np.ndarray) -> float:
+    """Capacity (bits) offered on ``[a, b]``."""
+    if b <= a:
+        return 0.0
+    k = np.searchsorted(bps, a, side="right")
+    m = len(bps)
+    total = 0.0
+    s = a
+    while s < b:
+        end = bps[k] if k < m else np.inf
+        e = min(end, b)
+        total += rate * fac[k] * (e - s)
+        s = e
+        k += 1
+    return total
+
+
+@njit(cache=True)
+def fifo_general(A: np.ndarray, w: np.ndarray, rate: float, bps: np.ndarray, fac: np.ndarray,
+                 buffer: float, ceil_budget: float, state: np.ndarray) -> np.ndarray:
+    """FIFO work-conserving server with a finite buffer, a latency ceiling and variable capacity.
+
+    A packet arriving at ``A[i]`` with ``w[i]`` bits is dropped (departure NaN) if the
+    unfinished work it finds plus its own exceeds ``buffer`` bits, or if its departure would
+    come more than ``ceil_budget`` seconds after its arrival; dropped packets use no capacity.
+    ``state[0]`` is the last departure time (``-inf`` initially).
+    """
+    n = len(A)
+    D = np.empty(n)
+    last = state[0]
+    for i in range(n):
+        a = A[i]
+        if buffer < np.inf and last > a:
+            if _work_between(a, last, rate, bps, fac) + w[i] > buffer:
+                D[i] = np.nan
+                continue
+        d = finish_time(max(a, last), w[i], rate, bps, fac)
+        if d - a > ceil_budget:
+            D[i] = np.nan
+            continue
+        D[i] = d
+        last = d
+    state[0] = last
+    return D
+
+
+@njit(cache=True)
+def fifo_batch(A: np.ndarray, w: np.ndarray, rate: float, bps: np.ndarray, fac: np.ndarray,
+               max_batch: int, horizon: float, state: np.ndarray) -> tuple[np.ndarray, int]:
+    """FIFO batching server: when free, it takes up to ``max_batch`` waiting packets at once.
+
+    A batch's service needs the largest work of its members (parallel inference). A batch is
+    only started before ``horizon`` (arrivals after it are unknown); returns departures of the
+    served prefix (NaN beyond) and its length. ``state[0]``: time the server is next free.
+    """
+    n = len(A)
+    D = np.full(n, np.nan)
+    t = state[0]
+    i = 0
+    while i < n:
+        s = max(t, A[i])
+        if s >= horizon:
+            break
+        j = i
+        wmax = 0.0
+        while j < n and j - i < max_batch and A[j] <= s:
+            wmax = max(wmax, w[j])
+            j += 1
+        t = finish_time(s, wmax, rate, bps, fac)
+        for k in range(i, j):
+            D[k] = t
+        i = j
+    state[0] = t
+    return D, i
+
+
+@njit(cache=True)
+def scfq(A: np.ndarray, w: np.ndarray, flow: np.ndarray, cmap: np.ndarray, tag_pre: np.ndarray,
+         crate: np.ndarray, rate: float, bps: np.ndarray, fac: np.ndarray, horizon: float, state: np.ndarray,
+         flast: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Self-clocked fair queueing (Golestani 1994): work-conserving WFQ with reserved rates.
+
+    Packet ``i`` of flow ``flow[i]`` belongs to class ``c = cmap[flow[i]]``, which holds the reserved
+    rate ``crate[c]`` (bits/s, ``sum(crate) <= rate``). On arrival a
+    packet gets the finish tag ``F = max(F_last[c], v) + w / crate[c]`` where ``v`` is the tag of the
+    packet in service (reset to 0, with all ``F_last``, when the server idles); the server always
+    sends the head-of-line packet with the smallest tag (ties: lower class) at the full link
+    ``rate``. Packets are given in arrival order; the first ``len(tag_pre)`` of them were admitted
+    in an earlier call and keep their tags ``tag_pre``. No service starts at or after ``horizon``.
+
+    Returns ``(D, order, F)``: departures (NaN for packets still queued), the served packets in
+    service (= departure) order, and the tags. ``state = [t_free, v]`` and ``flast`` carry over.
+    """
+    n = len(A)
+    ncls = len(crate)
+    D = np.full(n, np.nan)
+    F = np.full(n, np.nan)
+    order = np.empty(n, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    head = np.full(ncls, -1, np.int64)
+    tail = np.full(ncls, -1, np.int64)
+    hf = np.full(ncls, np.inf)  # tag of each class's head-of-line packet (inf: empty)
+    npre = len(tag_pre)
+    inv = 1.0 / crate
+    const = len(bps) == 0
+    irate = 1.0 / (rate * fac[0])
+    t = state[0]
+    v = state[1]
+    nq = 0
+    ia = 0
+    ns = 0
+    while True:
+        while ia < n and A[ia] <= t:
+            c = cmap[flow[ia]]
+            if ia < npre:
+                f = tag_pre[ia]
+            else:
+                f = max(flast[c], v) + w[ia] * inv[c]
+                flast[c] = f
+            F[ia] = f
+            if head[c] < 0:
+                head[c] = ia
+                hf[c] = f
+            else:
+                nxt[tail[c]] = ia
+            tail[c] = ia
+            nq += 1
+            ia += 1
+        if nq == 0:
+            if ia >= n or A[ia] >= horizon:
+                break
+            v = 0.0
+            for c in range(ncls):
+                flast[c] = 0.0
+            t = A[ia]
+            continue
+        if t >= horizon:
+            break
+        best = 0
+        bf = hf[0]
+        for c in range(1, ncls):
+            x = hf[c]
+            if x < bf:
+                bf = x
+                best = c
+        i = head[best]
+        j = nxt[i]
+        head[best] = j
+        if j < 0:
+            tail[best] = -1
+            hf[best] = np.inf
+        else:
+            hf[best] = F[j]
+        nq -= 1
+        v = bf
+        if const:
+            t = t + w[i] * irate
+        else:
+            t = finish_time(t, w[i], rate, bps, fac)
+        D[i] = t
+        order[ns] = i
+        ns += 1
+    state[0] = t
+    state[1] = v
+    return D, order[:ns], F
+
+
+@njit(cache=True)
+def gilbert_elliott(u_tr: np.ndarray, u_loss: np.ndarray, p_gb: float, p_bg: float, loss_good: float,
+                    loss_bad: float, state: np.ndarray) -> np.ndarray:
+    """Gilbert-Elliott burst loss over a packet sequence.
+
+    Before each packet the channel moves good->bad with probability ``p_gb`` and bad->good with
+    ``p_bg``; the packet is lost with probability ``loss_bad`` (bad) or ``loss_good`` (good).
+    ``state[0]`` is 1.0 while bad.
+    """
+    n = len(u_tr)
+    lost = np.empty(n, np.bool_)
+    bad = state[0] > 0.5
+    for k in range(n):
+        if bad:
+            if u_tr[k] < p_bg:
+                bad = False
+        elif u_tr[k] < p_gb:
+            bad = True
+        lost[k] = u_loss[k] < (loss_bad if bad else loss_good)
+    state[0] = 1.0 if bad else 0.0
+    return lost
+
+
+@njit(cache=True)
+def token_bucket_shape(t: np.ndarray, s: np.ndarray, sigma: float, rho: float,
+                       state: np.ndarray) -> np.ndarray:
+    """Greedy FIFO token-bucket shaper (depth ``sigma`` bits, rate ``rho`` bits/s).
+
+    ``state = [tokens, time of tokens, last departure]``; returns the departure times.
+    """
+    n = len(t)
+    out = np.empty(n)
+    tok = state[0]
+    tt = state[1]
+    last = state[2]
+    for k in range(n):
+        d = max(t[k], last)
+        tok = min(sigma, tok + rho * (d - tt))
+        tt = d
+        if tok < s[k]:
+            d += (s[k] - tok) / rho
+            tok = s[k]
+            tt = d
+        tok -= s[k]
+        out[k] = d
+        last = d
+    state[0] = tok
+    state[1] = tt
+    state[2] = last
+    return out
