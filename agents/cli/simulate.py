@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from federation.dataplane.engine import SCHEDULERS, Admission, Domain, Simulation, Source
+from federation.dataplane.engine import Simulation
 from federation.dataplane.impairments import parse_impairment
-from federation.dataplane.telemetry import DelayAccumulator, violation_estimate
+from federation.dataplane.path import SCHEDULERS, Admission, Domain, Source
+from federation.dataplane.telemetry import DelayAccumulator
 from federation.dataplane.traffic import traffic_from_spec
 from federation.errors import InputError
 from federation.specs import parse_arrival, parse_cross, parse_hop
+from federation.stats import violation_estimate
 
 __all__ = ["register", "run", "QUANTILES"]
 
@@ -158,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     viol: dict[str, Any] | None = None
     if args.delay is not None:
         v = violation_estimate(acc.exceed[0], acc.n)
-        viol = {"delay": args.delay, "value": v.value, "ci95_low": v.ci95_low, "ci95_high": v.ci95_high,
+        ci95 = v.interval(0.95)
+        viol = {"delay": args.delay, "value": v.value, "ci95_low": ci95.low, "ci95_high": ci95.high,
                 "count": v.count, "n": v.n}
     result: dict[str, Any] = {
         "packets": generated,
