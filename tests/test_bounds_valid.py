@@ -17,13 +17,8 @@ from federation.calculus.arrivals import (
     TokenBucket,
     aggregate,
 )
+from federation.calculus.baseline import baseline_tandem_violation
 from federation.calculus.compose import delay_bound, violation_bound
-from federation.calculus.mgf import (
-    backlog_violation,
-    baseline_tandem_violation,
-    log_geometric_tail,
-    tandem_violation,
-)
 from federation.calculus.reference import (
     continuous_mmoo_segments,
     exceedance,
@@ -34,6 +29,7 @@ from federation.calculus.reference import (
     time_exceedance,
 )
 from federation.calculus.services import ConstantRate, ExpService, Leftover
+from federation.calculus.tandem import backlog_violation, log_geometric_tail, tandem_violation
 from federation.errors import NoFiniteBound
 
 D = "discrete"

@@ -12,23 +12,22 @@ import math
 import numpy as np
 import pytest
 
-import federation.calculus.compose as compose_mod
+import federation.calculus.plan as plan_mod
 from federation.calculus.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket
+from federation.calculus.bound import TandemDetail
 from federation.calculus.compose import (
     DomainSlice,
     compose_path,
     packetized,
     path_violation_probability,
-    plan_rates,
     slice_services,
 )
-from federation.calculus.mgf import (
+from federation.calculus.packet import maxplus_log_at, maxplus_violation
+from federation.calculus.plan import plan_rates
+from federation.calculus.roots import bracket_root, invert_delay
+from federation.calculus.tandem import (
     _log_geometric_tail_recursive,
-    bracket_root,
-    invert_delay,
     log_geometric_tail,
-    maxplus_log_at,
-    maxplus_violation,
     tandem_delay,
     tandem_log_at,
     tandem_violation,
@@ -164,8 +163,8 @@ def test_infeasible_and_work_caps_raise_with_reason(monkeypatch):
         plan_rates(BROKER_PATH, traffic, delay=0.04, epsilon=1e-3, max_rates=(9e6, 9e6, 9e6))
     with pytest.raises(NoFiniteBound, match="latencies"):
         plan_rates(BROKER_PATH, traffic, delay=0.005, epsilon=1e-3)
-    monkeypatch.setattr(compose_mod, "PLAN_MAX_SURROGATE", 5)
-    monkeypatch.setattr(compose_mod, "PLAN_MAX_BOUNDS", 5)
+    monkeypatch.setattr(plan_mod, "PLAN_MAX_SURROGATE", 5)
+    monkeypatch.setattr(plan_mod, "PLAN_MAX_BOUNDS", 5)
     with pytest.raises(NoFiniteBound, match="evaluations"):
         plan_rates(BROKER_PATH, traffic, delay=0.04, epsilon=0.0159, costs=BROKER_COSTS, max_rates=BROKER_CAPS)
 
@@ -235,9 +234,10 @@ def test_fixed_theta_bounds_agree_with_the_optimised_ones(kind):
     traffic = TRAFFIC[kind]
     svc = packetized(traffic, slice_services(_with(BROKER_PATH, (60e6, 80e6, 70e6)), traffic))
     b = tandem_violation(traffic, svc, 0.03)
-    assert tandem_log_at(traffic, svc, 0.03, b.theta) == pytest.approx(b.detail["log_epsilon"], rel=1e-12)
+    assert isinstance(b.detail, TandemDetail)
+    assert tandem_log_at(traffic, svc, 0.03, b.theta) == pytest.approx(b.detail.log_epsilon, rel=1e-12)
     for th in (b.theta * 0.5, b.theta * 0.9):  # any theta is a valid, larger bound
-        assert tandem_log_at(traffic, svc, 0.03, th) >= b.detail["log_epsilon"] - 1e-9
+        assert tandem_log_at(traffic, svc, 0.03, th) >= b.detail.log_epsilon - 1e-9
     assert tandem_log_at(traffic, svc, 0.001, b.theta) == 0.0  # below the latencies
 
 

@@ -82,10 +82,12 @@ from scipy import stats
 
 from agents.cli.bound import build_model
 from federation.calculus.arrivals import Arrival, PoissonArrival
+from federation.calculus.bound import Bound
 from federation.calculus.compose import packetized, violation_bound
 from federation.calculus.martingale import martingale_violation
-from federation.calculus.mgf import Bound, maxplus_violation, product_form_violation, tandem_violation
+from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
+from federation.calculus.tandem import tandem_violation
 from federation.dataplane.engine import Admission, Domain, Scheduler, Simulation, Source
 from federation.dataplane.traffic import traffic_from_spec
 from federation.errors import InputError, NoFiniteBound
