@@ -12,6 +12,11 @@ What is bounded: the end-to-end *virtual delay* of the tenant's traffic (the tim
 that arrived by a time ``t`` has left the last domain, ``t`` time-stationary), plus every
 domain's latency and propagation delay. Loss is ``1 - prod(1 - p_loss_i)``; inference errors
 add over the compute domains.
+
+:func:`violation_bound` and :func:`delay_bound` are the smallest valid bound over the methods
+(:mod:`~federation.calculus.tandem`, :mod:`~federation.calculus.martingale`,
+:mod:`~federation.calculus.packet`); the reverse problem, the cheapest rates that meet a target,
+is :func:`federation.calculus.plan.plan_rates`.
 """
 
 from __future__ import annotations

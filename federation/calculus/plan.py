@@ -193,7 +193,7 @@ def _plan_deterministic(
 
 
 def _infinite(v: np.ndarray) -> float:
-    """The log bound of a theta with no finite bound."""
+    """The log bound at a theta with no finite bound."""
     return math.inf
 
 
@@ -287,8 +287,6 @@ class _Planner:
             self.methods.append(BoundMethod.MGF_MAXPLUS)
         self.ranges = {m: self.theta_hi(m) for m in self.methods}
 
-    # -- the rates and the bounds at them
-
     def rates_of(self, v: np.ndarray) -> np.ndarray:
         """The domains' rates (bits/s) of the group rates ``v``."""
         r = np.empty(len(self.path))
@@ -312,7 +310,6 @@ class _Planner:
         return (math.log(b.epsilon) if b.epsilon > 0 else -math.inf), b
 
     def full_log(self, v: np.ndarray) -> float:
-        """The log of the optimised violation bound at ``delay``."""
         return self.full(v)[0]
 
     def composed(self, v: np.ndarray) -> float:
@@ -338,8 +335,6 @@ class _Planner:
             return _infinite
         return _MaxplusAtTheta(self, theta, traffic.rate)
 
-    # -- scales, costs and directions
-
     def scale_limit(self, w: np.ndarray) -> float:
         """The largest scale of direction ``w`` within the caps."""
         return float(np.min(np.where(np.isfinite(self.gcap), (self.gcap - self.rho) / w, np.inf)))
@@ -350,16 +345,13 @@ class _Planner:
 
     @staticmethod
     def direction(u: np.ndarray) -> np.ndarray:
-        """The direction of log-coordinates ``u`` (``k - 1`` of them; the first group's weight is 1)."""
+        """The direction of log-coordinates ``u`` (``k - 1``; the first group's weight is 1)."""
         return np.exp(np.concatenate([[0.0], np.atleast_1d(u)]))
 
     def infeasible(self) -> NoFiniteBound:
-        """The error when no rates within the caps meet the target."""
-        which = [self.path[g[0]].domain_id for g in self.groups]
-        return NoFiniteBound(
-            f"no rates within max_rates meet delay {self.delay:g} s at epsilon {self.epsilon:g} "
-            f"(domains {', '.join(which)})"
-        )
+        which = ", ".join(self.path[g[0]].domain_id for g in self.groups)
+        return NoFiniteBound(f"no rates within max_rates meet delay {self.delay:g} s at epsilon {self.epsilon:g} "
+                             f"(domains {which})")
 
     def cheapest_scale(self, w: np.ndarray, f: _LogBound, rtol: float, guess: float | None = None,
                        growth: float = 1.5) -> float:
@@ -383,8 +375,6 @@ class _Planner:
         if isinstance(bracket, tuple):
             return bracket_root(h, *bracket, rtol)
         return math.inf if bracket is None else bracket
-
-    # -- the theta scan (step 1)
 
     def theta_hi(self, method: BoundMethod) -> float | None:
         """The largest theta with a finite fixed-theta bound at generous rates (``None``: none)."""
@@ -451,8 +441,6 @@ class _Planner:
             if res.fun < vals[i]:
                 x_best = float(res.x)
         return s_of(x_best), math.exp(x_best)
-
-    # -- the steps
 
     def plan(self) -> tuple[float, ...]:
         """Steps 1-4: the rates (bits/s) of the domains."""
