@@ -32,6 +32,7 @@ from federation.calculus.bound import Bound, BoundMethod, ProductFormDetail
 from federation.calculus.services import ConstantRate, ExpService, Service
 
 __all__ = [
+    "maxplus_applies",
     "maxplus_log_bound",
     "maxplus_log_at",
     "maxplus_violation",
@@ -58,6 +59,12 @@ def _maxplus_parts(arrival: Arrival, services: Sequence[Service]) -> tuple[float
         else:
             return None
     return arrival.rate, funcs
+
+
+def maxplus_applies(arrival: Arrival, services: Sequence[Service]) -> bool:
+    """Whether :func:`maxplus_violation` applies: Poisson packets of a fixed size in continuous time
+    through constant-rate hops and exponential-service hops of that packet size."""
+    return _maxplus_parts(arrival, services) is not None
 
 
 def maxplus_log_bound(lam: float, log_mgfs: Sequence[float], d_virtual: float, theta: float) -> float:

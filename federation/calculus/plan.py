@@ -23,7 +23,7 @@ from scipy.optimize import minimize, minimize_scalar
 from federation.calculus.arrivals import Arrival, PoissonArrival, TokenBucket
 from federation.calculus.bound import Bound, BoundMethod, TandemDetail
 from federation.calculus.compose import DomainSlice, delay_bound, packetized, slice_services, violation_bound
-from federation.calculus.packet import maxplus_log_at, maxplus_log_bound
+from federation.calculus.packet import maxplus_applies, maxplus_log_bound
 from federation.calculus.roots import bracket_root
 from federation.calculus.services import ConstantRate, Service
 from federation.calculus.tandem import tandem_log_bound
@@ -283,7 +283,7 @@ class _Planner:
         # generous rates: the theta range only grows with the rates
         self.big = np.where(np.isfinite(self.gcap), self.gcap, self.rho * 1e3)
         self.methods = [BoundMethod.MGF_TANDEM]
-        if delay > self.lat_sum and maxplus_log_at(traffic, self.services_of(self.big), delay, 1e-300) is not None:
+        if delay > self.lat_sum and maxplus_applies(traffic, self.services_of(self.big)):
             self.methods.append(BoundMethod.MGF_MAXPLUS)
         self.ranges = {m: self.theta_hi(m) for m in self.methods}
 
