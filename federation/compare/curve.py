@@ -33,10 +33,12 @@ import math
 import numpy as np
 
 from federation.calculus.arrivals import PoissonArrival
+from federation.calculus.bound import Bound
 from federation.calculus.compose import packetized, violation_bound
 from federation.calculus.martingale import martingale_violation
-from federation.calculus.mgf import Bound, maxplus_violation, product_form_violation, tandem_violation
+from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.services import ConstantRate, ExpService, Leftover
+from federation.calculus.tandem import tandem_violation
 from federation.compare.model import ComparedModel, Tagged
 from federation.errors import NoFiniteBound
 
