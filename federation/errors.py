@@ -24,7 +24,6 @@ pickles the instance's state instead of calling ``__init__`` again (see
 
 from __future__ import annotations
 
-import copyreg
 from typing import Any
 
 __all__ = [
@@ -49,7 +48,12 @@ class TrefedError(Exception):
         problem)``) and loses attributes set from them; here ``__init__`` is not called again
         and ``args``, ``str(exc)`` and every attribute come back as they were.
         """
-        return copyreg.__newobj__, (type(self), *self.args), self.__dict__ or None
+        return _rebuild, (type(self), self.args), self.__dict__ or None
+
+
+def _rebuild(cls: type[TrefedError], args: tuple[Any, ...]) -> TrefedError:
+    """An instance of ``cls`` with ``args``, without calling ``__init__`` (see ``TrefedError.__reduce__``)."""
+    return cls.__new__(cls, *args)
 
 
 class InputError(TrefedError, ValueError):

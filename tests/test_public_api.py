@@ -79,7 +79,15 @@ def test_contract_modules_export_exactly_their_public_definitions(name):
 
 
 def test_contract_signatures():
-    from federation.tre import signing, trust
+    from federation.tre import signing, trust, validate
+
+    # the time helpers the agents use instead of their own (_ts, _timestamp, _seconds, _iso)
+    assert list(inspect.signature(validate.timestamp_from_seconds).parameters) == ["t", "field"]
+    assert list(inspect.signature(validate.seconds_from_timestamp).parameters) == ["ts"]
+    assert list(inspect.signature(validate.format_rfc3339).parameters) == ["t", "timespec", "field"]
+    assert list(inspect.signature(validate.check_validity).parameters) == ["validity_s", "field"]
+    for check in (validate.check_guardrails, validate.check_inference, validate.check_header, validate.check_labels):
+        assert "path" in inspect.signature(check).parameters, check.__name__
 
     assert list(inspect.signature(signing.sign).parameters) == ["body", "key", "wrapper_cls"]
     assert list(inspect.signature(signing.sign_envelope).parameters)[:2] == ["body", "key"]

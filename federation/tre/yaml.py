@@ -70,6 +70,8 @@ def body_from_yaml(text: str, source: str = "<yaml>") -> envelope_pb2.EnvelopeBo
         problem = getattr(exc, "problem", None) or str(exc)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from exc
+    except RecursionError:
+        raise ConfigError(f"{source}: not an envelope: YAML nested too deeply") from None
     if data is None:
         raise ConfigError(f"{source}: empty file (expected an envelope; see `trefed tre example`)")
     try:
