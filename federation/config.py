@@ -45,6 +45,7 @@ are network domains (:meth:`FederationConfig.paths`).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -441,6 +442,7 @@ class FederationConfig(_Strict):
         for i, t in enumerate(self.tenants):
             if t.access not in kinds:
                 raise FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
+        _check_prices(self)
         return self
 
     # ------------------------------------------------------------------ queries
@@ -485,6 +487,20 @@ class FederationConfig(_Strict):
         walk(source, [source])
         found.sort(key=lambda p: (len(p), p))
         return found[:max_paths]
+
+
+def _check_prices(cfg: FederationConfig) -> None:
+    """The dearest admission (every domain's reservable capacity at its price, plus the dearest
+    model) must cost a finite price: an overflowing one is offered as ``inf`` (and breaks JSON)."""
+    terms = [d.price_per_mbps_hour * d.guardrails.reservable_capacity_bps / 1e6 for d in cfg.domains]
+    total = sum(terms) + max(m.price_per_hour for m in cfg.models)
+    if not math.isfinite(total):
+        i = max(range(len(terms)), key=terms.__getitem__)
+        raise FieldError(
+            f"domains[{i}].price_per_mbps_hour",
+            f"(={cfg.domains[i].price_per_mbps_hour!r}) makes the price of an admission overflow "
+            "(price x reservable capacity in Mb/s, summed over the domains, plus the dearest model)",
+        )
 
 
 def _unique(ids: list[str], field: str) -> None:

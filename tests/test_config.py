@@ -222,6 +222,8 @@ REFUSED = [
     (_set("domains.2.model.inference.sigma_log", 0.5),
      "domains[2].model.inference.sigma_log(=0.5) must be 0 unless distribution is LOGNORMAL"),
     (_set("domains.0.labels", {"": "x"}), "domains[0].labels: keys must not be empty"),
+    # offered at price inf: `trefed run --json` failed (JSON has no inf)
+    (_set("domains.1.price_per_mbps_hour", 1e308), "domains[1].price_per_mbps_hour(=1e+308) makes the price"),
 ]
 
 #: Refused before too, now by the envelope's own rule (:mod:`federation.tre.validate`), not a copy.
