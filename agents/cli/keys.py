@@ -13,7 +13,8 @@ from pathlib import Path
 
 from federation.errors import InputError
 from federation.tre.keys import load_key_file, write_key_pair
-from federation.tre.signing import DOMAIN_ID_PATTERN, key_id_for, load_public_key
+from federation.tre.signing import key_id_for, load_public_key
+from federation.tre.validate import DOMAIN_ID_PATTERN
 
 __all__ = ["register", "run_id", "run_new"]
 

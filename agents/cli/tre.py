@@ -26,11 +26,12 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from trefed.v1 import envelope_pb2
 
-from federation.errors import InputError, VerificationError
-from federation.tre.envelope import FieldError, example_envelope_yaml, load_envelope_yaml, parse_rfc3339
+from federation.errors import FieldError, InputError, VerificationError
 from federation.tre.keys import load_key_file, write_atomic
 from federation.tre.signing import sign_envelope
 from federation.tre.trust import TrustStore
+from federation.tre.validate import parse_rfc3339
+from federation.tre.yaml import example_envelope_yaml, load_envelope_yaml
 
 __all__ = ["parse_now", "register", "run_example", "run_show", "run_sign", "run_verify", "summary"]
 
