@@ -16,9 +16,13 @@ import pytest
 from conftest import FAST_CONFIG, FAST_RATE_MIN
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+import agents.broker.client
+import agents.broker.envelopes
 import agents.broker.logic
+import agents.broker.plan
 import agents.broker.servicer
-from agents.broker.logic import TrustEntry, arrival_of, burst_of
+from agents.broker.logic import TrustEntry
+from agents.broker.plan import arrival_of, burst_of
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
 from agents.server import add_servicer, start_grpc_server
@@ -80,7 +84,8 @@ async def code_of(coro) -> tuple[grpc.StatusCode, str]:
 
 
 def test_public_names():
-    for mod in (agents.broker.logic, agents.broker.servicer):
+    for mod in (agents.broker.client, agents.broker.envelopes, agents.broker.logic, agents.broker.plan,
+                agents.broker.servicer):
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 import grpc
 from trefed.v1 import services_pb2
 
-from agents.broker.logic import Broker, GrpcDomainClient, TrustEntry
+from agents.broker.client import GrpcDomainClient
+from agents.broker.logic import Broker, TrustEntry
 from agents.server import add_servicer, start_grpc_server
 from federation.config import FederationConfig
 
@@ -119,7 +120,7 @@ class BrokerAgent:
             "rejected": s.rejected,
             "plans_computed": s.plans_computed,
             "plan_cache_hits": s.plan_cache_hits,
-            "envelopes_verified": s.envelopes_verified,
+            "envelopes_verified": b.envelopes.verified,
             "cleanups_pending": b.pending_cleanups,
             # reservation calls to the domains and the rpcs that carried them (group commit)
             "domain_items_sent": sum(getattr(c, "items_sent", 0) for c in b.domains.values()),
