@@ -15,7 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
+import agents.domain.books
 import agents.domain.logic
+import agents.domain.publication
 import agents.domain.servicer
 import agents.domain.store
 import agents.errors
@@ -92,7 +94,10 @@ def test_public_names():
     assert {"invalid_argument", "status_code_for", "ServiceError"} <= set(agents.errors.__all__)
     assert set(agents.domain.store.__all__) == {"ReservationRecord", "ReservationStore", "StoredResponse"}
     assert "DomainService" in agents.domain.logic.__all__
-    for module in (agents.domain.servicer, agents.server, agents.errors, agents.domain.store, agents.domain.logic):
+    assert {"Books", "CapacityUsage"} <= set(agents.domain.books.__all__)
+    assert {"EnvelopePublisher", "ENVELOPE_SEQUENCE_KEY"} <= set(agents.domain.publication.__all__)
+    for module in (agents.domain.servicer, agents.server, agents.errors, agents.domain.store, agents.domain.logic,
+                   agents.domain.books, agents.domain.publication):
         assert all(hasattr(module, name) for name in module.__all__)
 
 
