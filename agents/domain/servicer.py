@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -92,6 +94,8 @@ class DomainControllerAgent:
         Validity window of each signed envelope, s, > 0.
     sweep_interval_s : float
         Period of the background expiry sweep, s, > 0.
+    clock : callable
+        Unix time, s (default :func:`time.time`); injectable for tests.
 
     Raises
     ------
@@ -110,6 +114,7 @@ class DomainControllerAgent:
         port: int = 0,
         validity_s: float = 3600.0,
         sweep_interval_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         try:
             template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
@@ -132,6 +137,7 @@ class DomainControllerAgent:
         self._port = int(port)
         self._validity_s = float(validity_s)
         self._sweep_interval_s = float(sweep_interval_s)
+        self._clock = clock
         self.domain_id = domain_id
         self._store: ReservationStore | None = None
         self._service: DomainService | None = None
@@ -154,7 +160,7 @@ class DomainControllerAgent:
             Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
         store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
-            service = DomainService(self._template, self._key, store, validity_s=self._validity_s)
+            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock)
             servicer = DomainControllerServicer(service)
             server, port = await start_grpc_server(
                 lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),
