@@ -1,0 +1,130 @@
+"""Each agents module's ``__all__`` is what we mean to export: explicit, resolvable, and for the modules
+the CLI, the benchmarks and the tests code against, exactly their public definitions; the contract
+names and signatures they rely on; every exception class survives pickling (Ray carries them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pickle
+import pkgutil
+import typing
+
+import grpc
+import pytest
+
+import agents
+
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(agents.__path__, prefix="agents.")
+    if not m.ispkg and not m.name.endswith("__main__")
+)
+
+#: The contract the CLI (agents.cli), the benchmarks and the tests code against. Removing or
+#: renaming one of these is a breaking change.
+CONTRACT = {
+    "agents.errors": {
+        "ServiceError", "InvalidArgument", "NotFound", "AlreadyExists", "FailedPrecondition",
+        "ResourceExhausted", "Unavailable", "invalid_argument", "status_code_for",
+    },
+    "agents.server": {"MalformedRequest", "add_servicer", "start_grpc_server"},
+    "agents.runtime": {"Runtime", "ActorRef", "ActorCallError", "is_loopback_address"},
+    "agents.runner": {"Federation", "load_domain_keys"},
+    "agents.tenant": {"BudgetSummary", "TenantOutcome", "TenantAgent", "outcome_from_contract"},
+    "agents.broker.client": {"DEFINITE_REFUSALS", "DomainCallError", "DomainClient", "GrpcDomainClient"},
+    "agents.broker.envelopes": {"EnvelopeCache"},
+    "agents.broker.plan": {"Infeasible", "arrival_of", "burst_of", "plan_key", "plan_offer"},
+    "agents.broker.logic": {"Broker", "BrokerStats", "TrustEntry"},
+    "agents.broker.servicer": {"BROKER_SERVICE", "BrokerServicer", "BrokerAgent"},
+    "agents.domain.books": {"Books", "CapacityUsage", "exact", "inexact"},
+    "agents.domain.publication": {"ENVELOPE_SEQUENCE_KEY", "EnvelopePublisher"},
+    "agents.domain.logic": {"DomainService", "MAX_BATCH", "STATE_NAMES"},
+    "agents.domain.store": {"ReservationRecord", "ReservationStore", "StoredResponse"},
+    "agents.domain.servicer": {"DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"},
+}
+
+#: Exception classes whose constructor is not ``cls(message)``: a sample instance of each.
+SAMPLES = {
+    "agents.broker.client.DomainCallError": lambda cls: cls("edge", "Prepare", grpc.StatusCode.UNAVAILABLE, "down"),
+}
+
+
+def _defined_here(module) -> set[str]:
+    """Public functions and classes defined in ``module`` itself (not imported, not type variables)."""
+    names = set()
+    for name, obj in vars(module).items():
+        if name.startswith("_") or isinstance(obj, typing.TypeVar):
+            continue
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__:
+            names.add(name)
+    return names
+
+
+def test_the_contract_modules_exist():
+    assert set(CONTRACT) <= set(MODULES), set(CONTRACT) - set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_explicit_and_resolves(name):
+    module = importlib.import_module(name)
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    exported = list(module.__all__)
+    assert len(exported) == len(set(exported)), f"{name}.__all__ has duplicates"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names undefined {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_contract_modules_export_exactly_their_public_definitions(name):
+    module = importlib.import_module(name)
+    exported = set(module.__all__)
+    assert CONTRACT[name] <= exported, f"{name} lost contract names {CONTRACT[name] - exported}"
+    unexported = _defined_here(module) - exported
+    assert not unexported, f"{name} defines public {sorted(unexported)} without exporting them (prefix _ or add to __all__)"
+
+
+def test_contract_signatures():
+    from agents.broker.logic import Broker
+    from agents.broker.servicer import BrokerAgent
+    from agents.domain.servicer import DomainControllerAgent
+    from agents.runner import Federation
+    from agents.runtime import Runtime
+
+    fed = inspect.signature(Federation).parameters
+    assert list(fed)[:1] == ["config"]
+    assert {"runtime", "state_dir", "host", "broker_port", "sweep_interval_s", "on_phase"} <= set(fed)
+    assert fed["on_phase"].default is None and fed["on_phase"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert {"tenant_ids", "concurrent", "timeout_s"} <= set(inspect.signature(Federation.run_tenants).parameters)
+    for method in ("start", "stop", "run_tenants", "domain_status", "kill_domain", "restart_domain", "broker_stats"):
+        assert callable(getattr(Federation, method)), method
+    assert {"address", "num_cpus", "log_to_driver"} <= set(inspect.signature(Runtime).parameters)
+    broker = inspect.signature(Broker).parameters
+    assert list(broker)[:3] == ["config", "domains", "trust"] and {"clock", "monotonic"} <= set(broker)
+    assert {"host", "port", "clock"} <= set(inspect.signature(BrokerAgent).parameters)
+    assert {"host", "port", "validity_s", "sweep_interval_s", "clock"} <= set(
+        inspect.signature(DomainControllerAgent).parameters)
+    for method in ("start", "stop", "address", "stall", "held_answers"):
+        assert inspect.iscoroutinefunction(getattr(DomainControllerAgent, method)), method
+
+
+def _exception_classes():
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == name:
+                yield f"{name}.{obj.__qualname__}", obj
+
+
+@pytest.mark.parametrize("qualname, cls", sorted(_exception_classes(), key=lambda x: x[0]), ids=lambda x: str(x))
+def test_every_exception_class_survives_pickling(qualname, cls):
+    if qualname in SAMPLES:
+        exc = SAMPLES[qualname](cls)
+    else:
+        custom = [k.__qualname__ for k in cls.__mro__ if k.__module__ != "builtins" and "__init__" in vars(k)]
+        assert not custom, f"{qualname}: {custom[0]}.__init__ is not cls(message): add a sample to SAMPLES"
+        exc = cls("a message naming the field")
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is cls and str(back) == str(exc) and back.args == exc.args
+    assert vars(back) == vars(exc)
