@@ -9,18 +9,16 @@ import importlib
 import inspect
 import pickle
 import pkgutil
-import typing
 
 import grpc
 import pytest
+import test_public_api as core  # its rules, applied to agents
 
 import agents
 
-MODULES = sorted(
-    m.name
-    for m in pkgutil.walk_packages(agents.__path__, prefix="agents.")
-    if not m.ispkg and not m.name.endswith("__main__")
-)
+#: Every module of agents (its packages' __init__ and __main__ aside).
+MODULES = sorted(m.name for m in pkgutil.walk_packages(agents.__path__, "agents.")
+                 if not (m.ispkg or m.name.endswith("__main__")))
 
 #: The contract the CLI (agents.cli), the benchmarks and the tests code against. Removing or
 #: renaming one of these is a breaking change.
@@ -51,29 +49,13 @@ SAMPLES = {
 }
 
 
-def _defined_here(module) -> set[str]:
-    """Public functions and classes defined in ``module`` itself (not imported, not type variables)."""
-    names = set()
-    for name, obj in vars(module).items():
-        if name.startswith("_") or isinstance(obj, typing.TypeVar):
-            continue
-        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__:
-            names.add(name)
-    return names
-
-
 def test_the_contract_modules_exist():
     assert set(CONTRACT) <= set(MODULES), set(CONTRACT) - set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_all_is_explicit_and_resolves(name):
-    module = importlib.import_module(name)
-    assert hasattr(module, "__all__"), f"{name} has no __all__"
-    exported = list(module.__all__)
-    assert len(exported) == len(set(exported)), f"{name}.__all__ has duplicates"
-    missing = [n for n in exported if not hasattr(module, n)]
-    assert not missing, f"{name}.__all__ names undefined {missing}"
+    core.test_all_is_explicit_and_resolves(name)  # the same rule as for the federation modules
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACT))
@@ -81,7 +63,7 @@ def test_contract_modules_export_exactly_their_public_definitions(name):
     module = importlib.import_module(name)
     exported = set(module.__all__)
     assert CONTRACT[name] <= exported, f"{name} lost contract names {CONTRACT[name] - exported}"
-    unexported = _defined_here(module) - exported
+    unexported = core._defined_here(module) - exported
     assert not unexported, f"{name} defines public {sorted(unexported)} without exporting them (prefix _ or add to __all__)"
 
 

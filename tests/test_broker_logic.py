@@ -8,6 +8,7 @@ The same behaviour over real gRPC is in test_broker.py, between Ray actors in te
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import math
 import pickle
@@ -15,6 +16,7 @@ import socket
 
 import grpc
 import pytest
+from conftest import FAST_CONFIG
 from inprocess import in_process_federation
 from trefed.v1 import reservation_pb2, services_pb2
 
@@ -22,6 +24,7 @@ import federation.calculus.compose as compose
 from agents.broker.client import DEFINITE_REFUSALS, DomainCallError
 from agents.broker.plan import Infeasible, plan_key, plan_offer
 from agents.errors import AlreadyExists, FailedPrecondition, ResourceExhausted, Unavailable
+from federation.config import parse_config
 from federation.errors import VerificationError
 from federation.tre.signing import Reason
 from federation.tre.trust import TrustStore
@@ -102,12 +105,10 @@ async def test_capacity_rejection_names_the_domain_and_the_limit_and_aborts_the_
         assert fed.broker.stats.rejected == 1 and fed.broker.pending_cleanups == 0
 
 
-async def test_a_guardrail_refusal_is_failed_precondition_and_the_other_holds_are_aborted(tmp_path, fast_config):
-    cfg = fast_config()
-    edge = cfg.domains[2].model_copy(update={"guardrails": cfg.domains[2].guardrails.model_copy(
-        update={"max_tenant_rate_bps": 3e7})})
-    cfg = cfg.model_copy(update={"domains": (cfg.domains[0], cfg.domains[1], edge)})
-    async with in_process_federation(cfg, tmp_path) as fed:
+async def test_a_guardrail_refusal_is_failed_precondition_and_the_other_holds_are_aborted(tmp_path):
+    data = copy.deepcopy(FAST_CONFIG)
+    data["domains"][2]["guardrails"]["max_tenant_rate_bps"] = 3e7
+    async with in_process_federation(parse_config(data), tmp_path) as fed:
         first = await fed.broker.request_service(fed.request("a", "t1"))
         with pytest.raises(FailedPrecondition) as info:
             await fed.broker.request_service(fed.request("b", "t1"))
