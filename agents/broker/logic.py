@@ -4,7 +4,10 @@
 :class:`~agents.broker.client.DomainClient` interface (one per domain;
 :class:`~agents.broker.client.GrpcDomainClient` speaks ``trefed.v1.DomainController`` over gRPC,
 tests call real domain logic in-process). The planning it calls is pure
-(:mod:`agents.broker.plan`); :mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``.
+(:mod:`agents.broker.plan`), its envelopes come from :mod:`agents.broker.envelopes`;
+:mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``. What is left here (about
+600 lines) is one transaction manager: resolution, admission, the two-phase reservation, its
+clean-up and release share the plan cache, the request and contract books and the retry queue.
 
 Resolution (``ResolveIntent``). For each catalogue model of the intent's task whose error
 probability is within the intent and each path of the domain graph from the tenant's access
