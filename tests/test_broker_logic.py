@@ -13,6 +13,8 @@ import dataclasses
 import math
 import pickle
 import socket
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -325,3 +327,10 @@ def test_infeasible_candidates_name_the_domain_and_the_limit(fast_config):
     bodies[0].guardrails.max_burst_bits = 1e5
     with pytest.raises(Infeasible, match="domain 'access': burst 200000 bits exceeds guardrail max_burst_bits"):
         plan_offer(model, path, bodies, intent, prices)
+
+
+def test_the_planning_is_pure():
+    """agents.broker.plan imports no gRPC, no event loop, no Ray (checked in a fresh interpreter)."""
+    code = "import sys, agents.broker.plan; print(sorted(m for m in ('grpc', 'asyncio', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
