@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DomainControllerAgent
 from agents.runtime import ActorRef, Runtime
 from agents.tenant import TenantAgent, TenantOutcome
-from federation.config import FederationConfig
+from federation.config import FederationConfig, TenantConfig
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
 
@@ -69,6 +69,10 @@ class Federation:
         The broker's port (0: a free one).
     sweep_interval_s : float
         Expiry sweep period of the domain controllers, s.
+    on_phase : callable, optional
+        Progress hook: called with a short sentence as each phase begins (starting Ray, each
+        domain controller and the broker once listening, with their addresses, each tenant's
+        request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class Federation:
         host: str = "127.0.0.1",
         broker_port: int = 0,
         sweep_interval_s: float = 0.25,
+        on_phase: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_phase = on_phase
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime()
         self._tmp: str | None = None
@@ -102,16 +108,25 @@ class Federation:
         self._channels: dict[str, grpc.Channel] = {}
         self._started = False
 
+    def _phase(self, sentence: str) -> None:
+        if self._on_phase is not None:
+            self._on_phase(sentence)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Federation:
         """Start Ray (if needed), the domain controllers and the broker; return self."""
         if self._started:
             return self
+        address = self.runtime.address
+        self._phase(f"starting Ray: joining the cluster at {address}" if address
+                    else "starting Ray: a local instance on 127.0.0.1")
         self.runtime.start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.keys = load_domain_keys(self.config)
+            self._phase(f"starting {len(self.config.domains)} domain controllers "
+                        f"({', '.join(d.id for d in self.config.domains)})")
             for d in self.config.domains:
                 self.domain_actors[d.id] = self._spawn_domain(d.id, port=0)
             calls: list[tuple[ActorRef, str, tuple[Any, ...], dict[str, Any]]] = [
@@ -122,9 +137,12 @@ class Federation:
                 [(a, "address", (), {}) for a in self.domain_actors.values()], timeout=30
             )
             self.domain_addresses = dict(zip(self.domain_actors, addresses))
+            for domain_id, a in self.domain_addresses.items():
+                self._phase(f"domain controller {domain_id} started on {a}")
             trust = [
                 TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in self.keys.values()
             ]
+            self._phase("starting the broker")
             self.broker_actor = self.runtime.spawn(
                 BrokerAgent,
                 self.config,
@@ -136,6 +154,7 @@ class Federation:
             )
             self.runtime.call(self.broker_actor, "start", timeout=120)
             self.broker_address = self.runtime.call(self.broker_actor, "address")
+            self._phase(f"broker started on {self.broker_address}")
         except BaseException:
             self.stop()
             raise
@@ -208,11 +227,16 @@ class Federation:
                     TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
                 )
         if concurrent:
+            for t in tenants:
+                self._phase(self._request_sentence(t))
             outcomes = self.runtime.call_many(
                 [(self.tenant_actors[t.id], "request", (), {}) for t in tenants], timeout=timeout_s
             )
         else:
-            outcomes = [self.runtime.call(self.tenant_actors[t.id], "request", timeout=timeout_s) for t in tenants]
+            outcomes = []
+            for t in tenants:
+                self._phase(self._request_sentence(t))
+                outcomes.append(self.runtime.call(self.tenant_actors[t.id], "request", timeout=timeout_s))
         final: list[TenantOutcome] = []
         for t, out in zip(tenants, outcomes):
             if t.release_after and out.admitted:
@@ -220,6 +244,12 @@ class Federation:
                 out = TenantOutcome(**{**out.__dict__, "released": released})
             final.append(out)
         return final
+
+    @staticmethod
+    def _request_sentence(t: TenantConfig) -> str:
+        i = t.intent
+        return (f"tenant {t.id} requests {i.task} within {i.deadline_s * 1e3:g} ms "
+                f"at epsilon {i.epsilon:g} (entering at {t.access})")
 
     # ------------------------------------------------------------------ domains
 

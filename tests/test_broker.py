@@ -9,16 +9,22 @@ import asyncio
 import contextlib
 import copy
 import math
+import time
 from dataclasses import dataclass
 
 import grpc
 import pytest
 from conftest import FAST_CONFIG, FAST_RATE_MIN
+from inprocess import FakeClock
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+import agents.broker.client
+import agents.broker.envelopes
 import agents.broker.logic
+import agents.broker.plan
 import agents.broker.servicer
-from agents.broker.logic import TrustEntry, arrival_of, burst_of
+from agents.broker.logic import TrustEntry
+from agents.broker.plan import arrival_of, burst_of
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE, DomainControllerAgent
 from agents.server import add_servicer, start_grpc_server
@@ -46,20 +52,22 @@ class Fed:
 
 
 @contextlib.asynccontextmanager
-async def federation(config: FederationConfig, tmp_path, *, proxies: dict | None = None, validity_s: float = 3600.0):
-    """Domain controllers + a broker agent, in-process; ``proxies[domain] = wrap(address) -> address``."""
+async def federation(config: FederationConfig, tmp_path, *, proxies: dict | None = None, validity_s: float = 3600.0,
+                     clock=time.time):
+    """Domain controllers + a broker agent, in-process, on one ``clock``; ``proxies[domain] = wrap(address) -> address``."""
     domains, keys, trust, addresses = {}, {}, [], {}
     for d in config.domains:
         key = SigningKey.generate(d.id)
         a = DomainControllerAgent(d.envelope_body(key.key_id).SerializeToString(), key.private_pem(),
-                                  str(tmp_path / f"{d.id}.db"), validity_s=validity_s, sweep_interval_s=0.05)
+                                  str(tmp_path / f"{d.id}.db"), validity_s=validity_s, sweep_interval_s=0.05,
+                                  clock=clock)
         await a.start()
         domains[d.id], keys[d.id] = a, key
         trust.append(TrustEntry(key.key_id, d.id, key.public_key_bytes()))
         addresses[d.id] = await a.address()
     for d, wrap in (proxies or {}).items():
         addresses[d] = await wrap(addresses[d])
-    agent = BrokerAgent(config, addresses, trust)
+    agent = BrokerAgent(config, addresses, trust, clock=clock)
     await agent.start()
     channel = grpc.aio.insecure_channel(await agent.address())
     try:
@@ -80,7 +88,8 @@ async def code_of(coro) -> tuple[grpc.StatusCode, str]:
 
 
 def test_public_names():
-    for mod in (agents.broker.logic, agents.broker.servicer):
+    for mod in (agents.broker.client, agents.broker.envelopes, agents.broker.logic, agents.broker.plan,
+                agents.broker.servicer):
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 
@@ -282,14 +291,15 @@ async def test_tampered_or_expired_tre_is_refused(tmp_path, fast_config, mode):
 
     cfg = fast_config(broker={"envelope_refresh_s": 0.05})
     validity = 1.0 if mode == "stale" else 3600.0
+    clock = FakeClock()
     try:
-        async with federation(cfg, tmp_path, proxies={"transport": wrap}, validity_s=validity) as fed:
+        async with federation(cfg, tmp_path, proxies={"transport": wrap}, validity_s=validity, clock=clock) as fed:
             held = 0.0
             if mode == "stale":
                 # first use: the envelope is fresh and admission works
                 ok = await fed.stub.RequestService(services_pb2.ServiceRequest(request_id="ok", intent=fed.intent()))
                 held = ok.offer.budgets[0].rate_bps
-                await asyncio.sleep(1.1)  # the proxy keeps serving the now expired envelope
+                clock.advance(1.1)  # the proxy keeps serving the now expired envelope
             code, details = await code_of(
                 fed.stub.RequestService(services_pb2.ServiceRequest(request_id="r", intent=fed.intent("t2"))))
             assert code == grpc.StatusCode.FAILED_PRECONDITION
@@ -345,7 +355,11 @@ async def test_a_client_giving_up_never_leaves_a_half_done_reservation(tmp_path,
         req = services_pb2.ServiceRequest(request_id="impatient", intent=fed.intent())
         code, _ = await code_of(fed.stub.RequestService(req, timeout=0.002))
         assert code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK)
-        await asyncio.sleep(0.5)
+        stats = fed.agent.broker.stats
+        for _ in range(50):  # until the admission ended (if the call reached the broker at all)
+            if stats.admitted + stats.rejected:
+                break
+            await asyncio.sleep(0.01)
         committed = [(await fed.status(d)).committed_bps for d in ("access", "transport", "edge")]
         # all or nothing: the admission ran to completion although its caller left (or the call
         # expired before it reached the handler), never a part of it

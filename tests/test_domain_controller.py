@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from inprocess import FakeClock
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
+import agents.domain.books
 import agents.domain.logic
+import agents.domain.publication
 import agents.domain.servicer
 import agents.domain.store
 import agents.errors
@@ -92,7 +95,10 @@ def test_public_names():
     assert {"invalid_argument", "status_code_for", "ServiceError"} <= set(agents.errors.__all__)
     assert set(agents.domain.store.__all__) == {"ReservationRecord", "ReservationStore", "StoredResponse"}
     assert "DomainService" in agents.domain.logic.__all__
-    for module in (agents.domain.servicer, agents.server, agents.errors, agents.domain.store, agents.domain.logic):
+    assert {"Books", "CapacityUsage"} <= set(agents.domain.books.__all__)
+    assert {"EnvelopePublisher", "ENVELOPE_SEQUENCE_KEY"} <= set(agents.domain.publication.__all__)
+    for module in (agents.domain.servicer, agents.server, agents.errors, agents.domain.store, agents.domain.logic,
+                   agents.domain.books, agents.domain.publication):
         assert all(hasattr(module, name) for name in module.__all__)
 
 
@@ -218,17 +224,25 @@ async def test_concurrent_prepares_never_overbook(tmp_path, key):
 
 async def test_expired_hold_returns_capacity_without_any_call(tmp_path, key):
     db = tmp_path / "d.db"
-    async with controller(db, key, sweep_interval_s=0.05) as (_, stub, _):
+    clock = FakeClock()
+
+    def state() -> int:  # the table seen from outside, no rpc
+        with contextlib.closing(sqlite3.connect(db)) as peek:
+            return peek.execute("SELECT state FROM reservations WHERE reservation_id='r1'").fetchone()[0]
+
+    async with controller(db, key, sweep_interval_s=0.01, clock=clock) as (_, stub, _):
         prep = await stub.Prepare(prepare_req("p1", "r1", rate=5e7, hold=0.3))
         assert prep.available_after_bps == 5e7
-        deadline = time.time() + 5.0
-        state = PREPARED
-        while state == PREPARED and time.time() < deadline:  # watch the table from outside, no rpc
-            await asyncio.sleep(0.05)
-            with contextlib.closing(sqlite3.connect(db)) as peek:
-                state = peek.execute("SELECT state FROM reservations WHERE reservation_id='r1'").fetchone()[0]
-        assert state == EXPIRED
-        assert time.time() >= prep.expires_at.seconds + prep.expires_at.nanos * 1e-9
+        expires_at = prep.expires_at.seconds + prep.expires_at.nanos * 1e-9
+        clock.advance(0.29)
+        await asyncio.sleep(0.05)  # several sweeps
+        assert state() == PREPARED and clock() < expires_at
+        clock.advance(0.02)
+        deadline = time.monotonic() + 5.0
+        while state() == PREPARED and time.monotonic() < deadline:  # the next sweep expires it
+            await asyncio.sleep(0.01)
+        assert state() == EXPIRED
+        assert clock() >= expires_at
         status = await stub.GetStatus(services_pb2.GetStatusRequest())
         assert status.available_bps == CAPACITY and status.prepared_bps == 0.0
         code, details = await code_of(stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1")))
@@ -239,22 +253,24 @@ async def test_restart_recovers_committed_reservations(tmp_path, key):
     db = tmp_path / "d.db"
     trust = TrustStore()
     trust.add(key.key_id, key.domain_id, key.public_key_bytes())
-    async with controller(db, key, sweep_interval_s=10.0) as (_, stub, _):
-        seq1 = trust.verify_envelope(await stub.GetEnvelope(services_pb2.GetEnvelopeRequest())).header.sequence
+    clock = FakeClock()
+    async with controller(db, key, sweep_interval_s=10.0, clock=clock) as (_, stub, _):
+        seq1 = trust.verify_envelope(await stub.GetEnvelope(services_pb2.GetEnvelopeRequest()),
+                                     now=clock()).header.sequence
         await stub.Prepare(prepare_req("p1", "r1", rate=2e7))
         grant = await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))
         await stub.Prepare(prepare_req("p2", "r2", tenant="t2", rate=3e7, hold=0.2))
         before = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
-    await asyncio.sleep(0.25)  # r2's hold lapses while the controller is down
-    async with controller(db, key) as (_, stub, _):
+    clock.advance(0.25)  # r2's hold lapses while the controller is down
+    async with controller(db, key, clock=clock) as (_, stub, _):
         env = await stub.GetEnvelope(services_pb2.GetEnvelopeRequest())
-        assert trust.verify_envelope(env).header.sequence == seq1 + 1  # a newer envelope, not a replay
+        assert trust.verify_envelope(env, now=clock()).header.sequence == seq1 + 1  # a newer envelope, not a replay
         status = await stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=True))
         assert (status.committed_bps, status.prepared_bps, status.available_bps) == (2e7, 0.0, 8e7)
         assert {r.request.reservation_id: r.state for r in status.reservations} == {"r1": COMMITTED, "r2": EXPIRED}
         assert status.reservations[0] == before.reservations[0]
         assert await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1")) == grant
-        trust.verify_grant(grant, expected_domain="transport")
+        trust.verify_grant(grant, now=clock(), expected_domain="transport")
         rel = await stub.Release(reservation_pb2.ReleaseRequest(request_id="x1", reservation_id="r1"))
         assert rel.available_after_bps == CAPACITY
 
@@ -359,3 +375,23 @@ async def test_batch_over_grpc_and_malformed_batches(tmp_path, key):
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert (await stub.Batch(services_pb2.BatchRequest())).results == []
         assert (await stub.GetStatus(services_pb2.GetStatusRequest())).committed_bps == 4e7
+
+
+async def test_a_stalled_controller_persists_calls_but_holds_their_answers(tmp_path, key):
+    """Fault injection for crash tests: the call has run when its answer is held."""
+    db = tmp_path / "d.db"
+    async with controller(db, key) as (agent, stub, _):
+        await agent.stall()
+        call = asyncio.ensure_future(stub.Prepare(prepare_req("p1", "r1", rate=2e7)))
+        deadline = time.monotonic() + 5.0
+        while await agent.held_answers() == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert await agent.held_answers() == 1 and not call.done()
+        assert agent.service.reservation("r1").state == PREPARED  # persisted before the answer
+        with contextlib.closing(sqlite3.connect(db)) as peek:
+            assert peek.execute("SELECT state FROM reservations WHERE reservation_id='r1'").fetchone()[0] == PREPARED
+        status = await stub.GetStatus(services_pb2.GetStatusRequest())  # other rpcs are answered
+        assert status.prepared_bps == 2e7
+        await agent.stall(False)
+        assert (await call).state == PREPARED and await agent.held_answers() == 0
+        assert (await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))).body

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
-from agents.domain import logic as ds
+from agents.domain import books
 from agents.domain.logic import DomainService
 from agents.domain.store import ReservationRecord, ReservationStore
 from agents.errors import (
@@ -209,7 +209,7 @@ def test_prepare_commit_release_cycle(svc, key, clock):
     resp = svc.prepare(prepare_req("p1", "r1", rate=3e7, hold=2.0))
     assert resp.state == PREPARED and resp.available_after_bps == 7e7
     assert resp.expires_at.seconds == int(T0 + 2)
-    assert svc.usage() == ds.CapacityUsage(1e8, 0.0, 3e7)
+    assert svc.usage() == books.CapacityUsage(1e8, 0.0, 3e7)
     clock.advance(1.0)
     grant = svc.commit(commit_req("c1", "r1"))
     key.public_key.verify(grant.signature.signature, grant.body)
@@ -219,7 +219,7 @@ def test_prepare_commit_release_cycle(svc, key, clock):
     assert body.tre_sequence == svc.envelope_sequence == 1 and body.sequence == 1 and body.key_id == key.key_id
     assert body.granted_at.seconds == int(T0 + 1)
     assert body.not_after == envelope_pb2.EnvelopeBody.FromString(svc.envelope.body).header.not_after
-    assert svc.usage() == ds.CapacityUsage(1e8, 3e7, 0.0)
+    assert svc.usage() == books.CapacityUsage(1e8, 3e7, 0.0)
     clock.advance(100.0)  # a committed reservation does not expire
     assert svc.usage().committed_bps == 3e7
     rel = svc.release(release_req("x1", "r1"))
@@ -505,13 +505,13 @@ def test_exact_running_sums_helpers():
     xs = [float(x) for x in rng.uniform(1e5, 3e7, 500)] + [5e-324, 1.7976931348623157e308 / 4, 0.1, 0.2]
     total = 0
     for x in xs:
-        total += ds._exact(x)
-    assert ds._inexact(total) == math.fsum(xs)
+        total += books.exact(x)
+    assert books.inexact(total) == math.fsum(xs)
     for x in xs[::3]:
-        total -= ds._exact(x)
-    assert ds._inexact(total) == math.fsum(xs[i] for i in range(len(xs)) if i % 3)
+        total -= books.exact(x)
+    assert books.inexact(total) == math.fsum(xs[i] for i in range(len(xs)) if i % 3)
     tiny = [1.0, 1e-16, 1e-16]  # naive left-to-right float sums lose the small terms
-    assert ds._inexact(sum(ds._exact(x) for x in tiny)) == math.fsum(tiny) == 1.0000000000000002 != sum(tiny)
+    assert books.inexact(sum(books.exact(x) for x in tiny)) == math.fsum(tiny) == 1.0000000000000002 != sum(tiny)
 
 
 def test_running_sums_equal_a_recompute_after_random_operations(key, clock, db_path):

@@ -156,14 +156,23 @@ async def test_domain_killed_during_prepare_leaves_nothing_and_restart_recovers_
     before = committed_rows(fed, "transport")
     assert set(before) == {f"{c.contract_id}.transport" for c in held}
 
-    # a wave of admissions (smaller rates: capacity is not the limit), killed mid-flight
+    # a wave of admissions (smaller rates: capacity is not the limit) meets a transport controller
+    # that persists its calls but holds their answers; it is killed with answers held, so with
+    # admissions in flight whose Prepare it has written and never answered
+    transport = fed.domain_actors["transport"]
+    fed.runtime.call(transport, "stall")
     small = intent(fed, "x", traffic=TokenBucketConfig(sigma_bits=1e4, rho_bps=5e5))  # 1 Mb/s a domain
     wave = [asyncio.ensure_future(attempt(broker, f"wave-{i}", small)) for i in range(16)]
-    await asyncio.sleep(0.02)
+    deadline = asyncio.get_running_loop().time() + 30.0
+    while fed.runtime.call(transport, "held_answers") == 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    held_at_kill = fed.runtime.call(transport, "held_answers")
     fed.kill_domain("transport")
+    assert held_at_kill > 0  # the domain died with admissions in flight (their answers held, never sent)
     results = await asyncio.gather(*wave)
     ok = [c for c, code, _ in results if code == grpc.StatusCode.OK]
     failed = [(code, d) for c, code, d in results if code != grpc.StatusCode.OK]
+    assert ok == [] and len(failed) == 16  # no answer ever left the transport: none could commit
     assert all(code == grpc.StatusCode.UNAVAILABLE and "transport" in d for code, d in failed), failed[:3]
 
     # the reachable domains hold nothing for the failed attempts (aborted at once)
@@ -186,6 +195,9 @@ async def test_domain_killed_during_prepare_leaves_nothing_and_restart_recovers_
     assert st.prepared_bps == 0
     assert set(rows) == expected
     assert {k: v for k, v in rows.items() if k in before} == before
+    # the holds the transport wrote before dying were recovered and then settled (aborted or expired)
+    wave_rows = [r for r in st.reservations if r.request.tenant_id == "x"]
+    assert wave_rows and {r.state for r in wave_rows} <= {reservation_pb2.ABORTED, reservation_pb2.EXPIRED}
     assert math.isclose(st.committed_bps, sum(rows.values()), rel_tol=1e-9)
     # the recovered reservations are still the broker's to release, through the new controller
     await release_all(broker, held + ok)

@@ -14,12 +14,14 @@ the trusted keys, and serves it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from trefed.v1 import services_pb2
 
-from agents.broker.logic import Broker, GrpcDomainClient, TrustEntry
+from agents.broker.client import GrpcDomainClient
+from agents.broker.logic import Broker, TrustEntry
 from agents.server import add_servicer, start_grpc_server
 from federation.config import FederationConfig
 
@@ -70,6 +72,8 @@ class BrokerAgent:
         The domains' public keys (key id, domain id, raw 32-byte Ed25519 key).
     host, port : str, int
         Interface and port of the broker's gRPC server (port 0: a free one).
+    clock : callable
+        Unix time, s (default :func:`time.time`); injectable for tests.
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class BrokerAgent:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._clock = clock
         self._addresses = dict(domain_addresses)
         self._trust = list(trust)
         self._host = host
@@ -96,7 +102,7 @@ class BrokerAgent:
             return self._bound
         timeout = self.config.broker.rpc_timeout_s
         clients = {d: GrpcDomainClient(d, a, timeout_s=timeout) for d, a in self._addresses.items()}
-        self.broker = Broker(self.config, clients, self._trust)
+        self.broker = Broker(self.config, clients, self._trust, clock=self._clock)
         servicer = BrokerServicer(self.broker)
         self._server, self._bound = await start_grpc_server(
             lambda s: add_servicer(s, servicer, BROKER_SERVICE), [BROKER_SERVICE], host=self._host, port=self._port
@@ -119,7 +125,7 @@ class BrokerAgent:
             "rejected": s.rejected,
             "plans_computed": s.plans_computed,
             "plan_cache_hits": s.plan_cache_hits,
-            "envelopes_verified": s.envelopes_verified,
+            "envelopes_verified": b.envelopes.verified,
             "cleanups_pending": b.pending_cleanups,
             # reservation calls to the domains and the rpcs that carried them (group commit)
             "domain_items_sent": sum(getattr(c, "items_sent", 0) for c in b.domains.values()),

@@ -1,9 +1,14 @@
-"""The logic of a domain controller, without sockets: envelope publication and the two-phase
-reservation protocol against the domain's guardrails (DESIGN.md sections 2 and 4).
+"""The logic of a domain controller, without sockets: the two-phase reservation protocol against
+the domain's guardrails, and the calls that serve its signed envelope.
 
 :class:`DomainService` takes and returns ``trefed.v1`` messages and raises the
-:mod:`agents.server` error classes, so the gRPC servicer in :mod:`agents.domain.servicer` only forwards
-calls; unit tests drive it directly with an injected clock.
+:mod:`agents.errors` classes, so the gRPC servicer in :mod:`agents.domain.servicer` only forwards
+calls; unit tests drive it directly with an injected clock. Its parts live beside it: the exact
+capacity books in :mod:`agents.domain.books`, the envelope's signing and re-signing in
+:mod:`agents.domain.publication`, the durable table in :mod:`agents.domain.store`. What is left
+here (about 600 lines) is one state machine: Prepare, Commit, Abort, Release and Batch share the
+in-memory view, the books, the deadline heap and the idempotency log, and each call's checks
+and writes must stay together to run atomically.
 
 Reservation life cycle::
 
@@ -46,19 +51,17 @@ Rules
   -> FAILED_PRECONDITION; unknown -> NOT_FOUND.
 * **Expiry** is applied lazily at the start of every call and by :meth:`DomainService.sweep`,
   which the agent runs periodically, so held capacity returns even if nobody calls.
-* **Books.** The capacity in use (committed, prepared) and each tenant's held rate are running
-  sums, updated with every state change, so a call costs O(1) whatever the table's size; PREPARED
-  deadlines sit in a heap, so expiry costs O(log n) per lapsed hold. The sums are exact (integers
-  in units of 2**-1074 bits/s, the smallest positive float): each reported figure is the
-  correctly rounded sum of the reservations' rates, bit for bit what :func:`math.fsum` over the
-  table gives, however many reservations came and went.
+* **Books.** The capacity in use (committed, prepared) and each tenant's held rate are exact
+  running sums (:mod:`agents.domain.books`), updated with every state change, so a call costs
+  O(1) whatever the table's size; PREPARED deadlines sit in a heap, so expiry costs O(log n) per
+  lapsed hold.
 * **Batch** runs Prepare / Commit / Abort / Release items in order, each exactly as its single
   call (its own idempotency and checks; a failing item gets its own status code and changes
   nothing), and persists all of them in one SQLite transaction before answering: one commit
   (one WAL append) for many reservations. More than ``MAX_BATCH`` items -> INVALID_ARGUMENT.
 * **Envelope.** The template is signed with the next persisted sequence at start-up (strictly
   increasing across restarts), valid for ``validity_s``; it is re-signed with the next sequence
-  once less than half its validity is left.
+  once less than half its validity is left (:mod:`agents.domain.publication`).
 """
 
 from __future__ import annotations
@@ -69,13 +72,12 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
+from agents.domain.books import Books, CapacityUsage
+from agents.domain.publication import EnvelopePublisher
 from agents.domain.store import ReservationRecord, ReservationStore
 from agents.errors import (
     AlreadyExists,
@@ -86,11 +88,10 @@ from agents.errors import (
     status_code_for,
 )
 from federation.errors import ConfigError, TrefedError
-from federation.tre.signing import SigningKey, sign_envelope, sign_grant
+from federation.tre.signing import SigningKey, sign_grant
+from federation.tre.validate import MAX_HOLD_S, format_rfc3339, seconds_from_timestamp, timestamp_from_seconds
 
-__all__ = ["CapacityUsage", "DomainService", "ENVELOPE_SEQUENCE_KEY", "MAX_BATCH", "STATE_NAMES"]
-
-ENVELOPE_SEQUENCE_KEY = "envelope_sequence"
+__all__ = ["DomainService", "MAX_BATCH", "STATE_NAMES"]
 
 PREPARED = reservation_pb2.PREPARED
 COMMITTED = reservation_pb2.COMMITTED
@@ -109,113 +110,6 @@ _MAX_ID_LEN = 256
 
 #: Most items one Batch call may carry.
 MAX_BATCH = 256
-
-# Exact running sums: a finite float x >= 0 is a multiple of 2**-1074, so x * 2**1074 is an
-# integer and sums of them are exact; ``total / 2**1074`` (int true division) rounds correctly.
-_EXACT_SHIFT = 1074
-_EXACT_ONE = 1 << _EXACT_SHIFT
-
-
-def _exact(x: float) -> int:
-    """``x * 2**1074`` as an exact integer (x a finite float)."""
-    n, d = x.as_integer_ratio()  # d is a power of two, at most 2**1074
-    return n << (_EXACT_SHIFT + 1 - d.bit_length())
-
-
-def _inexact(total: int) -> float:
-    """The float nearest ``total * 2**-1074`` (correctly rounded)."""
-    return total / _EXACT_ONE
-
-
-class _Books:
-    """Running sums over the active (PREPARED and COMMITTED) reservations, exact.
-
-    ``committed``, ``prepared``: sums of rates by state; ``tenants[t] = [sum, count]`` of
-    tenant t's active reservations (the entry is dropped when the count reaches zero).
-    """
-
-    __slots__ = ("committed", "prepared", "n_prepared", "tenants")
-
-    def __init__(self) -> None:
-        self.committed = 0
-        self.prepared = 0
-        self.n_prepared = 0
-        self.tenants: dict[str, list[int]] = {}
-
-    def add(self, record: ReservationRecord) -> None:
-        x = _exact(record.rate_bps)
-        if record.state == COMMITTED:
-            self.committed += x
-        else:
-            self.prepared += x
-            self.n_prepared += 1
-        entry = self.tenants.get(record.tenant_id)
-        if entry is None:
-            self.tenants[record.tenant_id] = [x, 1]
-        else:
-            entry[0] += x
-            entry[1] += 1
-
-    def remove(self, record: ReservationRecord) -> None:
-        x = _exact(record.rate_bps)
-        if record.state == COMMITTED:
-            self.committed -= x
-        else:
-            self.prepared -= x
-            self.n_prepared -= 1
-        entry = self.tenants[record.tenant_id]
-        entry[1] -= 1
-        if entry[1]:
-            entry[0] -= x
-        else:
-            del self.tenants[record.tenant_id]
-
-    def tenant_held(self, tenant_id: str) -> float:
-        entry = self.tenants.get(tenant_id)
-        return 0.0 if entry is None else _inexact(entry[0])
-
-
-@dataclass(frozen=True)
-class CapacityUsage:
-    """Capacity use of a domain at one instant, bits/s.
-
-    Attributes
-    ----------
-    capacity_bps : float
-        Reservable capacity (guardrail).
-    committed_bps : float
-        Sum of COMMITTED reservations.
-    prepared_bps : float
-        Sum of unexpired PREPARED holds.
-    """
-
-    capacity_bps: float
-    committed_bps: float
-    prepared_bps: float
-
-    @property
-    def used_bps(self) -> float:
-        """committed + prepared, bits/s."""
-        return self.committed_bps + self.prepared_bps
-
-    @property
-    def available_bps(self) -> float:
-        """capacity - committed - prepared, bits/s (never negative)."""
-        return max(0.0, self.capacity_bps - self.used_bps)
-
-
-def _timestamp(t: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(round(t * 1e9)))
-    return ts
-
-
-def _seconds(ts: Timestamp) -> float:
-    return ts.seconds + ts.nanos * 1e-9
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
 
 def _digest(message: Message) -> bytes:
@@ -280,83 +174,49 @@ class DomainService:
         *,
         validity_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
-        max_hold_s: float = 3600.0,
+        max_hold_s: float = MAX_HOLD_S,
         idempotency_ttl_s: float = 86400.0,
         status_history: int = 1000,
     ) -> None:
-        if not (math.isfinite(validity_s) and validity_s > 0):
-            raise ConfigError(f"validity_s(={validity_s!r}) must be finite and > 0")
         if not (math.isfinite(max_hold_s) and max_hold_s > 0):
             raise ConfigError(f"max_hold_s(={max_hold_s!r}) must be finite and > 0")
-        if template.header.domain_id != key.domain_id:
-            raise ConfigError(
-                f"envelope.header.domain_id(={template.header.domain_id!r}) is not the key's domain {key.domain_id!r}"
-            )
-        self._template = envelope_pb2.EnvelopeBody()
-        self._template.CopyFrom(template)
         self._key = key
         self._store = store
         self._clock = clock
-        self.validity_s = float(validity_s)
         self.max_hold_s = float(max_hold_s)
         self.idempotency_ttl_s = float(idempotency_ttl_s)
         self.status_history = int(status_history)
         self.domain_id = key.domain_id
         self.tre_id = template.header.tre_id
-        self.guardrails = self._template.guardrails
         now = clock()
         self._active: dict[str, ReservationRecord] = {}
-        self._books = _Books()
+        self._books = Books()
         self._deadlines: list[tuple[float, str]] = []  # heap of (expires_at, id) of PREPARED holds
         self._reload()
-        self._envelope: envelope_pb2.TailRiskEnvelope
-        self._envelope_body: envelope_pb2.EnvelopeBody
-        self._issue_envelope(now)
+        self._publisher = EnvelopePublisher(template, key, store, validity_s=validity_s, now=now)
+        self.validity_s = self._publisher.validity_s
+        self.guardrails = type(template.guardrails)()
+        self.guardrails.CopyFrom(template.guardrails)
         self._expire(now)
 
     # ------------------------------------------------------------------ envelope
 
-    def _issue_envelope(self, now: float) -> None:
-        sequence = int(self._store.get_meta(ENVELOPE_SEQUENCE_KEY) or 0) + 1
-        body = envelope_pb2.EnvelopeBody()
-        body.CopyFrom(self._template)
-        h = body.header
-        h.sequence = sequence
-        h.issued_at.CopyFrom(_timestamp(now))
-        h.not_before.CopyFrom(_timestamp(now))
-        h.not_after.CopyFrom(_timestamp(now + self.validity_s))
-        h.key_id = self._key.key_id
-        envelope = sign_envelope(body, self._key)  # validates the body (ConfigError naming the field)
-        with self._store.transaction():
-            self._store.set_meta(ENVELOPE_SEQUENCE_KEY, str(sequence))
-        self._envelope = envelope
-        self._envelope_body = envelope_pb2.EnvelopeBody.FromString(envelope.body)
-
-    def _refresh_envelope(self, now: float) -> None:
-        if self._store.in_transaction:
-            # Inside a batch: the new sequence must be durable before any grant names it, so
-            # re-signing waits for the next call (the batch refreshed before it began).
-            return
-        not_after = _seconds(self._envelope_body.header.not_after)
-        if now >= not_after - 0.5 * self.validity_s:
-            self._issue_envelope(now)
-
     @property
     def envelope(self) -> envelope_pb2.TailRiskEnvelope:
         """The current signed envelope."""
-        return self._envelope
+        return self._publisher.envelope
 
     @property
     def envelope_sequence(self) -> int:
         """Sequence number of the current envelope."""
-        return int(self._envelope_body.header.sequence)
+        return self._publisher.sequence
 
     def get_envelope(self, request: services_pb2.GetEnvelopeRequest) -> envelope_pb2.TailRiskEnvelope:
         """The signed envelope of ``request.tre_id`` (empty: the default class); NOT_FOUND otherwise."""
         now = self._clock()
         self._tick(now)
         self._check_tre(request.tre_id)
-        return self._envelope
+        return self._publisher.envelope
 
     def _check_tre(self, tre_id: str) -> str:
         if tre_id and tre_id != self.tre_id:
@@ -367,7 +227,7 @@ class DomainService:
 
     def _tick(self, now: float) -> None:
         self._expire(now)
-        self._refresh_envelope(now)
+        self._publisher.refresh(now)
 
     def _expire(self, now: float) -> list[str]:
         heap = self._deadlines
@@ -393,7 +253,7 @@ class DomainService:
         number of holds expired. The agent calls it every ``sweep_interval_s``."""
         now = self._clock()
         expired = self._expire(now)
-        self._refresh_envelope(now)
+        self._publisher.refresh(now)
         with self._store.transaction():
             self._store.prune_responses(now - self.idempotency_ttl_s)
         return len(expired)
@@ -404,8 +264,7 @@ class DomainService:
         return self._usage()
 
     def _usage(self) -> CapacityUsage:
-        b = self._books
-        return CapacityUsage(self.guardrails.reservable_capacity_bps, _inexact(b.committed), _inexact(b.prepared))
+        return self._books.usage(self.guardrails.reservable_capacity_bps)
 
     def tenant_held(self, tenant_id: str) -> float:
         """Rate held by a tenant now (committed + unexpired prepared), bits/s."""
@@ -451,7 +310,7 @@ class DomainService:
     def _reload(self) -> None:
         """Rebuild the in-memory view, the books and the deadline heap from the store."""
         self._active = {}
-        self._books = _Books()
+        self._books = Books()
         self._deadlines = []
         for record in self._store.active():
             self._activate(record)
@@ -577,13 +436,13 @@ class DomainService:
             available_after_bps=self._usage().available_bps,
         )
         if record.state == PREPARED:
-            response.expires_at.CopyFrom(_timestamp(record.expires_at))
+            response.expires_at.CopyFrom(timestamp_from_seconds(record.expires_at))
         return response
 
     # ------------------------------------------------------------------ commit
 
     def _grant(self, record: ReservationRecord, sequence: int, now: float) -> reservation_pb2.SignedGrant:
-        header = self._envelope_body.header
+        header = self._publisher.body.header
         body = reservation_pb2.GrantBody(
             reservation_id=record.reservation_id,
             domain_id=self.domain_id,
@@ -597,7 +456,7 @@ class DomainService:
             sequence=sequence,
             key_id=self._key.key_id,
         )
-        body.granted_at.CopyFrom(_timestamp(now))
+        body.granted_at.CopyFrom(timestamp_from_seconds(now))
         body.not_after.CopyFrom(header.not_after)
         return sign_grant(body, self._key)
 
@@ -624,14 +483,14 @@ class DomainService:
             raise self._not_found(request.reservation_id)
         if record.state == EXPIRED:
             raise FailedPrecondition(
-                f"{self._describe(record)} expired at {_iso(record.expires_at)} (hold timeout "
+                f"{self._describe(record)} expired at {format_rfc3339(record.expires_at, timespec='milliseconds')} (hold timeout "
                 f"{record.expires_at - record.created_at:g} s elapsed before commit); prepare it again"
             )
         if record.state in (ABORTED, RELEASED):
             raise FailedPrecondition(f"{self._describe(record)} was {STATE_NAMES[record.state]}; cannot commit")
         if record.state == COMMITTED:
             grant = reservation_pb2.SignedGrant.FromString(record.grant)
-            if _seconds(reservation_pb2.GrantBody.FromString(grant.body).not_after) <= now:
+            if seconds_from_timestamp(reservation_pb2.GrantBody.FromString(grant.body).not_after) <= now:
                 grant = self._grant(record, record.grant_sequence + 1, now)
                 record = record.with_state(COMMITTED, now, grant_sequence=record.grant_sequence + 1,
                                            grant=grant.SerializeToString())
@@ -708,7 +567,7 @@ class DomainService:
             for record in rows:
                 row = status.reservations.add(request=record.to_request(), state=record.state)
                 if record.state == PREPARED:
-                    row.expires_at.CopyFrom(_timestamp(record.expires_at))
+                    row.expires_at.CopyFrom(timestamp_from_seconds(record.expires_at))
                 elif record.state == COMMITTED and record.grant is not None:
                     row.grant.ParseFromString(record.grant)
         return status

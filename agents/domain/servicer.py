@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -69,6 +72,39 @@ class DomainControllerServicer:
         return self.service.batch(request)
 
 
+class _Stallable:
+    """A servicer whose reservation answers can be held back (see :meth:`DomainControllerAgent.stall`).
+
+    Every other rpc, and every call while not stalled, goes straight to the wrapped servicer; a
+    held call has run (and persisted its change) before it waits.
+    """
+
+    _HELD = frozenset({"Prepare", "Commit", "Abort", "Release", "Batch"})
+
+    def __init__(self, servicer: DomainControllerServicer) -> None:
+        self._servicer = servicer
+        self.released = asyncio.Event()
+        self.released.set()
+        self.held = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._servicer, name)
+        if name not in self._HELD:
+            return method
+
+        async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = method(request, context)
+            if not self.released.is_set():
+                self.held += 1
+                try:
+                    await self.released.wait()
+                finally:
+                    self.held -= 1
+            return response
+
+        return answer
+
+
 class DomainControllerAgent:
     """One domain's controller: key, signed envelope, reservation table, gRPC server.
 
@@ -92,6 +128,8 @@ class DomainControllerAgent:
         Validity window of each signed envelope, s, > 0.
     sweep_interval_s : float
         Period of the background expiry sweep, s, > 0.
+    clock : callable
+        Unix time, s (default :func:`time.time`); injectable for tests.
 
     Raises
     ------
@@ -110,6 +148,7 @@ class DomainControllerAgent:
         port: int = 0,
         validity_s: float = 3600.0,
         sweep_interval_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         try:
             template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
@@ -132,11 +171,13 @@ class DomainControllerAgent:
         self._port = int(port)
         self._validity_s = float(validity_s)
         self._sweep_interval_s = float(sweep_interval_s)
+        self._clock = clock
         self.domain_id = domain_id
         self._store: ReservationStore | None = None
         self._service: DomainService | None = None
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task | None = None
+        self._stallable: _Stallable | None = None
         self._bound_port = 0
 
     @property
@@ -154,8 +195,8 @@ class DomainControllerAgent:
             Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
         store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
-            service = DomainService(self._template, self._key, store, validity_s=self._validity_s)
-            servicer = DomainControllerServicer(service)
+            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock)
+            servicer = _Stallable(DomainControllerServicer(service))
             server, port = await start_grpc_server(
                 lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),
                 [DOMAIN_CONTROLLER_SERVICE],
@@ -166,6 +207,7 @@ class DomainControllerAgent:
             store.close()
             raise
         self._store, self._service, self._server, self._bound_port = store, service, server, port
+        self._stallable = servicer
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(service, store))
         _log.info("domain %r serving DomainController on %s:%d", self.domain_id, self._host, port)
         return port
@@ -183,8 +225,28 @@ class DomainControllerAgent:
             except Exception:  # noqa: BLE001 - SQLite's backstop checkpoint still bounds the WAL
                 _log.exception("domain %r: checkpoint failed", self.domain_id)
 
+    async def stall(self, on: bool = True) -> None:
+        """Fault injection: while stalled, every Prepare, Commit, Abort, Release and Batch call runs
+        (its change is persisted) but its answer is held until ``stall(False)``: a controller that
+        hangs after writing. Killed then (``Federation.kill_domain``), it leaves changes its callers
+        never heard of, for their recovery to settle. After :meth:`start`."""
+        if self._stallable is None:
+            raise RuntimeError(f"domain {self.domain_id!r}: controller not started")
+        if on:
+            self._stallable.released.clear()
+        else:
+            self._stallable.released.set()
+
+    async def held_answers(self) -> int:
+        """How many answers :meth:`stall` holds now (each of a call that already ran)."""
+        return 0 if self._stallable is None else self._stallable.held
+
     async def stop(self, grace_s: float = 1.0) -> None:
-        """Stop serving (in-flight calls get ``grace_s`` seconds), stop the sweep, close the db. Idempotent."""
+        """Stop serving (in-flight calls get ``grace_s`` seconds; held answers are let go), stop the
+        sweep, close the db. Idempotent."""
+        if self._stallable is not None:
+            self._stallable.released.set()
+            self._stallable = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

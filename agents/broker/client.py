@@ -1,0 +1,259 @@
+"""The broker's client of the domains: the :class:`DomainClient` interface and its gRPC implementation.
+
+:class:`~agents.broker.logic.Broker` is written against :class:`DomainClient`, a small async
+interface (one object per domain) whose calls raise :class:`DomainCallError` carrying the gRPC
+status code. :class:`GrpcDomainClient` speaks ``trefed.v1.DomainController`` over gRPC (grpc.aio)
+and shares ``Batch`` rpcs among concurrent calls under load (group commit); tests implement the
+interface in-process (``tests/inprocess.py``), so the broker's logic runs with no socket.
+
+:data:`DEFINITE_REFUSALS` is the protocol's one rule about outcomes: a call that failed with one
+of these codes held nothing at the domain (there is nothing to abort); any other failure leaves
+the outcome unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+import grpc
+from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
+
+from federation.errors import InputError
+
+__all__ = ["DEFINITE_REFUSALS", "DomainCallError", "DomainClient", "GrpcDomainClient"]
+
+_log = logging.getLogger(__name__)
+
+#: Status codes of a failed domain call that are a definite "no": the domain held nothing for it.
+DEFINITE_REFUSALS: frozenset[grpc.StatusCode] = frozenset({
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.NOT_FOUND,
+})
+
+
+class DomainCallError(Exception):
+    """A call to a domain failed; ``code`` is the gRPC status, ``details`` the domain's message.
+
+    Pickles with its fields (it crosses Ray actor boundaries like every trefed error).
+    """
+
+    def __init__(self, domain_id: str, method: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"domain {domain_id!r} {method}: {code.name}: {details}")
+        self.domain_id = domain_id
+        self.method = method
+        self.code = code
+        self.details = details
+
+    def __reduce__(self) -> tuple[type[DomainCallError], tuple[str, str, grpc.StatusCode, str]]:
+        return type(self), (self.domain_id, self.method, self.code, self.details)
+
+
+class DomainClient(Protocol):
+    """What the broker needs of a domain (async; every call raises :class:`DomainCallError`)."""
+
+    domain_id: str
+
+    async def get_envelope(self, tre_id: str) -> envelope_pb2.TailRiskEnvelope: ...
+    async def prepare(self, request: reservation_pb2.PrepareRequest) -> reservation_pb2.PrepareResponse: ...
+    async def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant: ...
+    async def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse: ...
+    async def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse: ...
+    async def status(self, include_reservations: bool = False) -> services_pb2.DomainStatus: ...
+    async def close(self) -> None: ...
+
+
+# A restarted domain must be reachable again quickly: short reconnect back-off.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+_STATUS_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
+
+
+class GrpcDomainClient:
+    """A :class:`DomainClient` over gRPC (grpc.aio); every call has deadline ``timeout_s``.
+
+    Calls wait for the channel to be ready (within the deadline) rather than failing at once
+    while a domain reconnects; an unreachable domain ends in ``DEADLINE_EXCEEDED`` or
+    ``UNAVAILABLE``. The channel is created lazily on first use, on the running event loop.
+
+    Group commit. Prepare, Commit, Abort and Release calls are queued and sent at the next turn
+    of the event loop; while ``batches_in_flight`` calls to the domain are outstanding, further
+    calls wait and leave together as one ``Batch`` call (at most ``max_batch`` items), which the
+    domain persists in one transaction. Under light load every call leaves at once, alone, as
+    its single rpc; under load the per-call gRPC and SQLite costs are shared. Each item keeps
+    its own request id, checks and status; if a batch fails as a whole, every item in it fails
+    with that status (outcome unknown, as for a single call). A domain that does not implement
+    ``Batch`` (UNIMPLEMENTED) gets single calls from then on. ``batch=False``: single calls only.
+    """
+
+    def __init__(self, domain_id: str, address: str, *, timeout_s: float = 2.0, batch: bool = True,
+                 max_batch: int = 64, batches_in_flight: int = 1) -> None:
+        if not 1 <= int(max_batch) <= 256:
+            raise InputError(f"max_batch(={max_batch!r}) must be in [1, 256]")
+        if int(batches_in_flight) < 1:
+            raise InputError(f"batches_in_flight(={batches_in_flight!r}) must be >= 1")
+        self.domain_id = domain_id
+        self.address = address
+        self.timeout_s = float(timeout_s)
+        self.batch = bool(batch)
+        self.max_batch = int(max_batch)
+        self.batches_in_flight = int(batches_in_flight)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: services_pb2_grpc.DomainControllerStub | None = None
+        self._queue: list[tuple[str, str, object, asyncio.Future]] = []
+        self._in_flight = 0
+        self._flush_scheduled = False
+        self._senders: set[asyncio.Task] = set()
+        self.calls_sent = 0  # rpcs sent for reservation calls (single or Batch, refused ones included)
+        self.items_sent = 0  # reservation calls sent
+
+    def _get_stub(self) -> services_pb2_grpc.DomainControllerStub:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            self._stub = services_pb2_grpc.DomainControllerStub(self._channel)
+        return self._stub
+
+    async def _call(self, method: str, request):  # noqa: ANN001, ANN202 - generic over messages
+        try:
+            return await getattr(self._get_stub(), method)(request, timeout=self.timeout_s, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            raise DomainCallError(self.domain_id, method, exc.code(), exc.details() or "") from None
+
+    # ------------------------------------------------------------------ group commit
+
+    async def _submit(self, kind: str, method: str, request):  # noqa: ANN001, ANN202
+        if not self.batch:
+            self.calls_sent += 1
+            self.items_sent += 1
+            return await self._call(method, request)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((kind, method, request, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._queue and self._in_flight < self.batches_in_flight:
+            items = [it for it in self._queue[: self.max_batch] if not it[3].done()]  # skip cancelled callers
+            del self._queue[: self.max_batch]
+            if not items:
+                continue
+            self._in_flight += 1
+            task = asyncio.ensure_future(self._send(items))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _send(self, items: list[tuple[str, str, object, asyncio.Future]]) -> None:
+        try:
+            self.items_sent += len(items)
+            if len(items) > 1 and self.batch:
+                await self._send_batch(items)
+            else:
+                await asyncio.gather(*(self._send_one(it) for it in items))
+        except BaseException as exc:  # cancelled (closing) or a bug: no caller waits forever
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(
+                        DomainCallError(self.domain_id, method, grpc.StatusCode.UNAVAILABLE, f"not sent: {exc!r}")
+                    )
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._queue and not self._flush_scheduled:
+                self._flush()
+
+    async def _send_one(self, item: tuple[str, str, object, asyncio.Future]) -> None:
+        _, method, request, future = item
+        self.calls_sent += 1
+        try:
+            result = await self._call(method, request)
+        except DomainCallError as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+
+    async def _send_batch(self, items: list[tuple[str, str, object, asyncio.Future]]) -> None:
+        request = services_pb2.BatchRequest()
+        for kind, _, message, _ in items:
+            getattr(request.items.add(), kind).CopyFrom(message)
+        self.calls_sent += 1
+        try:
+            response = await self._get_stub().Batch(request, timeout=self.timeout_s, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # an older domain: single calls from now on
+                _log.info("domain %r does not implement Batch; using single calls", self.domain_id)
+                self.batch = False
+                await asyncio.gather(*(self._send_one(it) for it in items))
+                return
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(DomainCallError(self.domain_id, method, exc.code(), exc.details() or ""))
+            return
+        if len(response.results) != len(items):
+            for _, method, _, future in items:
+                if not future.done():
+                    future.set_exception(DomainCallError(
+                        self.domain_id, method, grpc.StatusCode.INTERNAL,
+                        f"Batch answered {len(response.results)} results for {len(items)} items"))
+            return
+        for (kind, method, _, future), result in zip(items, response.results):
+            if future.done():
+                continue
+            if result.code:
+                code = _STATUS_BY_VALUE.get(result.code, grpc.StatusCode.UNKNOWN)
+                future.set_exception(DomainCallError(self.domain_id, method, code, result.message))
+            elif result.WhichOneof("response") != kind:
+                future.set_exception(DomainCallError(
+                    self.domain_id, method, grpc.StatusCode.INTERNAL,
+                    f"Batch answered {result.WhichOneof('response')!r} for a {kind!r} item"))
+            else:
+                future.set_result(getattr(result, kind))
+
+    # ------------------------------------------------------------------ calls
+
+    async def get_envelope(self, tre_id: str) -> envelope_pb2.TailRiskEnvelope:
+        return await self._call("GetEnvelope", services_pb2.GetEnvelopeRequest(tre_id=tre_id))
+
+    async def prepare(self, request: reservation_pb2.PrepareRequest) -> reservation_pb2.PrepareResponse:
+        return await self._submit("prepare", "Prepare", request)
+
+    async def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant:
+        return await self._submit("commit", "Commit", request)
+
+    async def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse:
+        return await self._submit("abort", "Abort", request)
+
+    async def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse:
+        return await self._submit("release", "Release", request)
+
+    async def status(self, include_reservations: bool = False) -> services_pb2.DomainStatus:
+        return await self._call("GetStatus", services_pb2.GetStatusRequest(include_reservations=include_reservations))
+
+    async def close(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
+        for task in list(self._senders):
+            with contextlib.suppress(BaseException):
+                await task
+        for _, method, _, future in self._queue:
+            if not future.done():
+                future.set_exception(DomainCallError(self.domain_id, method, grpc.StatusCode.UNAVAILABLE, "closed"))
+        self._queue.clear()
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._stub = None

@@ -1,0 +1,250 @@
+"""The broker's planning: from a tenant's intent and a path's verified envelopes to a priced offer.
+
+Pure: configs, envelope bodies and offers in, no gRPC, no event loop (the broker runs
+:func:`plan_offer` in a worker thread and caches its result under :func:`plan_key`).
+
+Adapters from the config to the calculus: :func:`arrival_of` (the arrival model of a traffic
+envelope) and :func:`burst_of` (the burst declared to the domains' ``max_burst_bits`` guardrail).
+
+Planning one (model, path) candidate (:func:`plan_offer`):
+
+1. the burst must be within every domain's ``max_burst_bits``;
+2. split the fidelity budget: ``eps_delay = eps - loss - e_model`` where
+   ``loss = 1 - prod(1 - p_loss_i)`` over the path and ``e_model`` is the model's error
+   probability; no budget left is a rejection;
+3. size the reservation: :func:`federation.calculus.plan.plan_rates` gives the cost-minimising
+   rates ``r_i`` (bits/s, cost ``price_per_mbps_hour`` of each domain) with ``r_i <=
+   max_tenant_rate_bps`` whose composed bound meets the deadline at ``eps_delay`` (plan_rates
+   guarantees ``compose_path(...).delay <= deadline`` at its rates); rates are raised to
+   ``min_tenant_rate_bps``; :func:`federation.calculus.compose.compose_path` then gives the composed
+   bound and the per-domain budget ``(d_i, eps_i)``;
+4. price it: model price + ``sum_i r_i/1e6 * price_per_mbps_hour_i``.
+
+Domain slices. A network domain serves the tenant's slice as a rate-latency service (rate
+``r_i``, latency ``T_i`` of its envelope, plus its propagation delay). The compute domain serves
+it with i.i.d. exponential service times at the reserved rate (``EXPONENTIAL_SERVICE``); the
+model's mean inference latency (catalogue ``latency.mean_s``) is added to the compute slice's
+constant latency.
+
+Units: seconds, bits, bits/s; prices per hour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from trefed.v1 import envelope_pb2, services_pb2
+
+from federation.calculus.arrivals import MMOO, Arrival, CorrelatedMMOO, PoissonArrival, TokenBucket
+from federation.config import IntentConfig, MmooConfig, ModelConfig, PoissonConfig, TokenBucketConfig
+from federation.errors import NoFiniteBound
+
+if TYPE_CHECKING:
+    from federation.calculus.compose import DomainSlice
+
+__all__ = ["Infeasible", "arrival_of", "burst_of", "plan_key", "plan_offer"]
+
+
+class Infeasible(Exception):
+    """A (model, path) candidate cannot meet the intent; the message names the domain and the limit."""
+
+
+def arrival_of(
+    traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, request_size_bits: float = 1.0
+) -> Arrival:
+    """The calculus' arrival model of a validated traffic envelope (continuous time, bits).
+
+    A token bucket's packets are the model's requests (``request_size_bits``: what a compute
+    domain with exponential service serves per completion); Poisson requests carry their own
+    (mean) size; MMOO sources are fluid.
+    """
+    if isinstance(traffic, TokenBucketConfig):
+        return TokenBucket(traffic.sigma_bits, traffic.rho_bps, packet_size=request_size_bits)
+    if isinstance(traffic, PoissonConfig):
+        return PoissonArrival(
+            rate=traffic.rate_pps,
+            mean_size=traffic.mean_size_bits,
+            size="exp" if traffic.exponential_sizes else "det",
+        )
+    cls = CorrelatedMMOO if traffic.correlated else MMOO
+    return cls(peak=traffic.peak_bps, on=traffic.mean_on_s, off=traffic.mean_off_s, n=traffic.sources)
+
+
+def burst_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig) -> float:
+    """The burst (bits) declared to domains for the ``max_burst_bits`` guardrail.
+
+    Token bucket: ``sigma``. Poisson: one request (``mean_size_bits``; the deterministic size,
+    or the mean of exponential sizes). MMOO: 0 (a fluid source has no instantaneous burst; its
+    burstiness is in the MGF the calculus uses).
+    """
+    if isinstance(traffic, TokenBucketConfig):
+        return traffic.sigma_bits
+    if isinstance(traffic, PoissonConfig):
+        return traffic.mean_size_bits
+    return 0.0
+
+
+def plan_key(
+    model: ModelConfig,
+    path: Sequence[str],
+    bodies: Sequence[envelope_pb2.EnvelopeBody],
+    intent: IntentConfig,
+) -> tuple:
+    """What an offer depends on: the model, the path, its envelopes' sequences and the intent
+    without its tenant (hashable; equal keys give equal offers under one config)."""
+    return (
+        model.id,
+        tuple(path),
+        tuple(b.header.sequence for b in bodies),
+        intent.deadline_s,
+        intent.epsilon,
+        tuple(intent.traffic.model_dump().items()),
+    )
+
+
+def _slices(
+    model: ModelConfig, bodies: Sequence[envelope_pb2.EnvelopeBody], rates: Sequence[float]
+) -> list[DomainSlice]:
+    """The calculus' view of the path at ``rates`` (bits/s), see the module docstring."""
+    from federation.calculus.compose import DomainSlice
+
+    out = []
+    for b, r in zip(bodies, rates):
+        compute = b.header.kind == envelope_pb2.COMPUTE
+        out.append(
+            DomainSlice(
+                domain_id=b.header.domain_id,
+                rate=float(r),
+                latency=b.model.latency_s + (model.latency.mean_s if compute else 0.0),
+                propagation_delay=b.model.propagation_delay_s,
+                service="exp" if b.model.service == envelope_pb2.EXPONENTIAL_SERVICE else "size",
+                loss_probability=b.model.loss_probability,
+                error_probability=model.error_probability if compute else 0.0,
+            )
+        )
+    return out
+
+
+def plan_offer(
+    model: ModelConfig,
+    path: Sequence[str],
+    bodies: Sequence[envelope_pb2.EnvelopeBody],
+    intent: IntentConfig,
+    prices_per_mbps_hour: Sequence[float],
+) -> services_pb2.Offer:
+    """The offer of one (model, path) candidate for an intent (see the module docstring).
+
+    Parameters
+    ----------
+    model : ModelConfig
+        The catalogue model; its compute domain ends ``path``.
+    path : sequence of str
+        Domain ids, access domain first.
+    bodies : sequence of EnvelopeBody
+        The path's *verified* envelope bodies, in path order.
+    intent : IntentConfig
+        Deadline (s), epsilon, traffic.
+    prices_per_mbps_hour : sequence of float
+        Each domain's price of a reserved Mb/s for an hour, path order.
+
+    Returns
+    -------
+    Offer
+        Path, per-domain budgets (rate bits/s, ``d_i`` s, ``eps_i``, envelope id and sequence),
+        the composed bound (``delay_s <= intent.deadline_s``) and the price per hour; its
+        ``offer_id`` is a digest of :func:`plan_key`.
+
+    Raises
+    ------
+    Infeasible
+        The candidate cannot meet the intent within the domains' guardrails (the message names
+        the domain and the limit).
+    """
+    from federation.calculus.compose import compose_path
+    from federation.calculus.plan import plan_rates
+
+    arrival = arrival_of(intent.traffic, request_size_bits=model.request_size_bits)
+    burst = burst_of(intent.traffic)
+    loss_keep = 1.0
+    for b in bodies:
+        g = b.guardrails
+        if burst > g.max_burst_bits:
+            raise Infeasible(
+                f"domain {b.header.domain_id!r}: burst {burst:g} bits exceeds guardrail max_burst_bits "
+                f"{g.max_burst_bits:g}"
+            )
+        loss_keep *= 1.0 - b.model.loss_probability
+    loss = 1.0 - loss_keep
+    eps_delay = intent.epsilon - loss - model.error_probability
+    if not eps_delay > 0:
+        raise Infeasible(
+            f"loss {loss:.3g} + model error {model.error_probability:g} leave no delay budget within "
+            f"epsilon {intent.epsilon:g}"
+        )
+
+    max_rates = [b.guardrails.max_tenant_rate_bps for b in bodies]
+    # plan_rates needs positive weights: a free domain weighs (almost) nothing.
+    costs = [max(p / 1e6, 1e-15) for p in prices_per_mbps_hour]
+    try:
+        planned = plan_rates(
+            _slices(model, bodies, max_rates),
+            arrival,
+            delay=intent.deadline_s,
+            epsilon=eps_delay,
+            costs=costs,
+            max_rates=max_rates,
+        )
+    except NoFiniteBound as exc:
+        limiting = min(zip(max_rates, path))[1]
+        raise Infeasible(
+            f"deadline {intent.deadline_s:g} s at epsilon_delay {eps_delay:.3g} is out of reach within the "
+            f"domains' guardrail max_tenant_rate_bps (tightest: domain {limiting!r}, "
+            f"{min(max_rates):g} bps): {exc.reason}"
+        ) from None
+    # plan_rates guarantees compose_path(...).delay <= deadline at its rates, each within
+    # max_tenant_rate_bps (an envelope's validation makes min_tenant_rate_bps <= max_tenant_rate_bps).
+    rates = [max(float(r), b.guardrails.min_tenant_rate_bps) for r, b in zip(planned, bodies)]
+    e2e = compose_path(_slices(model, bodies, rates), arrival, epsilon=eps_delay)
+    if e2e.delay > intent.deadline_s:
+        # Only if a rate was raised to a guardrail's minimum and the optimiser's tolerance made
+        # the bound of the faster service come out higher: the bound at the planned rates holds
+        # for the faster service too.
+        e2e = compose_path(_slices(model, bodies, planned), arrival, epsilon=eps_delay)
+
+    per_domain = {pd.domain_id: pd for pd in e2e.per_domain}
+    budgets = []
+    cost = model.price_per_hour
+    for d, r, b, price in zip(path, rates, bodies, prices_per_mbps_hour):
+        pd = per_domain[d]
+        budgets.append(
+            services_pb2.DomainBudget(
+                domain_id=d,
+                delay_s=float(pd.delay),
+                epsilon=float(pd.epsilon),
+                rate_bps=float(r),
+                tre_id=b.header.tre_id,
+                tre_sequence=b.header.sequence,
+            )
+        )
+        cost += r / 1e6 * price
+    bound = services_pb2.EndToEndBound(
+        delay_s=float(e2e.delay),
+        epsilon_delay=float(e2e.epsilon_delay),
+        loss_probability=float(e2e.loss_probability),
+        error_probability=float(e2e.error_probability),
+        epsilon_total=float(e2e.epsilon_total),
+        theta=float(e2e.theta),
+        method=str(e2e.method),
+    )
+    key = plan_key(model, path, bodies, intent)
+    return services_pb2.Offer(
+        offer_id="of-" + hashlib.sha256(repr(key).encode()).hexdigest()[:16],
+        model_id=model.id,
+        compute_domain=model.compute_domain,
+        path=list(path),
+        bound=bound,
+        budgets=budgets,
+        price_per_hour=cost,
+    )

@@ -1,0 +1,76 @@
+"""The federation runner over an in-process runtime (the agents' own classes, real gRPC on 127.0.0.1,
+no Ray): its progress hook reports each phase as it begins, in order.
+
+The runner on a real Ray is exercised by test_federation_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from inprocess import InProcessRuntime
+
+from agents.runner import Federation
+
+
+@pytest.fixture
+def runtime():
+    rt = InProcessRuntime()
+    try:
+        yield rt
+    finally:
+        rt.shutdown()
+
+
+def test_progress_hook_reports_each_phase_as_it_begins(fast_config, runtime, tmp_path):
+    cfg = fast_config()
+    cfg = cfg.model_copy(update={"tenants": cfg.tenants[:2]})
+    seen: list[tuple[str, int, int, int]] = []  # (sentence, Ray starts, actors, admissions ended) at the call
+
+    def on_phase(sentence: str) -> None:
+        broker = fed.broker_actor.handle.broker if fed.broker_actor is not None else None
+        ended = broker.stats.admitted + broker.stats.rejected if broker is not None else -1
+        seen.append((sentence, runtime.started, len(runtime._actors), ended))
+
+    fed = Federation(cfg, runtime=runtime, state_dir=tmp_path, on_phase=on_phase)
+    with fed:
+        started = list(seen)
+        outcomes = fed.run_tenants()
+    assert [o.admitted for o in outcomes] == [True, True]
+
+    sentences = [s for s, *_ in seen]
+    port = r"127\.0\.0\.1:\d+"
+    expected = [
+        r"starting Ray: a local instance on 127\.0\.0\.1",
+        r"starting 3 domain controllers \(access, transport, edge\)",
+        rf"domain controller access started on {port}",
+        rf"domain controller transport started on {port}",
+        rf"domain controller edge started on {port}",
+        r"starting the broker",
+        rf"broker started on {port}",
+        r"tenant t1 requests classify within 17\.5 ms at epsilon 0\.01 \(entering at access\)",
+        r"tenant t2 requests classify within 17\.5 ms at epsilon 0\.01 \(entering at access\)",
+    ]
+    assert len(sentences) == len(expected), sentences
+    for sentence, pattern in zip(sentences, expected):
+        assert re.fullmatch(pattern, sentence), (sentence, pattern)
+    assert len(started) == 7  # start() reported its phases before it returned
+    # each phase is reported as it begins: Ray not yet started, no controller spawned yet, the
+    # broker not yet spawned, each tenant's request before it is answered
+    assert seen[0][1] == 0 and seen[1][1] == 1
+    assert seen[1][2] == 0 and seen[5][2] == 3
+    assert fed.domain_addresses["edge"] in sentences[4] and fed.broker_address in sentences[6]
+    assert [ended for *_, ended in seen[7:]] == [0, 1]
+
+
+def test_progress_is_silent_by_default_and_concurrent_requests_are_announced_first(fast_config, runtime, tmp_path):
+    cfg = fast_config()
+    cfg = cfg.model_copy(update={"tenants": cfg.tenants[:2]})
+    with Federation(cfg, runtime=runtime, state_dir=tmp_path / "a") as fed:  # no hook: nothing to call
+        assert [o.admitted for o in fed.run_tenants()] == [True, True]
+    seen: list[str] = []
+    with Federation(cfg, runtime=runtime, state_dir=tmp_path / "b", on_phase=seen.append) as fed:
+        before = len(seen)
+        fed.run_tenants(concurrent=True)
+    assert [s.split(" requests")[0] for s in seen[before:]] == ["tenant t1", "tenant t2"]
