@@ -21,7 +21,7 @@ from typing import Protocol
 import grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
-from federation.errors import InputError
+from federation.errors import InputError, TrefedError
 
 __all__ = ["DEFINITE_REFUSALS", "DomainCallError", "DomainClient", "GrpcDomainClient"]
 
@@ -37,10 +37,10 @@ DEFINITE_REFUSALS: frozenset[grpc.StatusCode] = frozenset({
 })
 
 
-class DomainCallError(Exception):
+class DomainCallError(TrefedError):
     """A call to a domain failed; ``code`` is the gRPC status, ``details`` the domain's message.
 
-    Pickles with its fields (it crosses Ray actor boundaries like every trefed error).
+    Pickles with its fields, as every :class:`~federation.errors.TrefedError` does.
     """
 
     def __init__(self, domain_id: str, method: str, code: grpc.StatusCode, details: str) -> None:
@@ -49,9 +49,6 @@ class DomainCallError(Exception):
         self.method = method
         self.code = code
         self.details = details
-
-    def __reduce__(self) -> tuple[type[DomainCallError], tuple[str, str, grpc.StatusCode, str]]:
-        return type(self), (self.domain_id, self.method, self.code, self.details)
 
 
 class DomainClient(Protocol):
