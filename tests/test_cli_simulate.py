@@ -74,6 +74,13 @@ def test_human_output_and_progress(capsys):
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--reserve", "x"], "TENANT=RATE"),
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "1:melt:0:1"], "kind"),
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--delay", "-1"], "--delay"),
+    # domains are counted from 1 on the command line, and so in every message (it said "domain 0")
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "1:degrade:0:10:2"],
+     "impairment 'degrade' on domain 1: value(=2)"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--hop", "rate=2", "--impair", "2:outage:5:1"],
+     "impairment 'outage' on domain 2: end(=1) must be > start(=5)"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "3:outage:0:1"],
+     "impairment on domain 3, but the path has 1 domains"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, argv, msg):
     assert main(["simulate", *argv]) == 2
@@ -168,9 +175,3 @@ def test_per_tenant_isolation_and_outage_visible(capsys):
     text = capsys.readouterr().out
     assert "per tenant" in text and "tenant 1: correlated-mmoo:on=1,off=4,peak=4,n=4" in text and "P(D>5)" in text
 
-
-def test_scheduler_choices_are_the_engines():
-    from agents.cli.simulate import SCHEDULERS
-    from federation.dataplane.engine import SCHEDULERS as ENGINE
-
-    assert SCHEDULERS == ENGINE

@@ -12,7 +12,7 @@ __all__ = ["plain"]
 
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]*)`")
 _LITERAL = re.compile(r"``([^`]+)``")
-_DIRECTIVE = re.compile(r"^\s*\.\. [a-z-]+::.*$\n?", flags=re.M)
+_DIRECTIVE = re.compile(r"^[ \t]*\.\. [a-z-]+::.*$\n?", flags=re.M)
 
 
 def _role_text(match: re.Match[str]) -> str:
@@ -34,6 +34,6 @@ def plain(rst: str) -> str:
     text = _DIRECTIVE.sub("", rst)
     text = _ROLE.sub(_role_text, text)
     text = _LITERAL.sub(r"\1", text)
-    text = re.sub(r"(?m)^\s*::\s*\n", "", text)  # a bare literal-block marker line
+    text = re.sub(r"(?m)^[ \t]*::[ \t]*\n", "", text)  # a bare literal-block marker line
     text = re.sub(r"(?m)(\S)::$", r"\1:", text)  # "Example::" -> "Example:"
     return text
