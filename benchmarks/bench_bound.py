@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from federation.calculus.arrivals import MMOO, PoissonArrival  # noqa: E402
+from federation.calculus.baseline import baseline_tandem_violation  # noqa: E402
 from federation.calculus.compose import delay_bound, violation_bound  # noqa: E402
-from federation.calculus.mgf import baseline_tandem_violation, tandem_violation  # noqa: E402
 from federation.calculus.services import ConstantRate, ExpService, Leftover  # noqa: E402
+from federation.calculus.tandem import tandem_violation  # noqa: E402
 
 D = "discrete"
 

@@ -27,7 +27,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from federation.dataplane.engine import Admission, Domain, ServiceTimes, Simulation, Source  # noqa: E402
+from federation.dataplane.engine import Simulation  # noqa: E402
+from federation.dataplane.path import Admission, Domain, ServiceTimes, Source  # noqa: E402
 from federation.dataplane.telemetry import DelayAccumulator  # noqa: E402
 from federation.dataplane.traffic import Poisson  # noqa: E402
 

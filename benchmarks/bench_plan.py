@@ -1,15 +1,15 @@
-"""Speed, consistency and cost of ``federation.calculus.compose.plan_rates`` (the broker's rate sizing).
+"""Speed, consistency and cost of ``federation.calculus.plan.plan_rates`` (the broker's rate sizing).
 
 For every traffic kind the broker uses (token bucket, Poisson with exponential and fixed sizes,
 MMOO, correlated MMOO) on the quickstart's 3-hop path (access and transport rate-latency hops, an
 exponential-service edge GPU) with its prices and guardrails, it measures the time per call, the
 plan's cost, and whether ``compose_path`` at the planned rates meets the deadline. The previous
-implementation (``git archive REV federation``, ``--old-rev``, default 0eeb2a2, the first
-calculus commit; read-only) is run in a
-subprocess on the same cases for the before/after comparison, and (without ``--quick``) a slow
-fine-grid reference optimisation gives the cost-optimality gap.
+implementation (``git archive REV federation``, ``--old-rev``, default 0eeb2a2, the search the
+fixed-theta planner replaced; any revision works, flat ``federation/`` layout or subpackages;
+read-only) is run in a subprocess on the same cases for the before/after comparison, and
+(without ``--quick``) a slow fine-grid reference optimisation gives the cost-optimality gap.
 
-Run: python benchmarks/bench_plan.py [--quick] [--no-old]
+Run: python benchmarks/bench_plan.py [--quick] [--no-old] [--old-rev REV]
 Writes benchmarks/out/plan.json.
 """
 
@@ -33,9 +33,23 @@ if not os.environ.get("BENCH_PLAN_OLD"):  # the old-version subprocess brings it
 
 import numpy as np  # noqa: E402
 
-from federation.calculus.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket  # noqa: E402
-from federation.calculus.compose import DomainSlice  # noqa: E402
 from federation.errors import NoFiniteBound  # noqa: E402
+
+try:  # this tree, or (run_old) a revision with the calculus in federation/calculus/
+    from federation.calculus import arrivals as _arrivals  # noqa: E402
+    from federation.calculus import compose as _compose  # noqa: E402
+except ImportError:  # a revision before the subpackages (flat federation/)
+    from federation import arrivals as _arrivals  # type: ignore[no-redef]  # noqa: E402
+    from federation import compose as _compose  # type: ignore[no-redef]  # noqa: E402
+try:
+    from federation.calculus.plan import plan_rates  # noqa: E402
+except ImportError:  # before plan_rates had its own module
+    plan_rates = _compose.plan_rates
+
+MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket = (
+    _arrivals.MMOO, _arrivals.CorrelatedMMOO, _arrivals.PoissonArrival, _arrivals.TokenBucket)
+DomainSlice, compose_path, path_violation_probability = (
+    _compose.DomainSlice, _compose.compose_path, _compose.path_violation_probability)
 
 COSTS = (0.002e-6, 0.001e-6, 0.01e-6)  # price per bit/s and hour (quickstart: per Mb/s and hour / 1e6)
 CAPS = (200e6, 400e6, 120e6)  # guardrails max_tenant_rate_bps
@@ -61,8 +75,6 @@ CASES = {
 
 def run_cases(kinds: list[str], reps: int) -> dict:
     """Time plan_rates (this interpreter's ``federation``) and check it against compose_path."""
-    from federation.calculus.compose import compose_path, plan_rates
-
     out = {}
     for kind in kinds:
         make, delay, eps = CASES[kind]
@@ -94,8 +106,6 @@ def run_cases(kinds: list[str], reps: int) -> dict:
 
 def reference_cost(kind: str, n_dir: int = 61) -> float:
     """Fine-grid reference: each direction's cheapest scale by bisection on the optimised violation bound."""
-    from federation.calculus.compose import path_violation_probability
-
     make, delay, eps = CASES[kind]
     traffic = make()
     rho = traffic.mean_rate

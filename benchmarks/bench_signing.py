@@ -40,9 +40,10 @@ from cryptography.hazmat.backends.openssl import backend as openssl_backend  # n
 from google.protobuf.internal import api_implementation  # noqa: E402
 from trefed.v1 import envelope_pb2  # noqa: E402
 
-from federation.tre.envelope import example_body, validate_body  # noqa: E402
 from federation.tre.signing import SigningKey, canonical_bytes, sign_envelope  # noqa: E402
 from federation.tre.trust import TrustStore  # noqa: E402
+from federation.tre.validate import validate_body  # noqa: E402
+from federation.tre.yaml import example_body  # noqa: E402
 
 NOW = 1_800_000_000.0
 

@@ -4,7 +4,7 @@ For every scenario a long simulation of the same model gives the violation proba
 and the delay quantile ``d_sim(eps)`` (smallest ``d`` with ``P_sim(d) <= eps``) at eps = 1e-3 and
 1e-4; we report ``d_bound(eps) / d_sim(eps)`` and ``bound(d_sim) / P_sim(d_sim)`` for our bound
 (the smallest valid one; the method is named) and for the standard MGF tandem bound as published
-SNC toolboxes compute it (discrete time; :func:`federation.calculus.mgf.baseline_tandem_violation`),
+SNC toolboxes compute it (discrete time; :func:`federation.calculus.baseline.baseline_tandem_violation`),
 both measured in the same run. Writes benchmarks/out/tightness.json.
 
 Run: python benchmarks/bench_tightness.py [--quick]
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from federation.calculus.arrivals import MMOO, CorrelatedMMOO, ExpIncrements, PoissonArrival  # noqa: E402
+from federation.calculus.baseline import baseline_tandem_delay, baseline_tandem_violation  # noqa: E402
 from federation.calculus.compose import delay_bound, violation_bound  # noqa: E402
-from federation.calculus.mgf import baseline_tandem_delay, baseline_tandem_violation  # noqa: E402
 from federation.calculus.reference import (  # noqa: E402
     continuous_mmoo_segments,
     fluid_segments_exceedance,

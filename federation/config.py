@@ -6,14 +6,24 @@ A config is a YAML file validated by pydantic v2 models; every error is a
 (``protos/trefed/v1/envelope.proto``, ``services.proto``) and convert to it:
 :meth:`DomainConfig.envelope_body`, :meth:`ModelConfig.to_proto`, :meth:`IntentConfig.to_proto`.
 
+The fields a domain's envelope carries (ids, validity, guardrails, model, inference, labels)
+are checked by the envelope's own rules (:mod:`federation.tre.validate`), under the config's
+path: ``domains[0].guardrails.max_tenant_rate_bps(=1e+12) must be <= reservable_capacity_bps(...)``.
+Everything that would stop ``trefed run`` later is refused here, before any agent starts:
+``validity_s`` outside [1 s, 10 years] (:func:`~federation.tre.validate.check_validity`),
+``broker.hold_timeout_s`` above the domains' cap :data:`~federation.tre.validate.MAX_HOLD_S`,
+``broker.rpc_timeout_s`` above ``hold_timeout_s``, a ``keys_dir`` that cannot hold key files,
+a file that is not UTF-8 YAML.
+
 Units: seconds (s), bits, bits per second (bps); probabilities in [0, 1]; prices per hour.
 
 Schema (``configs/quickstart.yaml`` is a complete example)::
 
     name: str
     keys_dir: path | null          # NAME.key (PEM, private) per domain; generated when absent
-    broker: {hold_timeout_s, rpc_timeout_s, max_offers, max_in_flight, envelope_refresh_s}
-    domains: [ {id, kind: network|compute, tre_id, validity_s, price_per_mbps_hour, labels,
+    broker: {hold_timeout_s (<= 3600), rpc_timeout_s (<= hold_timeout_s), max_offers, max_in_flight,
+             envelope_refresh_s}
+    domains: [ {id, kind: network|compute, tre_id, validity_s (1 .. 3.15576e8), price_per_mbps_hour, labels,
                 guardrails: {reservable_capacity_bps, min_tenant_rate_bps, max_tenant_rate_bps,
                              max_burst_bits, latency_ceiling_s, loss_ceiling},
                 model: {service: rate-latency|exponential, rate_bps, latency_s,
@@ -35,16 +45,28 @@ are network domains (:meth:`FederationConfig.paths`).
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from trefed.v1 import envelope_pb2, services_pb2
 
-from federation.errors import ConfigError
+from federation.errors import ConfigError, FieldError
+from federation.tre.validate import (
+    MAX_HOLD_S,
+    check_domain_id,
+    check_guardrails,
+    check_inference,
+    check_labels,
+    check_model,
+    check_tre_id,
+    check_validity,
+    timestamp_from_seconds,
+)
 
 __all__ = [
     "BrokerSettings",
@@ -70,16 +92,7 @@ _Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Prob = Annotated[float, Field(ge=0, lt=1)]
 _OpenProb = Annotated[float, Field(gt=0, lt=1)]
-_DomainId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
-
-
-class _FieldError(ValueError):
-    """A validation failure at ``path`` (relative to the model that raised it)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
 
 
 class _Strict(BaseModel):
@@ -91,8 +104,11 @@ class BrokerSettings(_Strict):
 
     Attributes
     ----------
-    hold_timeout_s : how long a domain holds a prepared reservation without a commit, s.
-    rpc_timeout_s : deadline of each broker -> domain call, s.
+    hold_timeout_s : how long a domain holds a prepared reservation without a commit, s; in
+        (0, :data:`~federation.tre.validate.MAX_HOLD_S`] (domains refuse longer holds).
+    rpc_timeout_s : deadline of each broker -> domain call, s; in (0, ``hold_timeout_s``]: a hold
+        must outlive the Prepare call the broker waits for (this also keeps the deadline far
+        below what gRPC can represent: deadlines of ~1e10 s and more expire at once).
     max_offers : most offers returned by ResolveIntent (and tried by RequestService).
     max_in_flight : most admissions the broker runs concurrently (more wait their turn).
     envelope_refresh_s : how often the broker re-fetches (and re-verifies, when the sequence
@@ -105,30 +121,38 @@ class BrokerSettings(_Strict):
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64
     envelope_refresh_s: _Pos = 2.0
 
+    @model_validator(mode="after")
+    def _timeouts(self) -> BrokerSettings:
+        if self.hold_timeout_s > MAX_HOLD_S:
+            raise FieldError(
+                "hold_timeout_s",
+                f"(={self.hold_timeout_s!r}) must be <= {MAX_HOLD_S:g} s, the longest hold a domain grants",
+            )
+        if self.rpc_timeout_s > self.hold_timeout_s:
+            raise FieldError(
+                "rpc_timeout_s",
+                f"(={self.rpc_timeout_s!r}) must be <= hold_timeout_s(={self.hold_timeout_s!r}): "
+                "a hold must outlive the Prepare call the broker waits for",
+            )
+        return self
+
 
 class GuardrailsConfig(_Strict):
-    """Deterministic guardrails of a domain (``envelope.proto`` Guardrails); bits/s, bits, s."""
+    """Deterministic guardrails of a domain (``envelope.proto`` Guardrails); bits/s, bits, s.
 
-    reservable_capacity_bps: _Pos
-    min_tenant_rate_bps: _NonNeg = 0.0
-    max_tenant_rate_bps: _Pos
-    max_burst_bits: _NonNeg
-    latency_ceiling_s: _Pos
-    loss_ceiling: _Prob = 0.0
+    The ranges are the envelope's (:func:`federation.tre.validate.check_guardrails`).
+    """
+
+    reservable_capacity_bps: float
+    min_tenant_rate_bps: float = 0.0
+    max_tenant_rate_bps: float
+    max_burst_bits: float
+    latency_ceiling_s: float
+    loss_ceiling: float = 0.0
 
     @model_validator(mode="after")
     def _limits(self) -> GuardrailsConfig:
-        if self.max_tenant_rate_bps > self.reservable_capacity_bps:
-            raise _FieldError(
-                "max_tenant_rate_bps",
-                f"must be <= reservable_capacity_bps(={self.reservable_capacity_bps:g}) "
-                f"(got {self.max_tenant_rate_bps:g})",
-            )
-        if self.min_tenant_rate_bps > self.max_tenant_rate_bps:
-            raise _FieldError(
-                "min_tenant_rate_bps",
-                f"must be <= max_tenant_rate_bps(={self.max_tenant_rate_bps:g}) (got {self.min_tenant_rate_bps:g})",
-            )
+        check_guardrails(self.to_proto(), path="")
         return self
 
     def to_proto(self) -> envelope_pb2.Guardrails:
@@ -143,22 +167,20 @@ _DISTRIBUTIONS = {
 
 
 class InferenceConfig(_Strict):
-    """An inference-latency profile (``envelope.proto`` InferenceModel); seconds."""
+    """An inference-latency profile (``envelope.proto`` InferenceModel); seconds.
+
+    The ranges are the envelope's (:func:`federation.tre.validate.check_inference`).
+    """
 
     distribution: Literal["exponential", "lognormal", "empirical"] = "exponential"
-    mean_s: _Pos
-    sigma_log: _NonNeg = 0.0
-    quantiles_s: tuple[_NonNeg, ...] = ()
-    error_probability: _Prob = 0.0
+    mean_s: float
+    sigma_log: float = 0.0
+    quantiles_s: tuple[float, ...] = ()
+    error_probability: float = 0.0
 
     @model_validator(mode="after")
     def _shape(self) -> InferenceConfig:
-        if self.distribution == "lognormal" and not self.sigma_log > 0:
-            raise _FieldError("sigma_log", "must be > 0 for a lognormal distribution")
-        if self.distribution == "empirical":
-            q = self.quantiles_s
-            if len(q) < 2 or any(b < a for a, b in zip(q, q[1:])):
-                raise _FieldError("quantiles_s", "must hold >= 2 non-decreasing values for an empirical distribution")
+        check_inference(self.to_proto(), path="")
         return self
 
     def to_proto(self) -> envelope_pb2.InferenceModel:
@@ -172,36 +194,42 @@ class InferenceConfig(_Strict):
 
 
 class ServiceModelConfig(_Strict):
-    """The stochastic model of a domain (``envelope.proto`` StochasticModel); bits/s, s."""
+    """The stochastic model of a domain (``envelope.proto`` StochasticModel); bits/s, s.
+
+    The ranges are the envelope's, checked with the domain's guardrails and kind by
+    :class:`DomainConfig` (:func:`federation.tre.validate.check_model`).
+    """
 
     service: Literal["rate-latency", "exponential"] = "rate-latency"
-    rate_bps: _Pos
-    latency_s: _NonNeg = 0.0
-    propagation_delay_s: _NonNeg = 0.0
-    loss_probability: _Prob = 0.0
+    rate_bps: float
+    latency_s: float = 0.0
+    propagation_delay_s: float = 0.0
+    loss_probability: float = 0.0
     inference: InferenceConfig | None = None
 
     def to_proto(self) -> envelope_pb2.StochasticModel:
         kind = envelope_pb2.RATE_LATENCY if self.service == "rate-latency" else envelope_pb2.EXPONENTIAL_SERVICE
-        msg = envelope_pb2.StochasticModel(
-            service=kind,
-            rate_bps=self.rate_bps,
-            latency_s=self.latency_s,
-            propagation_delay_s=self.propagation_delay_s,
-            loss_probability=self.loss_probability,
-        )
+        msg = envelope_pb2.StochasticModel(service=kind, **self.model_dump(exclude={"service", "inference"}))
         if self.inference is not None:
             msg.inference.CopyFrom(self.inference.to_proto())
         return msg
 
 
 class DomainConfig(_Strict):
-    """One domain: identity, guardrails, stochastic model, price of reserved rate."""
+    """One domain: identity, guardrails, stochastic model, price of reserved rate.
 
-    id: _DomainId
+    Every field the domain's envelope carries is checked by the envelope's own rules
+    (:mod:`federation.tre.validate`): ``id`` a domain id, ``validity_s`` in
+    [:data:`~federation.tre.validate.MIN_VALIDITY_S`, :data:`~federation.tre.validate.MAX_VALIDITY_S`]
+    (:func:`~federation.tre.validate.check_validity` says why), ``guardrails``, ``model`` (with
+    ``inference`` exactly for compute domains) and ``labels``; so a config that loads publishes
+    envelopes that sign and verify.
+    """
+
+    id: str
     kind: Literal["network", "compute"]
     tre_id: str = ""
-    validity_s: _Pos = 3600.0
+    validity_s: float = 3600.0
     price_per_mbps_hour: _NonNeg = 0.0
     labels: dict[str, str] = Field(default_factory=dict)
     guardrails: GuardrailsConfig
@@ -209,20 +237,12 @@ class DomainConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DomainConfig:
-        if self.model.loss_probability > self.guardrails.loss_ceiling:
-            raise _FieldError(
-                "model.loss_probability",
-                f"must be <= guardrails.loss_ceiling(={self.guardrails.loss_ceiling:g}) "
-                f"(got {self.model.loss_probability:g})",
-            )
-        if self.guardrails.reservable_capacity_bps > self.model.rate_bps:
-            raise _FieldError(
-                "guardrails.reservable_capacity_bps",
-                f"must be <= model.rate_bps(={self.model.rate_bps:g}) "
-                f"(got {self.guardrails.reservable_capacity_bps:g})",
-            )
-        if self.kind == "network" and self.model.inference is not None:
-            raise _FieldError("model.inference", "only compute domains have an inference model")
+        check_domain_id(self.id, "id")
+        check_tre_id(self.service_class, "tre_id")
+        check_validity(self.validity_s, "validity_s")
+        kind = envelope_pb2.NETWORK if self.kind == "network" else envelope_pb2.COMPUTE
+        check_model(self.model.to_proto(), self.guardrails.to_proto(), kind, path="model", guardrails_path="guardrails")
+        check_labels(self.labels, "labels")
         return self
 
     @property
@@ -235,19 +255,15 @@ class DomainConfig(_Strict):
     ) -> envelope_pb2.EnvelopeBody:
         """The unsigned TRE body of this domain, valid from ``now`` for ``validity_s`` seconds."""
         now = time.time() if now is None else now
-
-        def ts(t: float) -> Timestamp:
-            out = Timestamp()
-            out.FromNanoseconds(int(round(t * 1e9)))
-            return out
-
+        start = timestamp_from_seconds(now, "now")
+        end = timestamp_from_seconds(now + self.validity_s, "now + validity_s")
         header = envelope_pb2.EnvelopeHeader(
             domain_id=self.id,
             tre_id=self.service_class,
             sequence=sequence,
-            issued_at=ts(now),
-            not_before=ts(now),
-            not_after=ts(now + self.validity_s),
+            issued_at=start,
+            not_before=start,
+            not_after=end,
             key_id=key_id,
             kind=envelope_pb2.NETWORK if self.kind == "network" else envelope_pb2.COMPUTE,
         )
@@ -314,26 +330,17 @@ class MmooConfig(_Strict):
 TrafficConfig = Annotated[TokenBucketConfig | PoissonConfig | MmooConfig, Field(discriminator="kind")]
 
 
+#: The wire name (``services.proto`` TrafficEnvelope oneof ``model``) of each traffic model.
+_WIRE_TRAFFIC: dict[str, type[TokenBucketConfig | PoissonConfig | MmooConfig]] = {
+    "token_bucket": TokenBucketConfig,
+    "poisson": PoissonConfig,
+    "mmoo": MmooConfig,
+}
+
+
 def _traffic_to_proto(t: TokenBucketConfig | PoissonConfig | MmooConfig) -> services_pb2.TrafficEnvelope:
-    if isinstance(t, TokenBucketConfig):
-        return services_pb2.TrafficEnvelope(
-            token_bucket=services_pb2.TokenBucketTraffic(sigma_bits=t.sigma_bits, rho_bps=t.rho_bps)
-        )
-    if isinstance(t, PoissonConfig):
-        return services_pb2.TrafficEnvelope(
-            poisson=services_pb2.PoissonTraffic(
-                rate_pps=t.rate_pps, mean_size_bits=t.mean_size_bits, exponential_sizes=t.exponential_sizes
-            )
-        )
-    return services_pb2.TrafficEnvelope(
-        mmoo=services_pb2.MmooTraffic(
-            peak_bps=t.peak_bps,
-            mean_on_s=t.mean_on_s,
-            mean_off_s=t.mean_off_s,
-            sources=t.sources,
-            correlated=t.correlated,
-        )
-    )
+    which = next(name for name, cls in _WIRE_TRAFFIC.items() if isinstance(t, cls))
+    return services_pb2.TrafficEnvelope(**{which: t.model_dump(exclude={"kind"})})
 
 
 def traffic_from_proto(msg: services_pb2.TrafficEnvelope) -> TokenBucketConfig | PoissonConfig | MmooConfig:
@@ -341,22 +348,9 @@ def traffic_from_proto(msg: services_pb2.TrafficEnvelope) -> TokenBucketConfig |
     which = msg.WhichOneof("model")
     if which is None:
         raise ConfigError("intent.traffic: no traffic model given (token_bucket, poisson or mmoo)")
+    cls, wire = _WIRE_TRAFFIC[which], getattr(msg, which)
     try:
-        if which == "token_bucket":
-            return TokenBucketConfig(sigma_bits=msg.token_bucket.sigma_bits, rho_bps=msg.token_bucket.rho_bps)
-        if which == "poisson":
-            p = msg.poisson
-            return PoissonConfig(
-                rate_pps=p.rate_pps, mean_size_bits=p.mean_size_bits, exponential_sizes=p.exponential_sizes
-            )
-        m = msg.mmoo
-        return MmooConfig(
-            peak_bps=m.peak_bps,
-            mean_on_s=m.mean_on_s,
-            mean_off_s=m.mean_off_s,
-            sources=m.sources,
-            correlated=m.correlated,
-        )
+        return cls(**{f: getattr(wire, f) for f in cls.model_fields if f != "kind"})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, prefix=f"intent.traffic.{which}")) from None
 
@@ -389,14 +383,7 @@ def intent_from_proto(msg: services_pb2.Intent) -> IntentConfig:
     if traffic is None:
         raise ConfigError("intent.traffic: field required")
     try:
-        return IntentConfig(
-            task=msg.task,
-            max_error_probability=msg.max_error_probability,
-            deadline_s=msg.deadline_s,
-            epsilon=msg.epsilon,
-            max_price=msg.max_price,
-            traffic=traffic,
-        )
+        return IntentConfig(traffic=traffic, **{f: getattr(msg, f) for f in IntentConfig.model_fields if f != "traffic"})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, prefix="intent")) from None
 
@@ -445,16 +432,17 @@ class FederationConfig(_Strict):
         for i, (a, b) in enumerate(self.links):
             for j, end in enumerate((a, b)):
                 if end not in kinds:
-                    raise _FieldError(f"links[{i}][{j}]", f"unknown domain {end!r}")
+                    raise FieldError(f"links[{i}][{j}]", f"unknown domain {end!r}")
             if a == b:
-                raise _FieldError(f"links[{i}]", f"a link joins two different domains, got {a!r} twice")
+                raise FieldError(f"links[{i}]", f"a link joins two different domains, got {a!r} twice")
         for i, m in enumerate(self.models):
             if kinds.get(m.compute_domain) != "compute":
                 what = "unknown domain" if m.compute_domain not in kinds else "not a compute domain"
-                raise _FieldError(f"models[{i}].compute_domain", f"{what} {m.compute_domain!r}")
+                raise FieldError(f"models[{i}].compute_domain", f"{what} {m.compute_domain!r}")
         for i, t in enumerate(self.tenants):
             if t.access not in kinds:
-                raise _FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
+                raise FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
+        _check_prices(self)
         return self
 
     # ------------------------------------------------------------------ queries
@@ -501,11 +489,25 @@ class FederationConfig(_Strict):
         return found[:max_paths]
 
 
+def _check_prices(cfg: FederationConfig) -> None:
+    """The dearest admission (every domain's reservable capacity at its price, plus the dearest
+    model) must cost a finite price: an overflowing one is offered as ``inf`` (and breaks JSON)."""
+    terms = [d.price_per_mbps_hour * d.guardrails.reservable_capacity_bps / 1e6 for d in cfg.domains]
+    total = sum(terms) + max(m.price_per_hour for m in cfg.models)
+    if not math.isfinite(total):
+        i = max(range(len(terms)), key=terms.__getitem__)
+        raise FieldError(
+            f"domains[{i}].price_per_mbps_hour",
+            f"(={cfg.domains[i].price_per_mbps_hour!r}) makes the price of an admission overflow "
+            "(price x reservable capacity in Mb/s, summed over the domains, plus the dearest model)",
+        )
+
+
 def _unique(ids: list[str], field: str) -> None:
     seen: dict[str, int] = {}
     for i, x in enumerate(ids):
         if x in seen:
-            raise _FieldError(f"[{i}].{field}", f"duplicate id {x!r} (also at [{seen[x]}])")
+            raise FieldError(f"[{i}].{field}", f"duplicate id {x!r} (also at [{seen[x]}])")
         seen[x] = i
 
 
@@ -542,13 +544,15 @@ def _format_errors(exc: ValidationError, prefix: str = "") -> str:
         path = _loc_path(tuple(err["loc"]), prefix)
         ctx = err.get("ctx") or {}
         inner = ctx.get("error")
-        if isinstance(inner, _FieldError):
-            if inner.path.startswith("[") or not path:
-                path = f"{path}{inner.path}"
+        if isinstance(inner, FieldError):  # a rule of federation.tre.validate, or a cross-reference
+            field = inner.field
+            if field.startswith("[") or not path or not field:
+                path = f"{path}{field}"
             else:
-                path = f"{path}.{inner.path}"
-            msg = str(inner).split(": ", 1)[1]
-        elif err["type"] in _MESSAGES:
+                path = f"{path}.{field}"
+            lines.append(str(FieldError(path or "<root>", inner.problem)))
+            continue
+        if err["type"] in _MESSAGES:
             msg = _MESSAGES[err["type"]](ctx)
             if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
                 msg = f"{msg} (got {err['input']!r})"
@@ -561,7 +565,8 @@ def _format_errors(exc: ValidationError, prefix: str = "") -> str:
 def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> FederationConfig:
     """Validate a parsed YAML document; raises :class:`ConfigError` naming the field path.
 
-    A relative ``keys_dir`` is resolved against ``base_dir`` (the config file's directory).
+    A relative ``keys_dir`` is resolved against ``base_dir`` (the config file's directory), then
+    checked on disk, so a federation does not fail to start on it.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
@@ -571,18 +576,54 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(_format_errors(exc)) from None
     if cfg.keys_dir is not None and not cfg.keys_dir.is_absolute() and base_dir is not None:
         cfg = cfg.model_copy(update={"keys_dir": (base_dir / cfg.keys_dir)})
+    if cfg.keys_dir is not None:
+        _check_keys_dir(cfg.keys_dir, [d.id for d in cfg.domains])
     return cfg
 
 
+def _check_keys_dir(path: Path, domains: list[str]) -> None:
+    """Refuse (``FieldError`` naming ``keys_dir``) a keys dir the runner could not create or write
+    the missing ``NAME.key``/``NAME.pub`` pairs in: a file, a path under a file, an unwritable
+    directory, a ``NAME.key`` that is not a file."""
+    shown = f"(={str(path)!r})"
+    try:
+        if not path.exists():
+            parent = next(p for p in path.absolute().parents if p.exists())
+            problem = "is not a directory" if not parent.is_dir() else "is not writable"
+            if problem == "is not a directory" or not os.access(parent, os.W_OK | os.X_OK):
+                raise FieldError("keys_dir", f"{shown} cannot be created: {parent} {problem}")
+            return
+        if not path.is_dir():
+            raise FieldError("keys_dir", f"{shown} is not a directory")
+        for d in domains:
+            if (path / f"{d}.key").exists() and not (path / f"{d}.key").is_file():
+                raise FieldError("keys_dir", f"{shown}: {d}.key is not a file")
+        missing = [d for d in domains if not (path / f"{d}.key").exists()]
+        if missing and not os.access(path, os.W_OK | os.X_OK):
+            raise FieldError("keys_dir", f"{shown} is not writable, so the keys of {', '.join(missing)} cannot be created")
+    except OSError as exc:
+        raise FieldError("keys_dir", f"{shown} cannot be inspected ({exc.strerror or exc})") from None
+
+
 def load_config(path: str | Path) -> FederationConfig:
-    """Load and validate a YAML federation config; raises :class:`ConfigError` (an InputError)."""
+    """Load and validate a YAML federation config; raises :class:`ConfigError` (an InputError).
+
+    The message names the file when it cannot be read, is not UTF-8 text (a binary file) or not
+    YAML, and the field path when a field is out of range.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a YAML config: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a YAML config: nested too deeply") from None
     return parse_config(data, source=str(path), base_dir=path.parent)

@@ -2,8 +2,10 @@
 
 A spec is ``KIND:key=value,...`` (arrivals) or ``key=value,...`` (hops). Parsing only checks the
 grammar, the keys and the ranges, and returns frozen dataclasses; the calculus
-(``federation.calculus.arrivals`` / ``federation.calculus.services``) and the data plane (``federation.dataplane.traffic``)
-each turn them into their own models.
+(``federation.calculus.arrivals`` / ``federation.calculus.services``, and
+:func:`federation.calculus.model.build_model` for a whole tandem) and the data plane
+(``federation.dataplane.traffic``, ``federation.dataplane.path``) each turn them into their own
+models.
 
 Units. Continuous time (``time="continuous"``): seconds, and one consistent unit of work
 ("bits"): ``rate`` of a Poisson flow is packets per second, ``mean_size`` bits, a hop's ``rate``

@@ -17,8 +17,8 @@ from federation.calculus.budget import (
     split_equal,
     split_numeric,
 )
-from federation.calculus.mgf import tandem_violation
 from federation.calculus.services import ConstantRate, ExpService
+from federation.calculus.tandem import tandem_violation
 from federation.errors import InputError, NoFiniteBound
 
 

@@ -63,7 +63,7 @@ def test_parser_constants_are_the_cores():
     from agents.cli.compare import EPSILONS
     from agents.cli.simulate import SCHEDULERS
     from federation.compare.run import DEFAULT_EPSILONS
-    from federation.dataplane.engine import SCHEDULERS as ENGINE
+    from federation.dataplane.path import SCHEDULERS as ENGINE
 
     assert SCHEDULERS == ENGINE
     assert EPSILONS == ",".join(f"{e:g}" for e in DEFAULT_EPSILONS)

@@ -14,9 +14,9 @@ import yaml
 from trefed.v1 import envelope_pb2
 
 from agents.cli.main import main
-from federation.tre.envelope import body_from_yaml, example_envelope_yaml
 from federation.tre.keys import load_key_file
 from federation.tre.signing import sign_envelope
+from federation.tre.yaml import body_from_yaml, example_envelope_yaml
 
 # Only the modules under test: the in-process tests must not depend on other sub-commands.
 MODULES = ("agents.cli.keys", "agents.cli.tre")

@@ -1,4 +1,5 @@
-"""``trefed compare``: bound vs simulation of the same model (federation.compare.run, plots, report, CLI)."""
+"""``trefed compare``: bound vs simulation of the same model (federation.compare: model, curve, run, plots,
+report; the CLI) and the estimators it uses (federation.stats)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import federation.compare.curve as curvemod
+import federation.compare.model as modelmod
 import federation.compare.run as cmpmod
 from agents.cli.main import main
 from federation.compare.plots import ccdf_figure, delay_vs_load_figure
 from federation.compare.report import markdown_report
-from federation.compare.run import batch_lower_limit, compare, quantile_ci
+from federation.compare.run import compare
 from federation.errors import InputError
+from federation.specs import parse_hop
+from federation.stats import batch_lower_limit, quantile_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 60_000  # packets per scenario: the whole module runs in well under a minute on 2 cores
@@ -79,13 +84,13 @@ def test_tandem_packet_bound_adds_only_the_last_transmission():
 
 def test_wrong_bound_is_violated(monkeypatch):
     """The check can fail: a bound scaled down 100-fold is caught, naming the worst d."""
-    real = cmpmod.violation_bound
+    real = curvemod.violation_bound
 
     def too_small(*a, **k):
         b = real(*a, **k)
         return type(b)(b.delay, b.epsilon * 1e-2, b.theta, b.method, b.detail)
 
-    monkeypatch.setattr(cmpmod, "violation_bound", too_small)
+    monkeypatch.setattr(curvemod, "violation_bound", too_small)
     for arr, hops, ps in ((["poisson:rate=0.7,size=exp"], ["rate=1"], 1.0),
                           (["mmoo:on=1,off=1,peak=1,n=4"], ["rate=3"], 0.05)):
         r = compare(arr, hops, packets=N, seed=2, packet_size=ps)
@@ -96,13 +101,12 @@ def test_wrong_bound_is_violated(monkeypatch):
 
 def test_bound_on_a_too_fast_hop_is_violated(monkeypatch):
     """A bound computed for a faster hop than the simulated one (passed to the bound only) fails."""
-    real = cmpmod.build_model
+    real = modelmod.build_model
 
-    def faster(ns):
-        ns.hop = ["rate=1.6"]
-        return real(ns)
+    def faster(arrivals, hops, cross=(), **kw):
+        return real(arrivals, [parse_hop("rate=1.6")], cross, **kw)
 
-    monkeypatch.setattr(cmpmod, "build_model", faster)
+    monkeypatch.setattr(modelmod, "build_model", faster)
     r = compare(["poisson:rate=0.8"], ["rate=1"], packets=N, seed=4)
     assert not r.valid and r.worst_ratio > 1.0
 
@@ -130,7 +134,7 @@ def test_refusals_explain_why(kw, words):
         compare(args["arrivals"], args["hops"], args["cross"], **kw)
 
 
-def test_batch_lower_limit_and_quantile_ci():
+def test_batch_lower_limit_and_quantile_estimate():
     rng = np.random.default_rng(0)
     x = rng.random(100_000) < 0.01  # i.i.d.: no inflation, the plain Clopper-Pearson limit
     counts = x.reshape(20, -1).sum(1).astype(float)
@@ -145,12 +149,14 @@ def test_batch_lower_limit_and_quantile_ci():
     cover = 0
     for s in range(40):
         z = np.sort(np.random.default_rng(s).exponential(size=5_000))
-        q, a, b = quantile_ci(z, 0.99)
-        cover += a <= math.log(100) <= b
-        assert a <= q <= b
+        est = quantile_estimate(z, 0.99)
+        q, ci = est.value, est.interval(0.95)
+        cover += ci.low <= math.log(100) <= ci.high
+        assert ci.low <= q <= ci.high
     assert cover >= 34  # nominal 95 %
-    q, a, b = quantile_ci(z, 0.99, vif=10.0)  # wider for autocorrelated samples
-    assert b - a > quantile_ci(z, 0.99)[2] - quantile_ci(z, 0.99)[1]
+    wide = quantile_estimate(z, 0.99, vif=10.0).interval(0.95)  # wider for autocorrelated samples
+    plain = quantile_estimate(z, 0.99).interval(0.95)
+    assert wide.high - wide.low > plain.high - plain.low
 
 
 def test_figures_and_report(tmp_path):
@@ -199,8 +205,8 @@ def test_cli_writes_files_and_exits_by_verdict(tmp_path, capsys, monkeypatch):
     assert "continuous time" in capsys.readouterr().err
     assert main(["compare", "--arrival", "poisson:rate=0.5", "--hop", "rate=1", "--epsilons", "x"]) == 2
     # violated: exit 1
-    real = cmpmod.violation_bound
-    monkeypatch.setattr(cmpmod, "violation_bound", lambda *a, **k: (lambda b: type(b)(
+    real = curvemod.violation_bound
+    monkeypatch.setattr(curvemod, "violation_bound", lambda *a, **k: (lambda b: type(b)(
         b.delay, b.epsilon * 1e-3, b.theta, b.method, b.detail))(real(*a, **k)))
     rc = main(["compare", "--arrival", "poisson:rate=0.7", "--hop", "rate=1", "--packets", "30000",
                "--out", str(tmp_path / "v"), "--no-plot"])
@@ -235,3 +241,30 @@ def test_simulate_exp_hop_serves_one_packet_of_the_flow_size(capsys):
     q = json.loads(capsys.readouterr().out)["delay_quantiles"]
     assert q["p50"] == pytest.approx(math.log(2) / 200, rel=0.1)
     assert q["p99"] == pytest.approx(math.log(100) / 200, rel=0.2)
+
+
+def test_the_core_does_not_import_its_cli():
+    """federation.compare builds its model with the typed calculus builder, not the CLI's argparse one
+    (it used to import agents.cli.bound.build_model and fake an argparse.Namespace)."""
+    code = ("import sys, federation.compare.run, federation.compare.model, federation.compare.curve; "
+            "print(sorted(m for m in sys.modules if m == 'agents' or m.startswith('agents.')))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+def test_typed_build_model_is_the_bound_clis_model():
+    """The calculus builder gives `trefed bound` its model: prop in the latency, cross traffic as Leftover."""
+    from federation.calculus.model import build_model
+    from federation.calculus.services import Leftover
+    from federation.errors import SpecError
+    from federation.specs import parse_arrival, parse_cross
+
+    hops = [parse_hop("rate=1,latency=0.5,prop=0.25"), parse_hop("rate=2")]
+    m = build_model([parse_arrival("poisson:rate=0.3"), parse_arrival("poisson:rate=0.2")], hops,
+                    [parse_cross("2=poisson:rate=0.5", 2)])
+    assert m.flow.mean_rate == pytest.approx(0.5) and len(m.services) == 2
+    assert m.services[0].latency == pytest.approx(0.75)
+    assert isinstance(m.services[1], Leftover) and m.services[1].cross.mean_rate == pytest.approx(0.5)
+    with pytest.raises(SpecError, match="discrete time"):
+        build_model([parse_arrival("poisson:rate=0.3", "discrete")], hops)

@@ -9,18 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trefed.v1 import envelope_pb2
 
-from federation.errors import ConfigError, InputError
-from federation.tre.envelope import (
-    FieldError,
-    body_from_dict,
+from federation.errors import ConfigError, FieldError, InputError
+from federation.tre.codec import body_from_dict, body_to_dict
+from federation.tre.validate import parse_rfc3339, validate_body
+from federation.tre.yaml import (
     body_from_yaml,
-    body_to_dict,
     body_to_yaml,
     example_body,
     example_envelope_yaml,
     load_envelope_yaml,
-    parse_rfc3339,
-    validate_body,
 )
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z

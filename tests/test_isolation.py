@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federation.dataplane.engine import Admission, Domain, ServiceTimes, Simulation, Source
+from federation.dataplane.engine import Simulation
 from federation.dataplane.impairments import Impairment
-from federation.dataplane.traffic import CorrelatedMMOO, PacketSizes, Poisson
+from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
+from federation.dataplane.traffic import CorrelatedMMOOTraffic, PacketSizes, Poisson
 
 NEIGHBOURS = {
     "silent-ish": Poisson(0.01),
     "poisson": Poisson(2.0, PacketSizes("exponential", 1.0)),
     # mean 2 pkt/s; all 8 sources switch together: bursts of 8 pkt/s (the link rate) for ~4 s
-    "correlated-burst": CorrelatedMMOO(on=4.0, off=12.0, peak=1.0, n=8, corr=1.0),
+    "correlated-burst": CorrelatedMMOOTraffic(on=4.0, off=12.0, peak=1.0, n=8, corr=1.0),
     "overload": Poisson(50.0),
 }
 
@@ -53,7 +54,7 @@ def test_partition_isolation_is_exact(impaired):
 
 def test_fifo_correlated_burst_neighbour_inflates_tail():
     """Same neighbour sources and mean rate; only the correlation knob moves (0 -> 1)."""
-    indep = _run("fifo", CorrelatedMMOO(on=4.0, off=12.0, peak=1.0, n=8, corr=0.0)).flow(0).delay
+    indep = _run("fifo", CorrelatedMMOOTraffic(on=4.0, off=12.0, peak=1.0, n=8, corr=0.0)).flow(0).delay
     calm = _run("fifo", NEIGHBOURS["poisson"]).flow(0).delay
     bursty = _run("fifo", NEIGHBOURS["correlated-burst"]).flow(0).delay
     assert np.quantile(bursty, 0.99) > 2.5 * np.quantile(indep, 0.99)  # measured ~3.6x

@@ -12,23 +12,22 @@ import math
 import numpy as np
 import pytest
 
-import federation.calculus.compose as compose_mod
+import federation.calculus.plan as plan_mod
 from federation.calculus.arrivals import MMOO, CorrelatedMMOO, PoissonArrival, TokenBucket
+from federation.calculus.bound import BoundMethod, TandemDetail
 from federation.calculus.compose import (
     DomainSlice,
     compose_path,
     packetized,
     path_violation_probability,
-    plan_rates,
     slice_services,
 )
-from federation.calculus.mgf import (
+from federation.calculus.packet import maxplus_log_at, maxplus_violation
+from federation.calculus.plan import plan_rates
+from federation.calculus.roots import bracket_root, invert_delay
+from federation.calculus.tandem import (
     _log_geometric_tail_recursive,
-    bracket_root,
-    invert_delay,
     log_geometric_tail,
-    maxplus_log_at,
-    maxplus_violation,
     tandem_delay,
     tandem_log_at,
     tandem_violation,
@@ -164,8 +163,8 @@ def test_infeasible_and_work_caps_raise_with_reason(monkeypatch):
         plan_rates(BROKER_PATH, traffic, delay=0.04, epsilon=1e-3, max_rates=(9e6, 9e6, 9e6))
     with pytest.raises(NoFiniteBound, match="latencies"):
         plan_rates(BROKER_PATH, traffic, delay=0.005, epsilon=1e-3)
-    monkeypatch.setattr(compose_mod, "PLAN_MAX_SURROGATE", 5)
-    monkeypatch.setattr(compose_mod, "PLAN_MAX_BOUNDS", 5)
+    monkeypatch.setattr(plan_mod, "PLAN_MAX_SURROGATE", 5)
+    monkeypatch.setattr(plan_mod, "PLAN_MAX_BOUNDS", 5)
     with pytest.raises(NoFiniteBound, match="evaluations"):
         plan_rates(BROKER_PATH, traffic, delay=0.04, epsilon=0.0159, costs=BROKER_COSTS, max_rates=BROKER_CAPS)
 
@@ -235,9 +234,10 @@ def test_fixed_theta_bounds_agree_with_the_optimised_ones(kind):
     traffic = TRAFFIC[kind]
     svc = packetized(traffic, slice_services(_with(BROKER_PATH, (60e6, 80e6, 70e6)), traffic))
     b = tandem_violation(traffic, svc, 0.03)
-    assert tandem_log_at(traffic, svc, 0.03, b.theta) == pytest.approx(b.detail["log_epsilon"], rel=1e-12)
+    assert isinstance(b.detail, TandemDetail)
+    assert tandem_log_at(traffic, svc, 0.03, b.theta) == pytest.approx(b.detail.log_epsilon, rel=1e-12)
     for th in (b.theta * 0.5, b.theta * 0.9):  # any theta is a valid, larger bound
-        assert tandem_log_at(traffic, svc, 0.03, th) >= b.detail["log_epsilon"] - 1e-9
+        assert tandem_log_at(traffic, svc, 0.03, th) >= b.detail.log_epsilon - 1e-9
     assert tandem_log_at(traffic, svc, 0.001, b.theta) == 0.0  # below the latencies
 
 
@@ -257,3 +257,44 @@ def test_plan_in_discrete_time(traffic):
     env = compose_path(_with(path, rates), traffic, epsilon=1e-3, time="discrete")
     assert env.delay <= 30.0
     assert rates[0] == rates[2]  # the deterministic domains share the bottleneck rate
+
+
+@pytest.mark.parametrize("kind", ["poisson-det", "poisson-exp", "mmoo", "token-bucket"])
+def test_plan_fixed_theta_bounds_are_the_calculus_bounds(kind):
+    """What plan_rates searches on, at a fixed theta from the group rates, is the calculus' own bound
+    at that theta on the services of those rates (tandem on the packetized services; max-plus)."""
+    traffic = TRAFFIC[kind]
+    delay = 0.04
+    planner = plan_mod._Planner(BROKER_PATH, traffic, delay, 0.0159, np.asarray(BROKER_COSTS), np.asarray(BROKER_CAPS))
+    assert (BoundMethod.MGF_MAXPLUS in planner.methods) == (kind == "poisson-det")
+    v = np.array([60e6, 70e6])  # the access+transport rate, the edge rate
+    svc = planner.services_of(v)
+    for method in planner.methods:
+        th_hi = planner.ranges[method]
+        assert th_hi is not None
+        finite = 0
+        for theta in th_hi * np.array([1e-3, 0.01, 0.1, 0.3, 0.6, 0.9]):
+            got = planner.surrogate(method, theta)(v)
+            if method == BoundMethod.MGF_TANDEM:
+                want = tandem_log_at(traffic, packetized(traffic, svc), delay, theta)
+            else:
+                want = maxplus_log_at(traffic, svc, delay, theta)
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (method, theta)
+            finite += math.isfinite(got)
+        assert finite >= 3
+
+
+def test_plan_calls_the_one_maxplus_and_tandem_bound(monkeypatch):
+    calls = {"maxplus": 0, "tandem": 0}
+
+    def counted(name, real):
+        def f(*args):
+            calls[name] += 1
+            return real(*args)
+        return f
+
+    monkeypatch.setattr(plan_mod, "maxplus_log_bound", counted("maxplus", plan_mod.maxplus_log_bound))
+    monkeypatch.setattr(plan_mod, "tandem_log_bound", counted("tandem", plan_mod.tandem_log_bound))
+    plan_rates(BROKER_PATH, TRAFFIC["poisson-det"], delay=0.04, epsilon=0.0159, costs=BROKER_COSTS,
+               max_rates=BROKER_CAPS)
+    assert calls["maxplus"] > 0 and calls["tandem"] > 0

@@ -10,20 +10,16 @@ real), and against ``trefed serve configs/quickstart.yaml`` (its own local Ray).
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serving import trefed_serve
 
 from agents.cli import main
 
@@ -129,12 +125,6 @@ def test_readme_client_uses_the_generated_api(monkeypatch: pytest.MonkeyPatch,
     assert out[5:] == ["released"]
 
 
-def _lines(stream: Any, q: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        q.put(line)
-    q.put(None)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_readme_client_against_trefed_serve(tmp_path: Path) -> None:
@@ -146,43 +136,15 @@ def test_readme_client_against_trefed_serve(tmp_path: Path) -> None:
     if "on_phase" not in inspect.signature(Federation).parameters:
         pytest.skip("agents.runner.Federation does not accept on_phase= yet, which trefed serve passes "
                     "(its branch adds the hook)")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("trefed")), "serve", "configs/quickstart.yaml", "--port", "0",
-         "--state-dir", str(tmp_path / "state")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(server.stdout, lines), daemon=True).start()
-    seen: list[str] = []
-    try:
-        address = None
-        deadline = time.monotonic() + 180
-        while address is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            seen.append(line)
-            found = re.search(r"broker listening on (127\.0\.0\.1:\d+)", line)
-            address = found.group(1) if found else None
-        assert address, "trefed serve printed no address:\n" + "".join(seen)
-        code = readme_python().replace("127.0.0.1:50051", address)
+    with trefed_serve("configs/quickstart.yaml", tmp_path / "state") as served:
+        code = readme_python().replace("127.0.0.1:50051", served.address)
         client = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                                 timeout=120)
-        assert client.returncode == 0, client.stderr
-        out = client.stdout.splitlines()
-        assert re.fullmatch(r"offer \S+: resnet50-int8 via access > transport > edge, P\(D > [\d.]+ ms\) <= "
-                            r"[\d.e+-]+, [\d.]+/h", out[0]), out
-        assert re.fullmatch(r"contract \S+: 3 signed grants", out[len(out) - 5]), out
-        assert [line.split(":")[0].strip() for line in out[-4:-1]] == ["access", "transport", "edge"]
-        assert out[-1] == "released"
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
+    assert client.returncode == 0, client.stderr
+    out = client.stdout.splitlines()
+    assert re.fullmatch(r"offer \S+: resnet50-int8 via access > transport > edge, P\(D > [\d.]+ ms\) <= "
+                        r"[\d.e+-]+, [\d.]+/h", out[0]), out
+    assert re.fullmatch(r"contract \S+: 3 signed grants", out[len(out) - 5]), out
+    assert [line.split(":")[0].strip() for line in out[-4:-1]] == ["access", "transport", "edge"]
+    assert out[-1] == "released"
+    assert served.returncode == 0, "".join(served.lines)

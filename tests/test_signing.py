@@ -10,8 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from trefed.v1 import envelope_pb2, reservation_pb2, telemetry_pb2
 
-from federation.errors import InputError
-from federation.tre.envelope import FieldError, example_body
+from federation.errors import FieldError, InputError
 from federation.tre.signing import (
     Reason,
     SigningKey,
@@ -22,6 +21,7 @@ from federation.tre.signing import (
     sign_envelope,
     sign_grant,
 )
+from federation.tre.yaml import example_body
 
 NOW = 1_800_000_000.0
 

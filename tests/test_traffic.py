@@ -8,9 +8,9 @@ from scipy import stats
 
 import federation.dataplane.traffic as tr
 from federation.dataplane.traffic import (
-    MMOO,
-    CorrelatedMMOO,
+    CorrelatedMMOOTraffic,
     GreedyTokenBucket,
+    MMOOTraffic,
     PacketSizes,
     ParetoOnOff,
     Poisson,
@@ -23,8 +23,8 @@ from federation.specs import parse_arrival
 
 MODELS = [
     Poisson(3.0, PacketSizes("exponential", 2.0)),
-    MMOO(1.0, 2.0, 10.0, n=3),
-    CorrelatedMMOO(1.0, 2.0, 10.0, n=4, corr=0.5),
+    MMOOTraffic(1.0, 2.0, 10.0, n=3),
+    CorrelatedMMOOTraffic(1.0, 2.0, 10.0, n=4, corr=0.5),
     ParetoOnOff(1.0, 2.0, 10.0, alpha=1.5, n=2),
     GreedyTokenBucket(5.0, 2.0),
     Shaped(Poisson(3.0), sigma=4.0, rho=3.5),
@@ -33,7 +33,7 @@ MODELS = [
 
 
 def test_public_names():
-    assert set(tr.__all__) >= {"Poisson", "MMOO", "CorrelatedMMOO", "ParetoOnOff", "GreedyTokenBucket",
+    assert set(tr.__all__) >= {"Poisson", "MMOOTraffic", "CorrelatedMMOOTraffic", "ParetoOnOff", "GreedyTokenBucket",
                                "Shaped", "PacketSizes", "Stream", "generate", "traffic_from_spec"}
 
 
@@ -70,9 +70,9 @@ def test_tenants_and_seeds_give_independent_streams():
 
 
 @pytest.mark.parametrize("model,tol", [
-    (MMOO(0.5, 1.5, 20.0, n=5), 0.03),
-    (CorrelatedMMOO(0.5, 1.5, 20.0, n=5, corr=1.0), 0.06),
-    (CorrelatedMMOO(0.5, 1.5, 20.0, n=5, corr=0.0), 0.03),
+    (MMOOTraffic(0.5, 1.5, 20.0, n=5), 0.03),
+    (CorrelatedMMOOTraffic(0.5, 1.5, 20.0, n=5, corr=1.0), 0.06),
+    (CorrelatedMMOOTraffic(0.5, 1.5, 20.0, n=5, corr=0.0), 0.03),
     (ParetoOnOff(0.5, 1.5, 20.0, alpha=2.5, n=5), 0.08),
     (GreedyTokenBucket(3.0, 7.0), 0.01),
 ])
@@ -85,16 +85,16 @@ def test_mean_rate(model, tol):
 def test_correlation_knob_increases_burstiness_not_mean():
     counts = {}
     for corr in (0.0, 1.0):
-        s = generate(CorrelatedMMOO(1.0, 3.0, 10.0, n=8, corr=corr), seed=5, horizon=40_000.0)
+        s = generate(CorrelatedMMOOTraffic(1.0, 3.0, 10.0, n=8, corr=corr), seed=5, horizon=40_000.0)
         counts[corr] = np.bincount(s.times.astype(np.int64), minlength=40_000)
     assert counts[0.0].mean() == pytest.approx(counts[1.0].mean(), rel=0.05)
     # fully correlated: variance of per-second counts ~ n times larger
     assert counts[1.0].var() > 4 * counts[0.0].var()
-    assert CorrelatedMMOO(1, 1, 1, n=10, corr=0.34).coupled == 3
+    assert CorrelatedMMOOTraffic(1, 1, 1, n=10, corr=0.34).coupled == 3
 
 
 def test_pareto_periods_are_heavy_tailed():
-    light = generate(MMOO(1.0, 1.0, 50.0), seed=2, horizon=50_000.0).times
+    light = generate(MMOOTraffic(1.0, 1.0, 50.0), seed=2, horizon=50_000.0).times
     heavy = generate(ParetoOnOff(1.0, 1.0, 50.0, alpha=1.3), seed=2, horizon=50_000.0).times
     # the longest silence is far longer under Pareto off periods
     assert np.diff(heavy).max() > 5 * np.diff(light).max()
@@ -148,9 +148,9 @@ def test_traffic_from_spec():
     assert traffic_from_spec(parse_arrival("poisson:rate=5,size=exp,mean_size=3")) == Poisson(
         5.0, PacketSizes("exponential", 3.0))
     m = traffic_from_spec(parse_arrival("mmoo:on=1,off=2,peak=3,n=4"), packet_size=0.5)
-    assert m == MMOO(1.0, 2.0, 3.0, 4, PacketSizes("fixed", 0.5))
+    assert m == MMOOTraffic(1.0, 2.0, 3.0, 4, PacketSizes("fixed", 0.5))
     c = traffic_from_spec(parse_arrival("correlated-mmoo:on=1,off=2,peak=3,n=4,corr=0.5"))
-    assert isinstance(c, CorrelatedMMOO) and c.corr == 0.5
+    assert isinstance(c, CorrelatedMMOOTraffic) and c.corr == 0.5
     p = traffic_from_spec(parse_arrival("pareto-onoff:on=1,off=2,peak=3,alpha=1.5"))
     assert isinstance(p, ParetoOnOff) and p.alpha == 1.5
     assert traffic_from_spec(parse_arrival("token-bucket:sigma=2,rho=3")) == GreedyTokenBucket(2.0, 3.0, 1.0)
@@ -162,7 +162,7 @@ def test_validation_messages():
     with pytest.raises(InputError, match=r"poisson rate\(=-1\)"):
         Poisson(-1.0)
     with pytest.raises(InputError, match="corr"):
-        CorrelatedMMOO(1, 1, 1, n=2, corr=1.5)
+        CorrelatedMMOOTraffic(1, 1, 1, n=2, corr=1.5)
     with pytest.raises(InputError, match="alpha"):
         ParetoOnOff(1, 1, 1, alpha=1.0)
     with pytest.raises(InputError, match="exactly one"):

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from trefed.v1 import envelope_pb2, reservation_pb2, telemetry_pb2
 
 from federation.errors import InputError, VerificationError
-from federation.tre.envelope import example_body, validate_body
 from federation.tre.signing import (
     Reason,
     SigningKey,
@@ -24,6 +23,8 @@ from federation.tre.signing import (
     sign_grant,
 )
 from federation.tre.trust import TrustStore
+from federation.tre.validate import validate_body
+from federation.tre.yaml import example_body
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DAY = 86400.0

@@ -712,7 +712,8 @@ class Broker:
         intent: IntentConfig,
         key: tuple,
     ) -> services_pb2.Offer:
-        from federation.calculus.compose import DomainSlice, EndToEndEnvelope, compose_path, plan_rates
+        from federation.calculus.compose import DomainSlice, EndToEndEnvelope, compose_path
+        from federation.calculus.plan import plan_rates
 
         arrival = arrival_of(intent.traffic, request_size_bits=model.request_size_bits)
         burst = burst_of(intent.traffic)

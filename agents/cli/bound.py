@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the calculus (numpy, scipy) is imported when the command ru
     from federation.calculus.arrivals import Arrival
     from federation.calculus.services import Service
 
-__all__ = ["register", "run", "build_model", "hop_loads"]
+__all__ = ["register", "run", "hop_loads"]
 
 _EPILOG = """\
 What is bounded. The flow of interest (the aggregate of the --arrival flags) crosses the hops in
@@ -92,31 +92,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_model(args: argparse.Namespace) -> tuple[Arrival, list[Service], list[Any]]:
-    """(flow of interest, hop services incl. cross traffic, parsed hops) from the arguments."""
-    from dataclasses import replace
-
-    from federation.calculus.arrivals import aggregate, arrival_from_spec
-    from federation.calculus.services import Leftover, service_from_hop
-    from federation.specs import parse_arrival, parse_cross, parse_hop
-
-    time = args.time
-    flows = [arrival_from_spec(parse_arrival(a, time)) for a in args.arrival]
-    flow = aggregate(flows, dependent=args.dependent)
-    hops = [parse_hop(h) for h in args.hop]
-    crosses: dict[int, list[Arrival]] = {}
-    for c in args.cross:
-        cs = parse_cross(c, len(hops), time)
-        crosses.setdefault(cs.hop, []).append(arrival_from_spec(cs.arrival))
-    services: list[Service] = []
-    for i, h in enumerate(hops, start=1):
-        base = service_from_hop(h, packet_size=flow.packet_size, time=time)
-        if h.prop:
-            base = replace(base, latency=base.latency + h.prop)
-        services.append(Leftover(base, aggregate(crosses[i])) if i in crosses else base)
-    return flow, services, hops
-
-
 def hop_loads(flow: Arrival, services: Sequence[Service]) -> list[HopLoad]:
     """The load of every hop (from 1): the flow's and the hop's cross traffic's mean rate over the
     hop's mean rate (see :mod:`agents.cli.stability`)."""
@@ -134,12 +109,18 @@ def hop_loads(flow: Arrival, services: Sequence[Service]) -> list[HopLoad]:
 def run(args: argparse.Namespace) -> int:
     """Compute and print the bound; returns 0 (exit 2 on bad input or an unstable model)."""
     from federation.calculus.compose import delay_bound, split_bound, violation_bound
+    from federation.calculus.model import build_model
+    from federation.specs import parse_arrival, parse_cross, parse_hop
 
     if args.delay is not None and not (args.delay >= 0 and math.isfinite(args.delay)):
         raise InputError(f"--delay(={args.delay!r}) must be >= 0 and finite")
     if args.epsilon is not None and not 0 < args.epsilon < 1:
         raise InputError(f"--epsilon(={args.epsilon!r}) must be in (0, 1)")
-    flow, services, hops = build_model(args)
+    arrivals = [parse_arrival(a, args.time) for a in args.arrival]
+    hops = [parse_hop(h) for h in args.hop]
+    cross = [parse_cross(c, len(hops), args.time) for c in args.cross]
+    model = build_model(arrivals, hops, cross, time=args.time, dependent=args.dependent)
+    flow, services = model.flow, list(model.services)
     require_stable(hop_loads(flow, services), "bits/s" if args.time == "continuous" else "bits/slot")
     names = [f"hop {i}" for i in range(1, len(services) + 1)]
     if args.delay is not None:

@@ -49,7 +49,8 @@ def run_new(args: argparse.Namespace) -> int:
 def run_id(args: argparse.Namespace) -> int:
     """Print the key id of a key file."""
     from federation.tre.keys import load_key_file
-    from federation.tre.signing import DOMAIN_ID_PATTERN, key_id_for, load_public_key
+    from federation.tre.signing import key_id_for, load_public_key
+    from federation.tre.validate import DOMAIN_ID_PATTERN
 
     path: Path = args.file
     if path.suffix == ".key":

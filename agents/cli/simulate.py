@@ -32,7 +32,7 @@ from agents.cli.text import plain
 from federation.errors import InputError
 
 if TYPE_CHECKING:  # the data plane (numpy, scipy, numba) is imported when the command runs
-    from federation.dataplane.engine import Admission, Domain, Source
+    from federation.dataplane.path import Admission, Domain, Source
     from federation.dataplane.telemetry import DelayAccumulator
 
 __all__ = ["register", "run", "QUANTILES", "SCHEDULERS", "hop_loads"]
@@ -40,7 +40,7 @@ __all__ = ["register", "run", "QUANTILES", "SCHEDULERS", "hop_loads"]
 #: Reported quantiles of the end-to-end delay: JSON key -> probability.
 QUANTILES: dict[str, float] = {"p50": 0.5, "p99": 0.99, "p99.9": 0.999, "p99.99": 0.9999}
 
-#: The schedulers of ``--scheduler``: ``federation.dataplane.engine.SCHEDULERS`` (a test keeps
+#: The schedulers of ``--scheduler``: ``federation.dataplane.path.SCHEDULERS`` (a test keeps
 #: them equal), written out so that building the parser does not import the data plane.
 SCHEDULERS: tuple[str, ...] = ("fifo", "partition", "wfq")
 
@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reservations(args: argparse.Namespace, sources: list[Source], domains: list[Domain]) -> Admission:
-    from federation.dataplane.engine import Admission
+    from federation.dataplane.path import Admission
 
     res: dict[int, float | tuple[float, ...]] = {}
     for item in args.reserve:
@@ -155,13 +155,14 @@ def hop_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: A
 
 def _summary(acc: DelayAccumulator, generated: int, lost: int, errors: int, delay: float | None) -> dict[str, Any]:
     """Counts, delay quantiles and the violation estimate of one flow (or of the flow of interest)."""
-    from federation.dataplane.telemetry import violation_estimate
+    from federation.stats import violation_estimate
 
     q = acc.quantiles(list(QUANTILES.values()))
     viol: dict[str, Any] | None = None
     if delay is not None:
         v = violation_estimate(acc.exceed[0], acc.n)
-        viol = {"delay": delay, "value": v.value, "ci95_low": v.ci95_low, "ci95_high": v.ci95_high,
+        ci95 = v.interval(0.95)
+        viol = {"delay": delay, "value": v.value, "ci95_low": ci95.low, "ci95_high": ci95.high,
                 "count": v.count, "n": v.n}
     return {
         "packets": generated,
@@ -180,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the simulation and print the summary; returns 0 (2 on bad input or an unstable model)."""
     import numpy as np
 
-    from federation.dataplane.engine import Domain, Simulation, Source
+    from federation.dataplane.engine import Simulation
     from federation.dataplane.impairments import parse_impairment
+    from federation.dataplane.path import Domain, Source
     from federation.dataplane.telemetry import DelayAccumulator
     from federation.dataplane.traffic import traffic_from_spec
     from federation.specs import parse_arrival, parse_cross, parse_hop

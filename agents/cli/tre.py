@@ -71,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_now(text: str | None) -> float | None:
     """``--now``: None, unix seconds (``1800000000.5``) or an RFC 3339 timestamp; returns unix seconds."""
-    from federation.tre.envelope import FieldError, parse_rfc3339
+    from federation.errors import FieldError
+    from federation.tre.validate import parse_rfc3339
 
     if text is None:
         return None
@@ -110,7 +111,7 @@ def summary(body: envelope_pb2.EnvelopeBody) -> str:
 
 def run_example(args: argparse.Namespace) -> int:
     """Print the example envelope."""
-    from federation.tre.envelope import example_envelope_yaml
+    from federation.tre.yaml import example_envelope_yaml
 
     if args.sequence < 1:
         raise InputError(f"--sequence(={args.sequence}) must be >= 1")
@@ -122,9 +123,9 @@ def run_example(args: argparse.Namespace) -> int:
 
 def run_sign(args: argparse.Namespace) -> int:
     """Sign ENVELOPE.yaml with NAME.key into FILE.tre."""
-    from federation.tre.envelope import load_envelope_yaml
     from federation.tre.keys import load_key_file, write_atomic
     from federation.tre.signing import sign_envelope
+    from federation.tre.yaml import load_envelope_yaml
 
     key = load_key_file(args.key)
     body = load_envelope_yaml(args.envelope)

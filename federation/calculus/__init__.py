@@ -1,7 +1,16 @@
-"""The stochastic network calculus: arrival and service models, bounds, composition, budgets.
+"""The stochastic network calculus: arrival and service models, bounds, composition, planning, budgets.
 
-Arrivals (:mod:`.arrivals`) and services (:mod:`.services`) carry MGF envelopes; :mod:`.mgf` holds
-the single-hop, tandem and packet bounds, :mod:`.martingale` the martingale bounds, :mod:`.compose`
-the end-to-end composition of Tail-Risk Envelopes and rate planning, :mod:`.budget` the risk-budget
-split, :mod:`.reference` the simulators the bounds are validated against. Pure: numpy and scipy.
+Models: :mod:`.arrivals` and :mod:`.services` (MGF envelopes). Bounds, each returning a
+:class:`~.bound.Bound` (:mod:`.bound`: the result types and the :class:`~.bound.BoundMethod` enum):
+:mod:`.tandem` (the MGF tandem bound, bursts paid once; Hölder for dependent hops; the
+single-hop backlog bound), :mod:`.martingale` (single queues), :mod:`.packet` (max-plus and
+product form for Poisson packets), :mod:`.baseline` (the published-toolbox bound, for
+comparison); :mod:`.roots` inverts them. :mod:`.compose` takes the smallest valid bound and
+composes a tenant's end-to-end envelope from its domains, :mod:`.plan` sizes the cheapest
+reserved rates that meet one, :mod:`.budget` splits the risk budget per domain, and
+:mod:`.reference` holds the simulators the bounds are validated against. Pure: numpy and scipy.
+
+Dependencies point one way (no cycles; lint-imports checks it): :mod:`.bound` and :mod:`.roots` at
+the bottom, the bounds on them (:mod:`.martingale` and :mod:`.baseline` also on :mod:`.tandem`),
+:mod:`.compose` on the bounds, :mod:`.plan` on :mod:`.compose`.
 """

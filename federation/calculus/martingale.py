@@ -47,8 +47,10 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival, aggregate
-from federation.calculus.mgf import Bound, Tandem
+from federation.calculus.bound import Bound, BoundMethod, MartingaleDetail, PriorityDetail
+from federation.calculus.roots import invert_delay
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
+from federation.calculus.tandem import Tandem
 from federation.errors import InputError
 
 __all__ = [
@@ -238,7 +240,7 @@ def martingale_violation(arrival: Arrival, services: Sequence[Service], delay: f
     m = martingale_model(arrival, services)
     if m is None:
         return priority_violation(arrival, services, delay)
-    return Bound(delay, m.violation(delay), m.theta, "martingale", {"prefactor": m.prefactor, "decay": m.decay})
+    return Bound(delay, m.violation(delay), m.theta, BoundMethod.MARTINGALE, MartingaleDetail(m.prefactor, m.decay))
 
 
 def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:
@@ -251,8 +253,6 @@ def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: flo
         if parts is None:
             return None
         cross, rate, _ = parts
-        from federation.calculus.mgf import invert_delay
-
         lat = services[0].latency
         first = priority_violation(arrival, services, lat)
         if first is None:
@@ -267,7 +267,7 @@ def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: flo
         dv = invert_delay(eps_at, epsilon, lat, lat + 10 * scale, discrete=arrival.time == "discrete")
         return priority_violation(arrival, services, dv)
     d = m.delay(epsilon)
-    return Bound(d, m.violation(d), m.theta, "martingale", {"prefactor": m.prefactor, "decay": m.decay})
+    return Bound(d, m.violation(d), m.theta, BoundMethod.MARTINGALE, MartingaleDetail(m.prefactor, m.decay))
 
 
 def _sp_parts(arrival: Arrival, services: Sequence[Service]) -> tuple[Arrival, float, float] | None:
@@ -294,7 +294,7 @@ def priority_violation(arrival: Arrival, services: Sequence[Service], delay: flo
     discrete = arrival.time == "discrete"
     dv = delay - lat
     if dv < 0:
-        return Bound(delay, 1.0, math.nan, "martingale-sp")
+        return Bound(delay, 1.0, math.nan, BoundMethod.MARTINGALE_SP)
     if discrete:
         dv = math.floor(dv + 1e-9)
     tot = aggregate([arrival, cross])
@@ -322,4 +322,4 @@ def priority_violation(arrival: Arrival, services: Sequence[Service], delay: flo
     v = min(value(th), value(theta_star))
     if value(theta_star) <= v:
         th = theta_star
-    return Bound(delay, float(min(1.0, v)), th, "martingale-sp", {"theta_star": theta_star})
+    return Bound(delay, float(min(1.0, v)), th, BoundMethod.MARTINGALE_SP, PriorityDetail(theta_star))

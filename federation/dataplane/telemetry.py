@@ -9,7 +9,8 @@ domain: end-to-end ingress (arrival at its first domain) and egress times.
 A run is a sequence of :class:`TelemetryChunk`; :meth:`Telemetry.concat` joins them. The
 concatenation of a chunked run equals the unchunked run exactly (per domain, and per flow for
 delivered packets). For runs larger than memory, :class:`DelayAccumulator` summarises
-end-to-end delays in bounded memory.
+end-to-end delays in bounded memory. Estimates with confidence intervals are made from these
+counts by :mod:`federation.stats`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from scipy import stats
 
 from federation.errors import InputError
 
@@ -30,8 +30,6 @@ __all__ = [
     "TelemetryChunk",
     "Telemetry",
     "DelayAccumulator",
-    "ViolationEstimate",
-    "violation_estimate",
 ]
 
 
@@ -152,25 +150,6 @@ class Telemetry:
     def tenant(self, tenant: int) -> Delivered:
         """Delivered packets of ``tenant`` (all its flows)."""
         return self.delivered.select(self.delivered.tenant == tenant)
-
-
-@dataclass(frozen=True)
-class ViolationEstimate:
-    """``P(delay > d)`` estimated as ``count / n`` with an exact (Clopper-Pearson) 95 % interval."""
-
-    value: float
-    ci95_low: float
-    ci95_high: float
-    count: int
-    n: int
-
-
-def violation_estimate(count: int, n: int, level: float = 0.95) -> ViolationEstimate:
-    """Exact binomial (Clopper-Pearson) interval for ``count`` exceedances out of ``n``."""
-    if n <= 0:
-        return ViolationEstimate(math.nan, 0.0, 1.0, count, n)
-    ci = stats.binomtest(int(count), int(n)).proportion_ci(confidence_level=level, method="exact")
-    return ViolationEstimate(count / n, float(ci.low), float(ci.high), int(count), int(n))
 
 
 class DelayAccumulator:

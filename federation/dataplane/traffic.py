@@ -1,7 +1,7 @@
 """Seeded, vectorised tenant traffic for the packet-level data plane.
 
-A *traffic model* is a frozen description (:class:`Poisson`, :class:`MMOO`,
-:class:`CorrelatedMMOO`, :class:`ParetoOnOff`, :class:`GreedyTokenBucket`, :class:`Shaped`);
+A *traffic model* is a frozen description (:class:`Poisson`, :class:`MMOOTraffic`,
+:class:`CorrelatedMMOOTraffic`, :class:`ParetoOnOff`, :class:`GreedyTokenBucket`, :class:`Shaped`);
 ``model.generator(seedseq)`` turns it into a stateful :class:`PacketGenerator` whose
 :meth:`~PacketGenerator.take` hands out every packet arriving before a time, in order.
 
@@ -37,8 +37,8 @@ __all__ = [
     "PacketSizes",
     "TrafficModel",
     "Poisson",
-    "MMOO",
-    "CorrelatedMMOO",
+    "MMOOTraffic",
+    "CorrelatedMMOOTraffic",
     "ParetoOnOff",
     "GreedyTokenBucket",
     "Shaped",
@@ -300,7 +300,7 @@ def _check_onoff(on: float, off: float, peak: float, n: int) -> None:
 
 
 @dataclass(frozen=True)
-class MMOO(TrafficModel):
+class MMOOTraffic(TrafficModel):
     """``n`` independent Markov-modulated on-off sources.
 
     Each source alternates exponential on periods (mean ``on`` s) and off periods (mean ``off``
@@ -326,11 +326,11 @@ class MMOO(TrafficModel):
 
 
 @dataclass(frozen=True)
-class CorrelatedMMOO(TrafficModel):
+class CorrelatedMMOOTraffic(TrafficModel):
     """``n`` on-off sources of which ``round(corr * n)`` share one modulating chain.
 
     ``corr = 1``: all ``n`` sources switch together (one chain, peak ``n * peak``: the
-    worst-case correlated burst); ``corr = 0``: ``n`` independent sources (as :class:`MMOO`).
+    worst-case correlated burst); ``corr = 0``: ``n`` independent sources (as :class:`MMOOTraffic`).
     In between, ``m = round(corr * n)`` sources follow the common chain and ``n - m`` are
     independent, so the knob moves in steps of ``1/n``. The mean rate does not depend on ``corr``.
     """
@@ -560,9 +560,9 @@ def traffic_from_spec(spec: ArrivalSpec, *, packet_size: float = 1.0) -> Traffic
         kind: Literal["exponential", "fixed"] = "exponential" if spec["size"] == "exp" else "fixed"
         return Poisson(spec.num("rate"), PacketSizes(kind, spec.num("mean_size")))
     if k == "mmoo":
-        return MMOO(spec.num("on"), spec.num("off"), spec.num("peak"), int(spec.num("n")), fixed)
+        return MMOOTraffic(spec.num("on"), spec.num("off"), spec.num("peak"), int(spec.num("n")), fixed)
     if k == "correlated-mmoo":
-        return CorrelatedMMOO(spec.num("on"), spec.num("off"), spec.num("peak"), int(spec.num("n")),
+        return CorrelatedMMOOTraffic(spec.num("on"), spec.num("off"), spec.num("peak"), int(spec.num("n")),
                               spec.num("corr"), fixed)
     if k == "pareto-onoff":
         return ParetoOnOff(spec.num("on"), spec.num("off"), spec.num("peak"), spec.num("alpha"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,13 +30,12 @@ from google.protobuf.message import Message
 from trefed.v1 import envelope_pb2, reservation_pb2
 
 from federation.errors import InputError
+from federation.tre.validate import check_domain_id, validate_body, validate_grant
 
 __all__ = [
-    "DOMAIN_ID_PATTERN",
     "Reason",
     "SigningKey",
     "canonical_bytes",
-    "check_domain_id",
     "key_id_field",
     "key_id_for",
     "load_public_key",
@@ -46,10 +44,6 @@ __all__ = [
     "sign_envelope",
     "sign_grant",
 ]
-
-#: Domain ids double as key file names (``NAME.key``, ``NAME.pub``): a letter or digit, then
-#: letters, digits, ``_``, ``.`` or ``-``; at most 64 characters.
-DOMAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 M = TypeVar("M", bound=Message)
 
@@ -75,16 +69,6 @@ class Reason(enum.StrEnum):
     """A parameter is outside its valid range; the detail names the field."""
     UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
     """``signature.algorithm`` is not ED25519."""
-
-
-def check_domain_id(domain_id: str, what: str = "domain id") -> str:
-    """Return ``domain_id`` if it matches :data:`DOMAIN_ID_PATTERN`, else raise :class:`InputError`."""
-    if not isinstance(domain_id, str) or not DOMAIN_ID_PATTERN.fullmatch(domain_id):
-        raise InputError(
-            f"{what}(={domain_id!r}) must be 1-64 characters of letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
-    return domain_id
 
 
 def public_key_raw(public_key: Ed25519PublicKey) -> bytes:
@@ -270,17 +254,15 @@ def sign_envelope(body: envelope_pb2.EnvelopeBody, key: SigningKey, *, check: bo
     check
         If true (default), refuse to sign a body that verifiers would reject anyway: one whose
         ``header.domain_id`` is not ``key.domain_id`` or that fails
-        :func:`federation.tre.envelope.validate_body`.
+        :func:`federation.tre.validate.validate_body`.
 
     Raises
     ------
     InputError
-        (with ``check``) for a domain mismatch; :class:`~federation.errors.ConfigError` naming the
+        (with ``check``) for a domain mismatch; :class:`~federation.errors.FieldError` naming the
         field for an out-of-range parameter.
     """
     if check:
-        from federation.tre.envelope import validate_body
-
         if body.header.domain_id != key.domain_id:
             raise InputError(
                 f"header.domain_id(={body.header.domain_id!r}) is not the signing key's domain {key.domain_id!r}"
@@ -293,12 +275,10 @@ def sign_grant(body: reservation_pb2.GrantBody, key: SigningKey, *, check: bool 
     """Sign a reservation grant body; sets ``key_id`` to ``key.key_id``.
 
     With ``check`` (default), refuse a grant whose ``domain_id`` is not ``key.domain_id`` or that
-    fails :func:`federation.tre.trust.validate_grant` (raises :class:`InputError` naming the field;
-    a :class:`~federation.tre.envelope.FieldError` for a range violation).
+    fails :func:`federation.tre.validate.validate_grant` (raises :class:`InputError` naming the field;
+    a :class:`~federation.errors.FieldError` for a range violation).
     """
     if check:
-        from federation.tre.trust import validate_grant
-
         if body.domain_id != key.domain_id:
             raise InputError(f"domain_id(={body.domain_id!r}) is not the signing key's domain {key.domain_id!r}")
         validate_grant(body)

@@ -39,21 +39,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError, Message
 from trefed.v1 import envelope_pb2, reservation_pb2
 
-from federation.errors import InputError, VerificationError
-from federation.tre.envelope import FieldError, validate_body
+from federation.errors import FieldError, InputError, VerificationError
 from federation.tre.signing import (
-    DOMAIN_ID_PATTERN,
     Reason,
     SigningKey,
     canonical_bytes,
-    check_domain_id,
     key_id_field,
     key_id_for,
     load_public_key,
     public_key_raw,
 )
+from federation.tre.validate import (
+    DOMAIN_ID_PATTERN,
+    check_domain_id,
+    timestamp_from_seconds,
+    timestamp_ns,
+    validate_body,
+    validate_grant,
+)
 
-__all__ = ["MAX_BODY_BYTES", "TrustStore", "TrustedKey", "validate_grant"]
+__all__ = ["MAX_BODY_BYTES", "TrustStore", "TrustedKey"]
 
 #: Largest body accepted, bytes (1 MiB): bigger objects are rejected as MALFORMED before any work.
 MAX_BODY_BYTES = 1 << 20
@@ -83,55 +88,8 @@ class TrustedKey:
     raw: bytes
 
 
-def validate_grant(body: reservation_pb2.GrantBody) -> None:
-    """Check the fields of a reservation grant body against their valid ranges.
-
-    ``domain_id`` matches :data:`~federation.tre.signing.DOMAIN_ID_PATTERN`; ``reservation_id``,
-    ``tenant_id``, ``tre_id`` non-empty; ``tre_sequence >= 1``; ``sequence >= 1``;
-    ``rate_bps > 0``, ``burst_bits >= 0``, ``delay_budget_s > 0`` (finite); ``epsilon`` in (0, 1);
-    ``granted_at`` and ``not_after`` set, ``granted_at < not_after``.
-
-    Raises
-    ------
-    FieldError
-        For the first violation, naming the field.
-    """
-    if not DOMAIN_ID_PATTERN.fullmatch(body.domain_id):
-        raise FieldError("domain_id", f"(={body.domain_id!r}) is not a valid domain id")
-    for name in ("reservation_id", "tenant_id", "tre_id"):
-        if not getattr(body, name):
-            raise FieldError(name, "must not be empty")
-    for name in ("tre_sequence", "sequence"):
-        if getattr(body, name) < 1:
-            raise FieldError(name, f"(={getattr(body, name)}) must be >= 1")
-    for name, strict in (("rate_bps", True), ("burst_bits", False), ("delay_budget_s", True)):
-        value = getattr(body, name)
-        if not math.isfinite(value) or not (value > 0 if strict else value >= 0):
-            raise FieldError(name, f"(={value!r}) must be finite and {'> 0' if strict else '>= 0'}")
-    if not 0.0 < body.epsilon < 1.0:
-        raise FieldError("epsilon", f"(={body.epsilon!r}) must be a probability in (0, 1)")
-    for name in ("granted_at", "not_after"):
-        if not body.HasField(name):
-            raise FieldError(name, "must be set")
-        ts = getattr(body, name)
-        if not (-62135596800 <= ts.seconds <= 253402300799) or not (0 <= ts.nanos < 1_000_000_000):
-            raise FieldError(name, f"(seconds={ts.seconds}, nanos={ts.nanos}) is not a valid timestamp")
-    if _ns(body.granted_at) >= _ns(body.not_after):
-        raise FieldError(
-            "granted_at",
-            f"(={body.granted_at.ToJsonString()}) must be before not_after(={body.not_after.ToJsonString()})",
-        )
-
-
-def _ns(ts) -> int:
-    return ts.seconds * 1_000_000_000 + ts.nanos
-
-
 def _now_ns(now: float | None) -> int:
-    t = time.time() if now is None else float(now)
-    if not math.isfinite(t):
-        raise InputError(f"now(={now!r}) must be a finite unix time in seconds")
-    return round(t * 1e9)
+    return timestamp_ns(timestamp_from_seconds(time.time() if now is None else float(now), "now"), "now")
 
 
 class TrustStore:
@@ -273,7 +231,7 @@ class TrustStore:
         domain_of
             The domain the body claims; the signing key must be bound to it.
         validate
-            Optional range check raising :class:`~federation.tre.envelope.FieldError`
+            Optional range check raising :class:`~federation.errors.FieldError`
             (reported as ``OUT_OF_RANGE``).
 
         Raises
@@ -431,7 +389,7 @@ class TrustStore:
             validate=validate_body,
         )
         h = body.header
-        self._check_window(_ns(h.not_before), _ns(h.not_after), now, "header.not_before", "header.not_after")
+        self._check_window(timestamp_ns(h.not_before), timestamp_ns(h.not_after), now, "header.not_before", "header.not_after")
         self._check_sequence(("tre", h.domain_id, h.tre_id), h.sequence, wrapper.body, accept_redelivery, "envelope")
         return body
 
@@ -471,7 +429,7 @@ class TrustStore:
             raise VerificationError(
                 Reason.KEY_DOMAIN_MISMATCH, f"grant is signed by domain {body.domain_id!r}, expected {expected_domain!r}"
             )
-        self._check_window(_ns(body.granted_at), _ns(body.not_after), now, "granted_at", "not_after")
+        self._check_window(timestamp_ns(body.granted_at), timestamp_ns(body.not_after), now, "granted_at", "not_after")
         if track_sequence:
             self._check_sequence(
                 ("grant", body.domain_id, body.reservation_id), body.sequence, wrapper.body, True, "grant"

@@ -1,0 +1,211 @@
+"""Packet-domain bounds for Poisson packets in continuous time: max-plus MGF and product form.
+
+Both apply to Poisson packets of a fixed size ``L`` (bits) in continuous time, without cross
+traffic; they bound the store-and-forward packet tandem, hence also the fluid model (which
+serves at least as fast). Elsewhere they return ``None`` and the fluid bounds are used.
+
+* :func:`maxplus_violation`: constant-rate and exponential-service hops. In max-plus form the
+  last departure of packet ``N`` is ``max_{k_0<=...<=k_{H-1}<=N} A_{k_0} + sum_h
+  sum_{j=k_{h-1}}^{k_h} s_{h,j}``; the union bound over the packet indices (a discrete set: no
+  time discretisation) gives the bound of :func:`maxplus_log_bound`, optimised over ``theta``
+  (1/s: here ``theta`` multiplies times, not bits).
+* :func:`product_form_violation`: exponential-service hops only, a Jackson tandem: the exact
+  sojourn tail (hypoexponential).
+
+References
+----------
+J. Reich, "Waiting times when queues are in tandem", Ann. Math. Statist. 1957 (independent
+sojourn times); F. Baccelli, G. Cohen, G. J. Olsder, J.-P. Quadrat, "Synchronization and
+Linearity", Wiley 1992 (max-plus recursions of tandems).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from federation.calculus.arrivals import Arrival, PoissonArrival
+from federation.calculus.bound import Bound, BoundMethod, ProductFormDetail
+from federation.calculus.services import ConstantRate, ExpService, Service
+
+__all__ = [
+    "maxplus_applies",
+    "maxplus_log_bound",
+    "maxplus_log_at",
+    "maxplus_violation",
+    "product_form_violation",
+]
+
+#: A hop's log-MGF of a packet's service time, ``theta -> log E[exp(theta*s)]``, and its
+#: supremum theta (1/s; ``inf`` for a constant-rate hop).
+_HopMgf = tuple[Callable[[float], float], float]
+
+
+def _maxplus_parts(arrival: Arrival, services: Sequence[Service]) -> tuple[float, list[_HopMgf]] | None:
+    """(lambda, [log-MGF of a packet's service time per hop]) or None when not applicable."""
+    if not isinstance(arrival, PoissonArrival) or arrival.time != "continuous" or arrival.size != "det":
+        return None
+    size = arrival.mean_size
+    funcs: list[_HopMgf] = []
+    for s in services:
+        if isinstance(s, ConstantRate):
+            funcs.append((lambda r: (lambda th: th * size / r, math.inf))(s.rate))
+        elif isinstance(s, ExpService) and s.time == "continuous" and s.packet_size == size:
+            mu = s.completion_rate
+            funcs.append((lambda m: (lambda th: -math.log1p(-th / m) if th < m else math.inf, m))(mu))
+        else:
+            return None
+    return arrival.rate, funcs
+
+
+def maxplus_applies(arrival: Arrival, services: Sequence[Service]) -> bool:
+    """Whether :func:`maxplus_violation` applies: Poisson packets of a fixed size in continuous time
+    through constant-rate hops and exponential-service hops of that packet size."""
+    return _maxplus_parts(arrival, services) is not None
+
+
+def maxplus_log_bound(lam: float, log_mgfs: Sequence[float], d_virtual: float, theta: float) -> float:
+    """The log of the max-plus bound on ``P(V > d_virtual)`` at one ``theta`` (unclipped).
+
+    Parameters
+    ----------
+    lam : float
+        Poisson packet rate lambda (1/s).
+    log_mgfs : sequence of float
+        Per hop, ``log M_h(theta)`` with ``M_h = E[exp(theta*s_h)]`` the MGF of a packet's
+        service time ``s_h`` (s): ``theta*L/R`` for a constant-rate hop, ``-log(1 - theta/mu)``
+        for exponential service of rate ``mu`` (1/s).
+    d_virtual : float
+        Virtual delay (s), latencies excluded.
+    theta : float
+        Free parameter (1/s), ``> 0``.
+
+    Returns
+    -------
+    float
+        The log bound; ``inf`` where ``theta`` gives no finite bound.
+
+    Notes
+    -----
+    For the virtual delay at a time-stationary ``t`` (``t - A_N ~ Exp(lambda)`` independent of
+    the past),
+
+    .. math::
+
+        P(V > d) \\le e^{-\\theta d} \\frac{\\lambda}{\\lambda+\\theta}
+        \\prod_h \\frac{M_h}{1 - \\lambda M_h/(\\lambda+\\theta)},
+
+    finite when ``lambda*M_h < lambda + theta`` for every hop.
+    """
+    lr = math.log(lam / (lam + theta))
+    tot = -theta * d_virtual + lr
+    for g in log_mgfs:
+        x = lr + g
+        if not x < 0:
+            return math.inf
+        tot += g - math.log(-math.expm1(x))
+    return tot
+
+
+def _maxplus_log(lam: float, funcs: Sequence[_HopMgf], d: float, theta: float) -> float:
+    """``log`` of the max-plus bound at ``theta`` for virtual delay ``d`` (``inf`` when infeasible)."""
+    if not 0 < theta < min(f[1] for f in funcs):
+        return math.inf
+    return maxplus_log_bound(lam, [f(theta) for f, _ in funcs], d, theta)
+
+
+def maxplus_log_at(arrival: Arrival, services: Sequence[Service], delay: float, theta: float) -> float | None:
+    """The log of the :func:`maxplus_violation` bound at one ``theta`` (unclipped; ``inf`` outside
+    the feasible range), or ``None`` when the bound does not apply. Cheap: used to search rates at
+    a fixed ``theta``; ``delay`` (s) includes the latencies (0 below them).
+    """
+    parts = _maxplus_parts(arrival, services)
+    if parts is None:
+        return None
+    lam, funcs = parts
+    d = delay - sum(s.latency for s in services)
+    if d < 0:
+        return 0.0
+    return _maxplus_log(lam, funcs, d, theta)
+
+
+def maxplus_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
+    """Packet-domain MGF bound for Poisson packets (fixed size) through constant-rate / exponential hops.
+
+    The bound of :func:`maxplus_log_bound` at the virtual delay ``delay - sum T_h`` (``delay`` in
+    s, latencies included), minimised over ``theta`` (bounded Brent on ``log theta`` below the
+    feasible supremum). ``None`` when not applicable (other arrivals, cross traffic, discrete
+    time).
+    """
+    parts = _maxplus_parts(arrival, services)
+    if parts is None:
+        return None
+    lam, funcs = parts
+    lat = sum(s.latency for s in services)
+    d = delay - lat
+    if d < 0:
+        return Bound(delay, 1.0, math.nan, BoundMethod.MGF_MAXPLUS)
+    cap = min(f[1] for f in funcs)
+
+    def logb(theta: float) -> float:
+        return _maxplus_log(lam, funcs, d, theta)
+
+    # feasible range: lambda*M_h(theta) < lambda + theta for all h
+    hi = cap * (1 - 1e-12) if math.isfinite(cap) else 1.0 / arrival.packet_size
+    if not math.isfinite(cap):
+        while math.isfinite(logb(hi * 2.0)) and hi < 1e12 / arrival.packet_size:
+            hi *= 2.0
+        hi *= 2.0
+    lo = hi
+    for _ in range(200):
+        lo /= 2.0
+        if math.isfinite(logb(lo)):
+            break
+    else:
+        return None
+    a, b = lo, hi
+    for _ in range(80):
+        m = math.sqrt(a * b)
+        if math.isfinite(logb(m)):
+            a = m
+        else:
+            b = m
+    hi = a
+    res = minimize_scalar(lambda x: logb(math.exp(x)), bounds=(math.log(hi) - 20.0, math.log(hi)),
+                          method="bounded", options={"xatol": 1e-6})
+    th = math.exp(res.x)
+    val = logb(th)
+    return Bound(delay, float(min(1.0, math.exp(min(val, 0.0)))), th, BoundMethod.MGF_MAXPLUS)
+
+
+def product_form_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
+    """Exact sojourn tail of a Jackson tandem, a bound on the virtual delay.
+
+    Poisson packets of fixed size through exponential-service hops only (continuous time, no cross
+    traffic) form a tandem of M/M/1 queues; a packet's sojourn times at the hops are independent
+    ``Exp(mu_h - lambda)`` (Reich 1957, Burke's theorem), so its end-to-end sojourn is
+    hypoexponential. A Poisson arrival at ``t`` sees the time-stationary state (PASTA) and leaves
+    after all earlier work (FIFO, no overtaking), so ``P(V(t) > d) <= P(sum_h Exp(mu_h - lambda) > d)``.
+    ``delay`` in s, latencies included. ``None`` when not applicable.
+    """
+    from scipy.linalg import expm
+
+    if not isinstance(arrival, PoissonArrival) or arrival.time != "continuous" or arrival.size != "det":
+        return None
+    exp = [s for s in services
+           if isinstance(s, ExpService) and s.time == "continuous" and s.packet_size == arrival.mean_size]
+    if not services or len(exp) != len(services):
+        return None
+    rates = np.array([s.completion_rate - arrival.rate for s in exp])
+    if np.any(rates <= 0):
+        return None
+    d = delay - sum(s.latency for s in services)
+    if d < 0:
+        return Bound(delay, 1.0, math.nan, BoundMethod.PRODUCT_FORM)
+    t = np.diag(-rates) + np.diag(rates[:-1], 1)
+    p = float(expm(t * d)[0].sum())
+    return Bound(delay, float(min(1.0, max(p, 0.0))), math.nan, BoundMethod.PRODUCT_FORM,
+                 ProductFormDetail(tuple(float(r) for r in rates)))
