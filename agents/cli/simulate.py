@@ -141,13 +141,14 @@ def hop_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: A
                 if r is not None:
                     reserved[f] = float(r[h] if isinstance(r, tuple) else r)
             for f, r in reserved.items():
-                loads.append(HopLoad(h + 1, work(f), r, who=f"tenant {sources[f].tenant}'s partition"))
+                loads.append(HopLoad(h + 1, work(f), r, who=f"tenant {sources[f].tenant}'s partition",
+                                     rate_name="reserved rate"))
             rest = [f for f in here if f not in reserved]
             if rest:
                 left = d.rate - sum(reserved.values())
                 if left > 0:
                     loads.append(HopLoad(h + 1, sum(work(f) for f in rest), left,
-                                         who="the unreserved tenants' share"))
+                                         who="the unreserved tenants' share", rate_name="left-over rate"))
         for f in here:
             through[f] *= 1.0 - d.loss
     return loads

@@ -53,6 +53,8 @@ class HopLoad:
         Whose load it is, when not the whole hop's (e.g. ``"tenant 1's partition"``).
     cross : float
         The part of ``offered`` that is one-hop cross traffic, bits/s (bits/slot).
+    rate_name : str
+        What ``capacity`` is, for the message (``"service rate"``, ``"reserved rate"``, ...).
     """
 
     hop: int
@@ -61,6 +63,7 @@ class HopLoad:
     bounded_at_one: bool = False
     who: str = ""
     cross: float = 0.0
+    rate_name: str = "service rate"
 
     @property
     def rho(self) -> float:
@@ -78,7 +81,7 @@ class HopLoad:
         cross = f", {self.cross:g} of it cross traffic" if self.cross else ""
         op = ">" if self.bounded_at_one else ">="
         return (f"load rho = {self.rho:.6g} {op} 1 at {where} (mean arrival rate {self.offered:g} {unit}{cross}, "
-                f"service rate {self.capacity:g} {unit})")
+                f"{self.rate_name} {self.capacity:g} {unit})")
 
 
 def require_stable(loads: Iterable[HopLoad], unit: str, *, allow: bool = False, what: str = "",
