@@ -156,11 +156,11 @@ def hop_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: A
 
 def _summary(acc: DelayAccumulator, generated: int, lost: int, errors: int, delay: float | None) -> dict[str, Any]:
     """Counts, delay quantiles and the violation estimate of one flow (or of the flow of interest)."""
-    from federation.stats import violation_estimate
-
     q = acc.quantiles(list(QUANTILES.values()))
     viol: dict[str, Any] | None = None
     if delay is not None:
+        from federation.stats import violation_estimate  # scipy.stats: only for the interval
+
         v = violation_estimate(acc.exceed[0], acc.n)
         ci95 = v.interval(0.95)
         viol = {"delay": delay, "value": v.value, "ci95_low": ci95.low, "ci95_high": ci95.high,
