@@ -88,10 +88,18 @@ def test_bad_specs_exit_2_naming_the_key(capsys, argv, needle):
     assert needle in err and "Traceback" not in err
 
 
-def test_unstable_exits_1_with_reason(capsys):
-    code, _, err = _run(capsys, "--arrival", "poisson:rate=5", "--hop", "rate=10", "--hop", "rate=4", "--delay", "1")
-    assert code == 1
-    assert "hop 2" in err and "unstable" in err
+@pytest.mark.parametrize("argv,where", [
+    (["--arrival", "poisson:rate=5", "--hop", "rate=10", "--hop", "rate=4"], "load rho = 1.25 >= 1 at hop 2"),
+    (["--arrival", "poisson:rate=5", "--hop", "rate=10", "--hop", "rate=10", "--cross", "2=poisson:rate=6"],
+     "load rho = 1.1 >= 1 at hop 2 (mean arrival rate 11 bits/s, 6 of it cross traffic"),
+    # rho = 1 up to rounding (ten sources of mean 0.5): the calculus used to answer a vacuous P <= 1
+    (["--time", "discrete", "--arrival", "mmoo:stay_on=0.9,stay_off=0.9,peak=1,n=10", "--hop", "rate=5"],
+     "load rho = 1 >= 1 at hop 1"),
+])
+def test_unstable_exits_2_with_reason(capsys, argv, where):
+    code, out, err = _run(capsys, *argv, "--delay", "1")
+    assert code == 2 and out == ""
+    assert err.startswith("trefed bound: error: unstable model: ") and where in err, err
 
 
 def test_help_says_what_is_bounded(capsys):
@@ -102,27 +110,17 @@ def test_help_says_what_is_bounded(capsys):
 
 
 def test_subprocess_console_entry():
-    code = (
-        "import sys; from agents.cli.main import main; "
-        "sys.exit(main(sys.argv[1:], ('agents.cli.bound',)))"
-    )
+    """The installed console script itself (no fallback: a broken entry point must fail here)."""
+    script = Path(sys.executable).with_name("trefed")
+    assert script.exists(), f"console script {script} missing: pip install -e ."
     argv = ["bound", "--arrival", "poisson:rate=0.5,size=exp", "--hop", "rate=1", "--epsilon", "1e-3", "--json"]
-    try:
-        import agents.cli  # noqa: F401 - the full console script needs every command module
-
-        cmd = [sys.executable, "-m", "agents.cli", *argv]
-        full = True
-    except Exception:  # another engineer's command module is not there yet
-        cmd = [sys.executable, "-c", code, *argv]
-        full = False
-    if full:
-        probe = subprocess.run(cmd[:3] + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        if probe.returncode != 0:
-            cmd = [sys.executable, "-c", code, *argv]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([str(script), *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     obj = json.loads(res.stdout)
     assert obj["delay"] == pytest.approx(math.log(0.5 / 1e-3) / 0.5, rel=1e-6)
-    bad = subprocess.run([*cmd[: -len(argv)], "bound", "--arrival", "poisson:rate=0.5,sizee=exp", "--hop", "rate=1",
+    bad = subprocess.run([str(script), "bound", "--arrival", "poisson:rate=0.5,sizee=exp", "--hop", "rate=1",
                           "--delay", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "sizee" in bad.stderr
+    module = subprocess.run([sys.executable, "-m", "agents.cli", *argv], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert module.returncode == 0 and json.loads(module.stdout) == obj, module.stderr

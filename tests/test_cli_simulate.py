@@ -74,6 +74,13 @@ def test_human_output_and_progress(capsys):
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--reserve", "x"], "TENANT=RATE"),
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "1:melt:0:1"], "kind"),
     (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--delay", "-1"], "--delay"),
+    # domains are counted from 1 on the command line, and so in every message (it said "domain 0")
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "1:degrade:0:10:2"],
+     "impairment 'degrade' on domain 1: value(=2)"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--hop", "rate=2", "--impair", "2:outage:5:1"],
+     "impairment 'outage' on domain 2: end(=1) must be > start(=5)"),
+    (["--arrival", "poisson:rate=0.8", "--hop", "rate=1", "--impair", "3:outage:0:1"],
+     "impairment on domain 3, but the path has 1 domains"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, argv, msg):
     assert main(["simulate", *argv]) == 2
@@ -96,7 +103,75 @@ def test_subprocess_console_entry():
 def test_repeated_arrivals_aggregate(capsys):
     """Two Poisson 0.4 flows together are a Poisson 0.8 flow: the same Gamma(3, 5) sojourn."""
     r = _json(capsys, "--arrival", "poisson:rate=0.4", "--arrival", "poisson:rate=0.4",
-              *MM1[2:], "--packets", "100000", "--delay", "30")
+              *MM1[2:], "--packets", "200000", "--delay", "30")
     assert 190_000 < r["packets"] < 210_000 and r["delivered"] == r["packets"]
     assert r["delay_quantiles"]["p50"] == pytest.approx(stats.gamma.ppf(0.5, 3, scale=5), rel=0.06)
     assert r["packet_hops"] == 3 * r["packets"]
+
+
+@pytest.mark.parametrize("argv,where", [
+    (["--arrival", "poisson:rate=1.2", "--hop", "rate=1,service=exp"], "load rho = 1.2 >= 1 at hop 1"),
+    (["--arrival", "poisson:rate=0.5", "--hop", "rate=1", "--hop", "rate=1", "--cross", "2=poisson:rate=0.6"],
+     "load rho = 1.1 >= 1 at hop 2"),
+    (["--arrival", "poisson:rate=0.3", "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--scheduler", "partition",
+      "--reserve", "0=0.2"], "load rho = 1.5 >= 1 at hop 1, tenant 0's partition"),
+])
+def test_unstable_model_exits_2_naming_the_hop(capsys, argv, where):
+    """An unstable model has no stationary delay: refused, not simulated into a meaningless p50."""
+    assert main(["simulate", *argv, "--packets", "5000"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("trefed simulate: error: unstable model: ") and where in err, err
+    assert "--allow-unstable" in err and out == ""
+
+
+def test_allow_unstable_warns_and_runs(capsys):
+    assert main(["simulate", "--arrival", "poisson:rate=1.2", "--hop", "rate=1,service=exp", "--packets", "2000",
+                 "--allow-unstable", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: unstable model: load rho = 1.2 >= 1 at hop 1" in err
+    r = json.loads(out)
+    assert r["stable"] is False and r["hop_loads"] == [{"hop": 1, "who": "", "rho": pytest.approx(1.2)}]
+
+
+def test_finite_buffer_is_not_unstable(capsys):
+    """An overloaded hop with a finite buffer drops what it cannot serve: bounded delays, loss."""
+    r = _json(capsys, "--arrival", "poisson:rate=1.5", "--hop", "rate=1,buffer=20", "--hop", "rate=1.2",
+              "--packets", "5000")
+    assert r["stable"] is True and r["loss_rate"] > 0.2 and r["max_delay"] < 25
+
+
+def test_packets_counts_every_arrival_flow_and_tenants_are_reported(capsys):
+    """--packets N is the flow of interest (all --arrival flows), not the first flow's count alone."""
+    r = _json(capsys, "--arrival", "poisson:rate=0.3", "--arrival", "poisson:rate=0.5", "--hop", "rate=1",
+              "--cross", "1=poisson:rate=0.1", "--packets", "20000", "--delay", "5")
+    assert 19_000 < r["packets"] < 21_000  # before: 20 000 of the first flow, about 53 000 in all
+    t = r["tenants"]
+    assert [x["tenant"] for x in t] == [0, 1, 2] and [x["role"] for x in t] == ["arrival", "arrival", "cross"]
+    assert t[0]["spec"] == "poisson:rate=0.3" and t[2]["spec"] == "1=poisson:rate=0.1" and t[2]["hops"] == [1]
+    assert t[0]["packets"] + t[1]["packets"] == r["packets"] and t[0]["delivered"] + t[1]["delivered"] == r["delivered"]
+    assert t[1]["packets"] / t[0]["packets"] == pytest.approx(0.5 / 0.3, rel=0.05)
+    assert t[0]["packets"] == round(20000 * 0.3 / 0.8)  # the first flow stops at its share of N
+    for x in t:
+        v = x["violation_probability"]
+        assert v["n"] == x["delivered"] and v["ci95_low"] <= v["value"] <= v["ci95_high"]
+        assert set(x["delay_quantiles"]) == set(r["delay_quantiles"])
+    assert max(t[0]["max_delay"], t[1]["max_delay"]) == r["max_delay"]
+    one = _json(capsys, "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--packets", "1234")
+    assert one["packets"] == 1234 and one["tenants"] == []
+
+
+def test_per_tenant_isolation_and_outage_visible(capsys):
+    """The README's two-tenant example: partition isolates the Poisson tenant from its bursty neighbour
+    (fifo does not), and the outage shows in that tenant's tail."""
+    base = ["--arrival", "poisson:rate=3", "--arrival", "correlated-mmoo:on=1,off=4,peak=4,n=4", "--hop", "rate=10",
+            "--packets", "50000", "--delay", "5"]
+    part = _json(capsys, *base, "--scheduler", "partition")
+    fifo = _json(capsys, *base)
+    out = _json(capsys, *base, "--scheduler", "partition", "--impair", "1:outage:100:110")
+    p0, f0, o0 = part["tenants"][0], fifo["tenants"][0], out["tenants"][0]
+    assert p0["delay_quantiles"]["p99"] < 0.5 * f0["delay_quantiles"]["p99"]
+    assert p0["max_delay"] < 5 < o0["max_delay"] and o0["violation_probability"]["count"] > 0
+    assert main(["simulate", *base, "--scheduler", "partition"]) == 0
+    text = capsys.readouterr().out
+    assert "per tenant" in text and "tenant 1: correlated-mmoo:on=1,off=4,peak=4,n=4" in text and "P(D>5)" in text
+

@@ -53,3 +53,23 @@ def test_generated_modules_import_under_the_package_path():
     assert telemetry_pb2.DESCRIPTOR.name == "trefed/v1/telemetry.proto"
     assert {s for s in services_pb2.DESCRIPTOR.services_by_name} >= {"DomainController", "Broker", "Auditor"}
     assert hasattr(services_pb2_grpc, "DomainControllerStub")
+
+
+def test_proto_comments_cite_sections_that_exist():
+    """Every design section a .proto comment cites is a section of docs/design.md (in the repository)."""
+    import re
+
+    design = ROOT / "docs" / "design.md"
+    assert design.exists(), "docs/design.md is missing"
+    sections = set(re.findall(r"^## (\d+)\. ", design.read_text(), flags=re.M))
+    cited = []
+    for proto in sorted(V1.glob("*.proto")):
+        text = " ".join(line.strip().lstrip("/").strip() for line in proto.read_text().splitlines()
+                        if line.strip().startswith("//") or "//" in line)
+        assert "DESIGN.md" not in text, f"{proto.name} cites DESIGN.md, which is not in the repository"
+        for m in re.finditer(r"docs/design\.md,? sections? (\d+)(?: and (\d+))?", text):
+            cited += [(proto.name, n) for n in m.groups() if n]
+    assert {name for name, _ in cited} == {"envelope.proto", "reservation.proto", "services.proto",
+                                           "telemetry.proto"}
+    missing = [(name, n) for name, n in cited if n not in sections]
+    assert not missing, f"cited sections not in docs/design.md: {missing}"

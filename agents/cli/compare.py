@@ -3,7 +3,8 @@
 Computes the bound curve ``P(D > d)`` of ``trefed bound`` on a grid of delays and runs the
 packet-level simulation of ``trefed simulate`` on the same model, compares like with like (see
 :mod:`federation.compare.run`), writes ``compare.json``, ``ccdf.png`` and ``report.md`` to ``--out``
-and prints a summary. Exit code 0 when the bound is valid, 1 when it is violated, 2 on bad input.
+and prints a summary. Exit code 0 when the bound is valid, 1 when it is violated, 2 on bad input
+(an unstable model included).
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from federation.compare.run import DEFAULT_EPSILONS, CompareResult, compare, compare_loads
+from agents.cli.simulate import SCHEDULERS
+from agents.cli.text import plain
 from federation.errors import InputError
 
-__all__ = ["register", "run"]
+if TYPE_CHECKING:  # the comparison (scipy, numba, matplotlib) is imported when the command runs
+    from federation.compare.run import CompareResult
+
+__all__ = ["register", "run", "EPSILONS"]
+
+#: Default of ``--epsilons``: ``federation.compare.run.DEFAULT_EPSILONS`` (a test keeps them
+#: equal), written out so that building the parser does not import the comparison.
+EPSILONS = "0.01,0.001,0.0001"
 
 _EPILOG = """\
 What is compared. The calculus bounds the time-stationary virtual delay (the time until all work
@@ -55,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare",
         help="calculus bound vs packet-level simulation of the same model: validity, tightness, pictures",
-        description=__doc__,
+        description=plain(__doc__ or ""),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -68,10 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="time model (only continuous: the data plane simulates packets in continuous time)")
     p.add_argument("--packets", type=int, default=200_000, help="packets of the first --arrival to simulate")
     p.add_argument("--seed", type=int, default=0, help="root random seed")
-    p.add_argument("--scheduler", choices=("fifo", "wfq", "partition"), default="fifo",
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="fifo",
                    help="scheduler in every domain of the simulation")
-    p.add_argument("--epsilons", default=",".join(f"{e:g}" for e in DEFAULT_EPSILONS),
-                   help="target violation probabilities, comma-separated")
+    p.add_argument("--epsilons", default=EPSILONS,
+                   help=f"target violation probabilities, comma-separated (default {EPSILONS})")
     p.add_argument("--notion", choices=("auto", "packet", "virtual"), default="auto",
                    help="compared delay: per-packet end-to-end or time-stationary virtual delay")
     p.add_argument("--packet-size", type=float, default=1.0, help="packet size (bits) of on-off flows")
@@ -141,6 +150,7 @@ def _summary(r: CompareResult, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the comparison, write the files, print the summary; 0 if valid, 1 if violated."""
     from federation.compare.report import markdown_report
+    from federation.compare.run import compare, compare_loads
 
     if args.time != "continuous":
         raise InputError("--time discrete: the data plane simulates packets in continuous time, so there is "

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agents.cli.text import plain
 from federation.errors import InputError
-from federation.tre.keys import load_key_file, write_key_pair
-from federation.tre.signing import key_id_for, load_public_key
-from federation.tre.validate import DOMAIN_ID_PATTERN
 
 __all__ = ["register", "run_id", "run_new"]
 
@@ -24,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "keys",
         help="create and inspect Ed25519 key files of a domain",
-        description=__doc__.split("\n\n", 1)[1],
+        description=plain((__doc__ or "").split("\n\n", 1)[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -40,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_new(args: argparse.Namespace) -> int:
     """Write the key pair; print where it went and the key id."""
+    from federation.tre.keys import write_key_pair
+
     files = write_key_pair(args.domain, args.out, force=args.force)
     print(f"wrote {files.key_path} (private, mode 0600) and {files.pub_path}")
     print(f"key id {files.key_id}; trust it by copying {files.pub_path.name} into a trust directory")
@@ -48,6 +48,10 @@ def run_new(args: argparse.Namespace) -> int:
 
 def run_id(args: argparse.Namespace) -> int:
     """Print the key id of a key file."""
+    from federation.tre.keys import load_key_file
+    from federation.tre.signing import key_id_for, load_public_key
+    from federation.tre.validate import DOMAIN_ID_PATTERN
+
     path: Path = args.file
     if path.suffix == ".key":
         print(load_key_file(path).key_id)

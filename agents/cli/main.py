@@ -1,10 +1,16 @@
 """The ``trefed`` command line: one parser, one sub-command module each.
 
 Each module of this package (``keys``, ``tre``, ``bound``, ``simulate``, ``compare``, and ``run``
-for ``serve`` and ``run``, the commands that need Ray and gRPC) exposes ``register(subparsers) -> None``; it adds its sub-parser and sets
-``func=callable(args) -> int`` as the parser default. ``main`` runs it and turns every
-:class:`~federation.errors.InputError` into exit code 2 with a one-line message (never a
-traceback).
+for ``serve`` and ``run``, the commands that need Ray and gRPC) exposes
+``register(subparsers) -> None``; it adds its sub-parser and sets ``func=callable(args) -> int``
+as the parser default. ``main`` runs it and turns every :class:`~federation.errors.InputError`
+(and :class:`~federation.errors.NoFiniteBound`: a model with no finite answer, e.g. an unstable
+one) into exit code 2 with a one-line ``error:`` message (never a traceback).
+
+Start-up. Building the parser imports every command module, so those modules import only the
+standard library and :mod:`federation.errors` at module level; numpy, scipy, numba, pydantic,
+cryptography, protobuf, rich, matplotlib, gRPC and Ray are imported inside the command that uses
+them (``tests/test_cli_startup.py`` checks ``trefed --help``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from federation.errors import InputError, TrefedError
+from federation.errors import InputError, NoFiniteBound, TrefedError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -48,7 +54,7 @@ def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMANDS) -
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputError as exc:
+    except (InputError, NoFiniteBound) as exc:
         print(f"trefed {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrefedError as exc:

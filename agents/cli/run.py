@@ -9,6 +9,11 @@
     prints each tenant's outcome -- admitted with its contract (model, path, end-to-end bound,
     per-domain budget) or rejected with the reason naming the domain and the limit -- and the
     domains' capacity use, then shuts down. Exit code 0 whatever the admissions were.
+
+Both report each phase of the start-up and shut-down (starting Ray, the domains, the broker,
+the tenants' requests, ...) on stderr as it begins, so nothing of it mixes with the output
+(``--json`` stays pure JSON). The phases are the sentences ``agents.runner.Federation`` passes
+to its ``on_phase`` hook.
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-from federation.config import FederationConfig, load_config
 from federation.errors import InputError
 
-if TYPE_CHECKING:  # Ray is imported only when a federation starts (see _federation)
+if TYPE_CHECKING:  # Ray, gRPC and pydantic are imported only when a federation starts
+    from rich.console import Console
+
     from agents.runner import Federation
     from agents.tenant import TenantOutcome
+    from federation.config import FederationConfig
 
-__all__ = ["register", "run_serve", "run_run", "render_outcomes"]
+__all__ = ["register", "run_serve", "run_run", "render_outcomes", "phase_printer"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,15 +78,48 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="directory of the domains' SQLite files (default: temporary)")
 
 
-def _federation(args: argparse.Namespace, config: FederationConfig, **kw: Any) -> Federation:
+def phase_printer(stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
+    """An ``on_phase`` hook: each phase as one line on ``stream`` (default stderr) as it begins.
+
+    ``[  1.2 s] starting the broker``: seconds since the hook was made. On a terminal the line
+    is dimmed (rich); otherwise plain text, flushed at once.
+    """
+    out = stream if stream is not None else sys.stderr
+    t0 = clock()
+    console = None
+    if out.isatty():
+        from rich.console import Console
+
+        console = Console(file=out, highlight=False)
+
+    def on_phase(text: str) -> None:
+        line = f"[{clock() - t0:5.1f} s] {text}"
+        if console is not None:
+            console.print(line, style="dim", markup=False)
+        else:
+            print(line, file=out, flush=True)
+
+    return on_phase
+
+
+def _load(args: argparse.Namespace, on_phase: Callable[[str], None]) -> FederationConfig:
+    on_phase(f"loading {args.config}")
+    from federation.config import load_config
+
+    return load_config(args.config)
+
+
+def _federation(args: argparse.Namespace, config: FederationConfig, on_phase: Callable[[str], None],
+                **kw: Any) -> Federation:
     # An explicit cluster address must be in the environment before Ray is first imported:
     # agents.runtime keeps a local Ray on loopback only when no address is set.
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
+    on_phase("importing Ray and gRPC")
     from agents.runner import Federation
     from agents.runtime import Runtime
 
-    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, **kw)
+    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, on_phase=on_phase, **kw)
 
 
 # ---------------------------------------------------------------------------- serve
@@ -86,13 +127,14 @@ def _federation(args: argparse.Namespace, config: FederationConfig, **kw: Any) -
 
 def run_serve(args: argparse.Namespace) -> int:
     """``trefed serve``: serve until SIGINT/SIGTERM; exit code 0."""
-    config = load_config(args.config)
+    on_phase = phase_printer()
+    config = _load(args, on_phase)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    fed = _federation(args, config, host=args.host, broker_port=args.port)
+    fed = _federation(args, config, on_phase, host=args.host, broker_port=args.port)
     previous: dict = {}
     try:
         try:
@@ -120,8 +162,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     """``trefed run``: print every tenant's outcome; exit code 0."""
-    config = load_config(args.config)
-    with _federation(args, config) as fed:
+    on_phase = phase_printer()
+    config = _load(args, on_phase)
+    with _federation(args, config, on_phase) as fed:
         outcomes = fed.run_tenants(concurrent=args.concurrent)
         domains = [fed.domain_status(d.id) for d in config.domains]
         broker = fed.broker_address
@@ -156,52 +199,50 @@ def _mbps(x: float) -> str:
     return f"{x / 1e6:.1f}"
 
 
-def render_outcomes(config: FederationConfig, outcomes: Sequence[TenantOutcome], domains: Sequence) -> None:
-    """Print the outcomes, the admitted tenants' per-domain budgets, the rejections and the
-    domains' capacity use (rich tables; 120 columns when not on a terminal)."""
+def render_outcomes(config: FederationConfig, outcomes: Sequence[TenantOutcome], domains: Sequence,
+                    console: Console | None = None) -> None:
+    """Print the outcomes, the admitted tenants' per-domain budgets (their paths, in order), the
+    rejections and the domains' capacity use: rich tables that fit 80 columns (the console's
+    width on a terminal, 120 columns otherwise, unless ``console`` is given)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 120))
     admitted = [o for o in outcomes if o.admitted]
     rejected = [o for o in outcomes if not o.admitted]
     console.print(Text(f"trefed run: {config.name} -- {len(admitted)} of {len(outcomes)} tenants admitted",
                        style="bold"))
 
-    table = Table(title="tenants", title_justify="left")
-    table.add_column("tenant", style="bold", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("model", no_wrap=True)
-    table.add_column("path", no_wrap=True)
-    table.add_column("bound d @ eps_delay", justify="right", no_wrap=True)
-    table.add_column("eps_total", justify="right", no_wrap=True)
-    table.add_column("price/h", justify="right", no_wrap=True)
+    def table(title: str, *columns: str, left: int = 1) -> Table:
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0))
+        for i, col in enumerate(columns):
+            t.add_column(col, justify="left" if i < left else "right", overflow="fold")
+        return t
+
+    main = table("tenants: P(end-to-end delay > d) <= eps_delay", "tenant", "outcome", "model", "d (ms)",
+                 "eps_delay", "eps_total", "price/h", left=3)
     for o in outcomes:
         if o.admitted:
-            table.add_row(
-                o.tenant_id,
-                "[green]admitted[/green]" + (" (released)" if o.released else ""),
-                o.model_id,
-                ">".join(o.path),
-                f"{_ms(o.delay_bound_s)} @ {o.epsilon_delay:.1e}",
-                f"{o.epsilon_total:.1e}",
-                f"{o.price_per_hour:.3f}",
-            )
+            main.add_row(o.tenant_id, "[yellow]released[/yellow]" if o.released else "[green]admitted[/green]",
+                         o.model_id, _ms(o.delay_bound_s).removesuffix(" ms"), f"{o.epsilon_delay:.1e}",
+                         f"{o.epsilon_total:.1e}", f"{o.price_per_hour:.3f}")
         else:
-            table.add_row(o.tenant_id, "[red]rejected[/red]", "", "", "(reason below)", "", "")
-    console.print(table)
+            main.add_row(o.tenant_id, "[red]rejected[/red]", "", "", "", "", "")
+    console.print(main)
 
     if admitted:
-        budgets = Table(title="per-domain budgets: P(D_i > d_i) <= eps_i", title_justify="left")
-        for col in ("tenant", "domain", "d_i", "eps_i", "reserved Mb/s"):
-            budgets.add_column(col, justify="left" if col in ("tenant", "domain") else "right")
+        budgets = table("per-domain budgets, path order: P(D_i > d_i) <= eps_i", "tenant", "domain", "d_i (ms)",
+                        "eps_i", "reserved Mb/s", left=2)
         for o in admitted:
             for i, b in enumerate(o.budgets):
-                budgets.add_row(o.tenant_id if i == 0 else "", b.domain_id, _ms(b.delay_s), f"{b.epsilon:.2e}",
-                                _mbps(b.rate_bps), end_section=i == len(o.budgets) - 1)
+                budgets.add_row(o.tenant_id if i == 0 else "", b.domain_id, _ms(b.delay_s).removesuffix(" ms"),
+                                f"{b.epsilon:.2e}", _mbps(b.rate_bps), end_section=i == len(o.budgets) - 1)
         console.print(budgets)
 
     if rejected:
@@ -213,9 +254,7 @@ def render_outcomes(config: FederationConfig, outcomes: Sequence[TenantOutcome],
             line.append(o.reason)
             console.print(line)
 
-    caps = Table(title="domains after the run", title_justify="left")
-    for col in ("domain", "reservable Mb/s", "committed Mb/s", "prepared Mb/s", "available Mb/s"):
-        caps.add_column(col, justify="right" if col != "domain" else "left")
+    caps = table("domains after the run (Mb/s)", "domain", "reservable", "committed", "prepared", "available")
     for s in domains:
         caps.add_row(
             s.domain_id,

@@ -20,18 +20,13 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-from trefed.v1 import envelope_pb2
+from agents.cli.text import plain
+from federation.errors import InputError, VerificationError
 
-from federation.errors import FieldError, InputError, VerificationError
-from federation.tre.keys import load_key_file, write_atomic
-from federation.tre.signing import sign_envelope
-from federation.tre.trust import TrustStore
-from federation.tre.validate import parse_rfc3339
-from federation.tre.yaml import example_envelope_yaml, load_envelope_yaml
+if TYPE_CHECKING:  # protobuf, yaml and cryptography are imported when a command runs
+    from trefed.v1 import envelope_pb2
 
 __all__ = ["parse_now", "register", "run_example", "run_show", "run_sign", "run_verify", "summary"]
 
@@ -41,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tre",
         help="write, sign, verify and show Tail-Risk Envelopes",
-        description=__doc__.split("\n\n", 1)[1],
+        description=plain((__doc__ or "").split("\n\n", 1)[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="tre_command", metavar="ACTION", required=True)
@@ -76,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_now(text: str | None) -> float | None:
     """``--now``: None, unix seconds (``1800000000.5``) or an RFC 3339 timestamp; returns unix seconds."""
+    from federation.errors import FieldError
+    from federation.tre.validate import parse_rfc3339
+
     if text is None:
         return None
     if re.fullmatch(r"[+-]?\d+(\.\d*)?", text.strip()):
@@ -100,6 +98,8 @@ def _read(path: Path, what: str) -> bytes:
 
 def summary(body: envelope_pb2.EnvelopeBody) -> str:
     """One line describing a verified envelope."""
+    from trefed.v1 import envelope_pb2
+
     h, g, m = body.header, body.guardrails, body.model
     return (
         f"domain={h.domain_id} tre={h.tre_id} sequence={h.sequence} kind={envelope_pb2.DomainKind.Name(h.kind)} "
@@ -111,6 +111,8 @@ def summary(body: envelope_pb2.EnvelopeBody) -> str:
 
 def run_example(args: argparse.Namespace) -> int:
     """Print the example envelope."""
+    from federation.tre.yaml import example_envelope_yaml
+
     if args.sequence < 1:
         raise InputError(f"--sequence(={args.sequence}) must be >= 1")
     if not args.valid_for > 0:
@@ -121,6 +123,10 @@ def run_example(args: argparse.Namespace) -> int:
 
 def run_sign(args: argparse.Namespace) -> int:
     """Sign ENVELOPE.yaml with NAME.key into FILE.tre."""
+    from federation.tre.keys import load_key_file, write_atomic
+    from federation.tre.signing import sign_envelope
+    from federation.tre.yaml import load_envelope_yaml
+
     key = load_key_file(args.key)
     body = load_envelope_yaml(args.envelope)
     if body.header.domain_id != key.domain_id:
@@ -137,6 +143,10 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify FILE.tre; exit 0 valid, 1 invalid."""
+    from trefed.v1 import envelope_pb2
+
+    from federation.tre.trust import TrustStore
+
     now = parse_now(args.now)
     data = _read(args.file, "signed envelope")
     store = TrustStore.from_dir(args.trust)
@@ -171,6 +181,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def _to_json(msg: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
     return json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
@@ -178,6 +190,9 @@ def _to_json(msg: Any) -> dict[str, Any]:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print FILE.tre as JSON with the body decoded (no verification)."""
+    from google.protobuf.message import DecodeError
+    from trefed.v1 import envelope_pb2
+
     data = _read(args.file, "signed envelope")
     try:
         env = envelope_pb2.TailRiskEnvelope.FromString(data)

@@ -1,7 +1,8 @@
 """Impairments the runner injects into a domain over a time window.
 
-An :class:`Impairment` acts on one domain (0-based index along the path) during
-``[start, end)`` seconds of simulated time:
+An :class:`Impairment` acts on one domain (0-based index along the path; every message counts
+domains from 1, as ``--impair`` and the rest of the command line do) during ``[start, end)``
+seconds of simulated time:
 
 ``delay``     extra fixed delay ``value`` s for packets leaving the domain's server in the window
 ``spikes``    each packet leaving in the window is delayed, with probability ``prob``, by an extra
@@ -51,11 +52,12 @@ class Impairment:
     prob: float = 1.0
 
     def __post_init__(self) -> None:
-        what = f"impairment {self.kind!r} on domain {self.domain}"
         if self.kind not in IMPAIRMENT_KINDS:
             raise InputError(f"impairment kind(={self.kind!r}) must be one of {'|'.join(IMPAIRMENT_KINDS)}")
         if self.domain < 0 or int(self.domain) != self.domain:
-            raise InputError(f"{what}: domain(={self.domain}) must be a whole number >= 0")
+            raise InputError(f"impairment {self.kind!r}: domain index(={self.domain}) must be a whole number >= 0 "
+                             "(0-based here; messages count domains from 1)")
+        what = f"impairment {self.kind!r} on domain {self.domain + 1}"  # counted from 1, as on the command line
         if not (math.isfinite(self.start) and math.isfinite(self.end) and self.start >= 0):
             raise InputError(f"{what}: window [{self.start:g}, {self.end:g}) must be finite, start >= 0")
         if not self.end > self.start:

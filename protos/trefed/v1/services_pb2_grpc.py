@@ -29,8 +29,8 @@ if _version_not_supported:
 
 
 class DomainControllerStub:
-    """---------------------------------------------------------------- DomainController
-
+    """One per domain: publishes the domain's signed envelope and runs the two-phase reservation
+    transaction against its guardrails (docs/design.md sections 2 and 4).
     """
 
     def __init__(self, channel):
@@ -77,8 +77,8 @@ class DomainControllerStub:
 
 
 class DomainControllerServicer:
-    """---------------------------------------------------------------- DomainController
-
+    """One per domain: publishes the domain's signed envelope and runs the two-phase reservation
+    transaction against its guardrails (docs/design.md sections 2 and 4).
     """
 
     def GetEnvelope(self, request, context):
@@ -181,8 +181,8 @@ def add_DomainControllerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DomainController:
-    """---------------------------------------------------------------- DomainController
-
+    """One per domain: publishes the domain's signed envelope and runs the two-phase reservation
+    transaction against its guardrails (docs/design.md sections 2 and 4).
     """
 
     @staticmethod
@@ -376,8 +376,8 @@ class DomainController:
 
 
 class BrokerStub:
-    """---------------------------------------------------------------- Broker
-
+    """The AIaaS broker tenants talk to: catalogue, intent resolution into ranked offers, admission
+    control and the two-phase reservation across a path's domains (docs/design.md section 4).
     """
 
     def __init__(self, channel):
@@ -414,8 +414,8 @@ class BrokerStub:
 
 
 class BrokerServicer:
-    """---------------------------------------------------------------- Broker
-
+    """The AIaaS broker tenants talk to: catalogue, intent resolution into ranked offers, admission
+    control and the two-phase reservation across a path's domains (docs/design.md section 4).
     """
 
     def ListModels(self, request, context):
@@ -490,8 +490,8 @@ def add_BrokerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Broker:
-    """---------------------------------------------------------------- Broker
-
+    """The AIaaS broker tenants talk to: catalogue, intent resolution into ranked offers, admission
+    control and the two-phase reservation across a path's domains (docs/design.md section 4).
     """
 
     @staticmethod
@@ -631,8 +631,8 @@ class Broker:
 
 
 class AuditorStub:
-    """---------------------------------------------------------------- Auditor
-
+    """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
+    section 6). Defined here; no agent serves it yet (planned).
     """
 
     def __init__(self, channel):
@@ -654,8 +654,8 @@ class AuditorStub:
 
 
 class AuditorServicer:
-    """---------------------------------------------------------------- Auditor
-
+    """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
+    section 6). Defined here; no agent serves it yet (planned).
     """
 
     def SubmitTelemetry(self, request, context):
@@ -694,8 +694,8 @@ def add_AuditorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Auditor:
-    """---------------------------------------------------------------- Auditor
-
+    """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
+    section 6). Defined here; no agent serves it yet (planned).
     """
 
     @staticmethod
