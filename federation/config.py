@@ -17,6 +17,10 @@ a file that is not UTF-8 YAML.
 
 Units: seconds (s), bits, bits per second (bps); probabilities in [0, 1]; prices per hour.
 
+One module (about 630 lines) because the schema is one tree: the models below cross-check each
+other (links name domains, models name their compute domain, tenants their access domain and task)
+in the root's validator, and a reader finds every field of a config file here, in file order.
+
 Schema (``configs/quickstart.yaml`` is a complete example)::
 
     name: str

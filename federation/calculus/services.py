@@ -21,7 +21,7 @@ Models:
   multiplexing, ``[S(s,t) - A_c(s,t)]^+`` (valid for any work-conserving scheduler, including
   strict priority to the cross traffic).
 * :func:`reserved_slice`: a tenant's reserved rate ``r`` in a domain of capacity ``C``
-  (DESIGN.md §4): a rate-latency service ``(r, T + L_max/C)`` as granted by a rate partition
+  (docs/design.md §4): a rate-latency service ``(r, T + L_max/C)`` as granted by a rate partition
   or a WFQ/DRR scheduler, independent of the other tenants.
 """
 
