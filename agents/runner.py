@@ -118,13 +118,14 @@ class Federation:
         """Start Ray (if needed), the domain controllers and the broker; return self."""
         if self._started:
             return self
+        # The keys first: a bad key file fails in a moment, before Ray takes its seconds to start.
+        self.keys = load_domain_keys(self.config)
         address = self.runtime.address
         self._phase(f"starting Ray: joining the cluster at {address}" if address
                     else "starting Ray: a local instance on 127.0.0.1")
         self.runtime.start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.keys = load_domain_keys(self.config)
             self._phase(f"starting {len(self.config.domains)} domain controllers "
                         f"({', '.join(d.id for d in self.config.domains)})")
             for d in self.config.domains:

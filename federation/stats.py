@@ -10,6 +10,8 @@ the level is an argument and never part of a field name.
 * :func:`quantile_estimate` -> :class:`QuantileEstimate`: a ``p``-quantile from sorted samples,
   distribution-free order-statistic intervals (with a variance-inflation correction for
   autocorrelated samples).
+* :class:`BatchMeansEstimate`: a proportion with its batch-means standard error (the reference
+  simulators' estimate, for autocorrelated series), normal intervals at any level.
 * :func:`batch_lower_limit`: a one-sided lower limit of a proportion from autocorrelated samples
   (batch means), the limit the verdict of ``trefed compare`` rests on.
 
@@ -36,6 +38,7 @@ __all__ = [
     "ViolationEstimate",
     "violation_estimate",
     "QuantileEstimate",
+    "BatchMeansEstimate",
     "quantile_estimate",
     "batch_lower_limit",
 ]
@@ -209,6 +212,61 @@ def quantile_estimate(sorted_samples: np.ndarray, p: float, *, vif: float = 1.0)
     samples (see :class:`QuantileEstimate`).
     """
     return QuantileEstimate(sorted_samples, float(p), vif)
+
+
+@dataclass(frozen=True)
+class BatchMeansEstimate(Estimate):
+    r"""A proportion estimated from a stationary, autocorrelated series, with its batch-means error.
+
+    Attributes
+    ----------
+    p
+        The point estimate (the weighted fraction over the whole series), in [0, 1].
+    stderr
+        Its standard error from the spread of the batch fractions, >= 0.
+    n
+        Samples (slots, packets or segments) in the series.
+
+    Notes
+    -----
+    The series is cut into ``B`` contiguous batches with fractions :math:`\hat p_b`;
+    :math:`\mathrm{se} = \mathrm{sd}(\hat p_b) / \sqrt{B}`. When the batches are long against
+    the correlation time their fractions are nearly independent and normal, and
+
+    .. math::
+
+        \hat p \pm z_{(1+\mathrm{level})/2}\, \mathrm{se}
+
+    is the two-sided interval (clipped to [0, 1]); :meth:`lower_limit` is the one-sided
+    :math:`\hat p - z_{\mathrm{level}}\, \mathrm{se}`. The normal quantile (not Student's t with
+    ``B - 1`` degrees of freedom) is a large-``B`` approximation: with the reference simulators'
+    ``B = 50`` the 99 % quantile is 2.33 instead of 2.40. With no exceedance seen, ``se = 0`` and
+    the interval is the point ``0``: an estimate, not a bound, for rare events.
+    """
+
+    method: ClassVar[str] = "batch-means"
+
+    p: float
+    stderr: float
+    n: int
+
+    @property
+    def value(self) -> float:
+        """The point estimate ``p``."""
+        return self.p
+
+    def interval(self, level: float = 0.95) -> Interval:
+        """The two-sided normal interval ``p +- z se`` at ``level``, clipped to [0, 1]."""
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + _check_level(level) / 2.0)
+        return Interval(max(0.0, self.p - z * self.stderr), min(1.0, self.p + z * self.stderr))
+
+    def lower_limit(self, level: float = 0.99) -> float:
+        """The one-sided lower confidence limit ``max(0, p - z_level se)`` at ``level``."""
+        from statistics import NormalDist
+
+        return max(0.0, self.p - NormalDist().inv_cdf(_check_level(level)) * self.stderr)
 
 
 def batch_lower_limit(indicator_counts: np.ndarray, batch_sizes: np.ndarray, level: float) -> tuple[float, float]:

@@ -113,7 +113,7 @@ def test_slotted_tandem_bound_valid(kind, hops, util, cross, service, seed):
         est = exceedance(delays, d, warmup=2000)
         b = violation_bound(flow, services, d)
         assert 0.0 <= b.epsilon <= 1.0
-        assert b.epsilon >= est.lower99, (d, b, est)
+        assert b.epsilon >= est.lower_limit(0.99), (d, b, est)
         checked += est.p > 0
     assert checked >= 1
 
@@ -139,7 +139,7 @@ def test_slotted_latency_adds():
     services = [ConstantRate(1.0, latency=3, time=D), ConstantRate(1.0, latency=1, time=D)]
     for d in (8.0, 15.0):
         est = exceedance(delays, d)
-        assert violation_bound(flow, services, d).epsilon >= est.lower99
+        assert violation_bound(flow, services, d).epsilon >= est.lower_limit(0.99)
     assert violation_bound(flow, services, 3.5).epsilon == 1.0
 
 
@@ -174,7 +174,7 @@ def test_mm1_exact_and_simulated():
         est = time_exceedance(at, fin, d)
         exact = lam * math.exp(-(mu - lam) * d)
         assert abs(est.p - exact) < 4 * est.stderr + 1e-3
-        assert violation_bound(flow, [ConstantRate(1.0)], d).epsilon >= est.lower99
+        assert violation_bound(flow, [ConstantRate(1.0)], d).epsilon >= est.lower_limit(0.99)
     # delay inversion is exact too
     db = delay_bound(flow, [ConstantRate(1.0)], 1e-3)
     assert db.delay == pytest.approx(math.log(0.8 / 1e-3) / 0.2, rel=1e-9)
@@ -192,7 +192,7 @@ def test_continuous_exp_service_tandem(hops, util):
     services = [ExpService(1.0, 1.0) for _ in range(hops)]
     for d in np.quantile(fin - at, [0.9, 0.99]):
         est = time_exceedance(at, fin, float(d))
-        assert violation_bound(flow, services, float(d)).epsilon >= est.lower99
+        assert violation_bound(flow, services, float(d)).epsilon >= est.lower_limit(0.99)
 
 
 @pytest.mark.parametrize("size,hops,util", [("det", 1, 0.9), ("exp", 3, 0.6), ("det", 5, 0.95), ("exp", 2, 0.3)])
@@ -212,7 +212,7 @@ def test_continuous_poisson_through_links(size, hops, util):
     services = [ConstantRate(r) for r in rates]
     for d in np.quantile(np.maximum(fin - at - sz / cap, 0), [0.9, 0.99, 0.999]):
         est = time_exceedance(at, fin - sz / cap, float(d))
-        assert violation_bound(flow, services, float(d)).epsilon >= est.lower99
+        assert violation_bound(flow, services, float(d)).epsilon >= est.lower_limit(0.99)
 
 
 @pytest.mark.parametrize("cls,n,util", [(MMOO, 4, 0.5), (MMOO, 10, 0.9), (CorrelatedMMOO, 3, 0.6), (MMOO, 1, 0.3)])
@@ -226,7 +226,7 @@ def test_continuous_mmoo_fluid(cls, n, util):
     for d in (0.2, 1.0, 3.0):
         est = fluid_segments_exceedance(lens, rates, cap, d)
         b = violation_bound(flow, [ConstantRate(cap), ConstantRate(cap * 2)], d)
-        assert b.epsilon >= est.lower99, (d, b, est)
+        assert b.epsilon >= est.lower_limit(0.99), (d, b, est)
 
 
 def test_backlog_bound_valid():
@@ -285,7 +285,7 @@ def test_continuous_packet_tandem_mixed_hops(kinds, util):
     flow = PoissonArrival(lam, size, "det")
     for d in np.quantile(fin - at, [0.9, 0.99, 0.999]):
         est = time_exceedance(at, fin, float(d))
-        assert violation_bound(flow, services, float(d)).epsilon >= est.lower99
+        assert violation_bound(flow, services, float(d)).epsilon >= est.lower_limit(0.99)
 
 
 def test_hoelder_tandem_with_one_cross_flow_at_every_hop():
@@ -301,7 +301,7 @@ def test_hoelder_tandem_with_one_cross_flow_at_every_hop():
         d = float(np.quantile(delays, q))
         dep = tandem_violation(flow, services, d, dependent=True)
         assert dep.method == "mgf-tandem-hoelder"
-        assert dep.epsilon >= exceedance(delays, d).lower99
+        assert dep.epsilon >= exceedance(delays, d).lower_limit(0.99)
         assert dep.epsilon >= tandem_violation(flow, services, d).epsilon
 
 
@@ -371,5 +371,5 @@ def test_continuous_link_with_priority_cross_traffic(size_f, size_c, util_f, uti
         d = float(np.quantile(v, q))
         est = exceedance(v, d)
         best = violation_bound(flow, services, d)
-        assert best.epsilon >= est.lower99, (d, best, est)
-        assert tandem_violation(flow, services, d).epsilon >= est.lower99
+        assert best.epsilon >= est.lower_limit(0.99), (d, best, est)
+        assert tandem_violation(flow, services, d).epsilon >= est.lower_limit(0.99)

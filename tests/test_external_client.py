@@ -10,16 +10,10 @@ editable install of this repository is visible); it asserts that nothing of ``ag
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
-import signal
 import subprocess
 import sys
 import sysconfig
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import grpc_tools
@@ -27,6 +21,7 @@ import pytest
 import yaml
 from conftest import FAST_CONFIG
 from grpc_tools import protoc
+from serving import trefed_serve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,12 +76,6 @@ def _generate(out: Path) -> None:
         (pkg / "__init__.py").touch()
 
 
-def _read_lines(stream, q: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        q.put(line)
-    q.put(None)
-
-
 @pytest.mark.timeout(180)
 def test_client_from_protos_only_against_trefed_serve(tmp_path):
     gen = tmp_path / "gen"
@@ -96,36 +85,13 @@ def test_client_from_protos_only_against_trefed_serve(tmp_path):
     config = tmp_path / "fed.yaml"
     config.write_text(yaml.safe_dump(FAST_CONFIG))
 
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "serve", str(config), "--port", "0", "--state-dir", str(tmp_path / "st")],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(server.stdout, lines), daemon=True).start()
-    seen: list[str] = []
-    try:
-        address = None
-        deadline = time.monotonic() + 120
-        while address is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            seen.append(line)
-            m = re.search(r"broker listening on (127\.0\.0\.1:\d+)", line)
-            if m:
-                address = m.group(1)
-        assert address, "trefed serve printed no address:\n" + "".join(seen)
-
+    with trefed_serve(config, tmp_path / "st", startup_s=120) as served:
         script = tmp_path / "client.py"
         stdlib = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
                   str(Path(sysconfig.get_paths()["stdlib"]) / "lib-dynload")]
         script.write_text(
             f"GEN = {str(gen)!r}\nSTDLIB = {stdlib!r}\nSITE = {sysconfig.get_paths()['purelib']!r}\n"
-            f"ADDRESS = {address!r}\n" + CLIENT
+            f"ADDRESS = {served.address!r}\n" + CLIENT
         )
         done = subprocess.run([sys.executable, "-I", "-S", str(script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120)
@@ -138,22 +104,6 @@ def test_client_from_protos_only_against_trefed_serve(tmp_path):
         assert 0 < result["delay_s"] <= 0.0175
         assert result["released"] is True
         assert result["leaked"] == []
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)  # what a supervisor sends; Ctrl-C (SIGINT) takes the same path
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
-    rest = []
-    while True:
-        try:
-            line = lines.get(timeout=5)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        rest.append(line)
-    assert server.returncode == 0, "".join(seen + rest)
-    assert any("shutting down" in line for line in rest)
+    # SIGTERM (what a supervisor sends; Ctrl-C takes the same path) shuts it down cleanly.
+    assert served.returncode == 0, "".join(served.lines)
+    assert any("shutting down" in line for line in served.lines)

@@ -144,6 +144,6 @@ def test_estimate_confidence_limits():
     rng = np.random.default_rng(4)
     x = rng.random(100_000) < 0.01
     est = exceedance(x.astype(float), 0.5)
-    assert est.lower99 <= est.p <= est.upper99
-    assert est.lower99 < 0.01 < est.upper99
+    assert est.lower_limit(0.99) <= est.p <= est.interval(0.98).high
+    assert est.lower_limit(0.99) < 0.01 < est.interval(0.98).high
     assert est.stderr > 0

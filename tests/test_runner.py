@@ -74,3 +74,16 @@ def test_progress_is_silent_by_default_and_concurrent_requests_are_announced_fir
         before = len(seen)
         fed.run_tenants(concurrent=True)
     assert [s.split(" requests")[0] for s in seen[before:]] == ["tenant t1", "tenant t2"]
+
+
+def test_a_bad_key_file_fails_before_ray_starts(fast_config, runtime, tmp_path):
+    """A corrupt NAME.key in keys_dir is refused (naming the file) before the runtime starts."""
+    from federation.errors import InputError
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "access.key").write_text("not a PEM key\n")
+    cfg = fast_config().model_copy(update={"keys_dir": keys})
+    with pytest.raises(InputError, match=r"access\.key"):
+        Federation(cfg, runtime=runtime, state_dir=tmp_path / "st").start()
+    assert runtime.started == 0

@@ -13,13 +13,6 @@ import pkgutil
 
 import federation
 
-#: Known duplicates still to be merged, with the reason they are tolerated for now.
-KNOWN = {
-    # calculus.reference.Estimate (batch-means p +- z se, 99 % by name) is to become a
-    # federation.stats estimate with interval(level), like ViolationEstimate.
-    "Estimate": {"federation.calculus.reference", "federation.stats"},
-}
-
 
 def _public_classes() -> dict[str, set[str]]:
     where: dict[str, set[str]] = collections.defaultdict(set)
@@ -34,7 +27,7 @@ def _public_classes() -> dict[str, set[str]]:
 
 
 def test_no_public_class_is_defined_twice():
-    twice = {n: sorted(ms) for n, ms in _public_classes().items() if len(ms) > 1 and KNOWN.get(n) != ms}
+    twice = {n: sorted(ms) for n, ms in _public_classes().items() if len(ms) > 1}
     assert not twice, f"one name, several classes: {twice}"
 
 

@@ -12,14 +12,14 @@
   ``V(t) = F_{N(t)} - t`` (``F_k`` = when the work that arrived by packet ``k`` has left).
 * :func:`fluid_mmoo_exceedance`: continuous-time fluid on-off sources into a constant-rate queue
   (piecewise-linear workload, Lindley over rate segments).
-* sample generators for every arrival model, and :class:`Estimate` (batch-means confidence limits).
+* sample generators for every arrival model; estimates come as
+  :class:`~federation.stats.BatchMeansEstimate` (batch-means confidence limits).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -33,9 +33,9 @@ from federation.calculus.arrivals import (
     PoissonArrival,
     TokenBucket,
 )
+from federation.stats import BatchMeansEstimate
 
 __all__ = [
-    "Estimate",
     "slot_samples",
     "slotted_tandem_delays",
     "exceedance",
@@ -45,31 +45,7 @@ __all__ = [
     "fluid_segments_exceedance",
 ]
 
-_Z99 = 2.3263478740408408  # one-sided 99 % normal quantile
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A simulated probability with batch-means standard error.
-
-    ``lower99`` is the one-sided 99 % lower confidence limit (clipped at 0); when no violation
-    was seen it is 0.
-    """
-
-    p: float
-    stderr: float
-    n: int
-
-    @property
-    def lower99(self) -> float:
-        return max(0.0, self.p - _Z99 * self.stderr)
-
-    @property
-    def upper99(self) -> float:
-        return self.p + _Z99 * self.stderr
-
-
-def _batch_estimate(weights: np.ndarray, hits: np.ndarray, batches: int = 50) -> Estimate:
+def _batch_estimate(weights: np.ndarray, hits: np.ndarray, batches: int = 50) -> BatchMeansEstimate:
     """Weighted fraction with batch-means standard error (``hits`` in [0, weights])."""
     n = len(weights)
     b = max(2, min(batches, n))
@@ -79,7 +55,7 @@ def _batch_estimate(weights: np.ndarray, hits: np.ndarray, batches: int = 50) ->
     p = float(hits.sum() / weights.sum())
     frac = hw / ww
     se = float(np.std(frac, ddof=1) / math.sqrt(b))
-    return Estimate(p, se, n)
+    return BatchMeansEstimate(p, se, n)
 
 
 # ----------------------------------------------------------------------------- sample paths
@@ -195,7 +171,7 @@ def slotted_tandem_delays(
     return delays[:last]
 
 
-def exceedance(delays: np.ndarray, d: float, warmup: int = 0, batches: int = 50) -> Estimate:
+def exceedance(delays: np.ndarray, d: float, warmup: int = 0, batches: int = 50) -> BatchMeansEstimate:
     """Estimate ``P(D > d)`` from a stationary series of per-slot delays (batch means)."""
     x = delays[warmup:]
     return _batch_estimate(np.ones(len(x)), (x > d).astype(float), batches)
@@ -217,7 +193,7 @@ def packet_tandem_departures(times: np.ndarray, service_times: Sequence[np.ndarr
 
 def time_exceedance(
     arrival_times: np.ndarray, finish: np.ndarray, d: float, horizon: float | None = None, batches: int = 50
-) -> Estimate:
+) -> BatchMeansEstimate:
     """Time-stationary ``P(V(t) > d)`` of ``V(t) = finish[N(t)] - t`` (0 if negative).
 
     ``finish[k]`` is when all work that arrived up to packet ``k`` has left (e.g. the last hop's
@@ -269,7 +245,7 @@ def continuous_mmoo_segments(arrival: MMOO, horizon: float, rng: np.random.Gener
 
 def fluid_segments_exceedance(
     lengths: np.ndarray, rates: np.ndarray, capacity: float, d: float, batches: int = 50
-) -> Estimate:
+) -> BatchMeansEstimate:
     """Time-stationary ``P(V(t)/C > d)`` for a fluid queue with piecewise-constant input rates.
 
     The workload evolves linearly within a segment (slope ``rate - C``, reflected at 0); the
