@@ -118,7 +118,7 @@ def _log_geometric_tail_recursive(log_a: np.ndarray, j: int) -> float:
     surv = b[0] ** j
     small = j <= 256
     if not small and len(b) > 1:
-        from scipy.signal import lfilter  # 0.5 s to import: only for the long sequences that need it
+        from scipy.signal import lfilter  # 1 s to import (scipy.stats with it): only for long sequences
 
     for h in range(1, len(b)):
         if small:  # short sequences: a direct convolution is cheaper than lfilter's overhead
