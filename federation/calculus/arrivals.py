@@ -65,6 +65,7 @@ __all__ = [
     "Aggregate",
     "aggregate",
     "arrival_from_spec",
+    "binom_pmf",
 ]
 
 _LOG_HUGE = 700.0
@@ -438,14 +439,30 @@ class MMOO(Arrival):
                     q[k, k - 1] = k * beta_
                 q[k, k] = -q[k].sum()
             return q, rates
-        from scipy.stats import binom
-
         p = np.zeros((n + 1, n + 1))
         for k in range(n + 1):
-            stay = binom.pmf(np.arange(k + 1), k, self.stay_on)
-            turn = binom.pmf(np.arange(n - k + 1), n - k, 1.0 - self.stay_off)
+            stay = binom_pmf(k, self.stay_on)
+            turn = binom_pmf(n - k, 1.0 - self.stay_off)
             p[k] = np.convolve(stay, turn)
         return p, rates
+
+
+def binom_pmf(n: int, p: float) -> np.ndarray:
+    """``scipy.stats.binom.pmf(arange(n + 1), n, p)``: the Binomial(n, p) probabilities of 0..n.
+
+    SciPy's own kernel (the ufunc ``scipy.special._ufuncs._binom_pmf`` that ``binom.pmf`` calls,
+    clipped to [0, 1] as ``binom.pmf`` does), so the same values to the last bit, without
+    importing ``scipy.stats`` (0.8 s; ``scipy.special`` alone is 0.2 s). SciPy versions without
+    that ufunc get ``binom.pmf`` itself. ``n >= 0`` whole, ``0 <= p <= 1``.
+    """
+    k = np.arange(n + 1)
+    try:
+        from scipy.special._ufuncs import _binom_pmf
+    except ImportError:  # pragma: no cover - older SciPy (the kernel lived in scipy.stats._boost)
+        from scipy.stats import binom
+
+        return np.asarray(binom.pmf(k, n, p), dtype=float)
+    return np.clip(_binom_pmf(k, np.asarray(n), np.asarray(p)), 0, 1)
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
 
 from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival, aggregate
 from federation.calculus.bound import Bound, BoundMethod, MartingaleDetail, PriorityDetail
-from federation.calculus.roots import invert_delay
+from federation.calculus.roots import brentq, invert_delay, minimize_scalar_bounded
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
 from federation.calculus.tandem import Tandem
 from federation.errors import InputError
@@ -306,8 +305,8 @@ def priority_violation(arrival: Arrival, services: Sequence[Service], delay: flo
     # Chernoff bound on P(A_c(0,d) > C d)
     if dv > 0:
         hi_s = min(cross.theta_max * (1 - 1e-9), 1e3 / scale)
-        res = minimize_scalar(lambda x: (cross.kappa(math.exp(x)) - math.exp(x) * c) * dv,
-                              bounds=(math.log(hi_s) - 25.0, math.log(hi_s)), method="bounded")
+        res = minimize_scalar_bounded(lambda x: (cross.kappa(math.exp(x)) - math.exp(x) * c) * dv,
+                                      (math.log(hi_s) - 25.0, math.log(hi_s)))
         log_chern = min(0.0, float(res.fun))
     else:
         log_chern = 0.0
@@ -316,8 +315,7 @@ def priority_violation(arrival: Arrival, services: Sequence[Service], delay: flo
         h = 1.0 / tot.overshoot(theta)
         return h * math.exp((cross.kappa(theta) - theta * c) * dv) + (1.0 - h) * math.exp(log_chern)
 
-    res = minimize_scalar(lambda x: value(theta_star * x), bounds=(1e-6, 1.0), method="bounded",
-                          options={"xatol": 1e-6})
+    res = minimize_scalar_bounded(lambda x: value(theta_star * x), (1e-6, 1.0), xatol=1e-6)
     th = theta_star * float(res.x)
     v = min(value(th), value(theta_star))
     if value(theta_star) <= v:

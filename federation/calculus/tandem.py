@@ -42,12 +42,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.signal import lfilter
 
 from federation.calculus.arrivals import Arrival
 from federation.calculus.bound import BacklogBound, Bound, BoundMethod, DeterministicDetail, TandemDetail
-from federation.calculus.roots import bracket_root, invert_delay
+from federation.calculus.roots import bracket_root, invert_delay, minimize_scalar_bounded
 from federation.calculus.services import ConstantRate, Leftover, Service
 from federation.errors import InputError, NoFiniteBound
 from federation.specs import TimeModel
@@ -119,6 +117,9 @@ def _log_geometric_tail_recursive(log_a: np.ndarray, j: int) -> float:
     p = one_minus_a[0] * np.power(b[0], k)
     surv = b[0] ** j
     small = j <= 256
+    if not small and len(b) > 1:
+        from scipy.signal import lfilter  # 1 s to import (scipy.stats with it): only for long sequences
+
     for h in range(1, len(b)):
         if small:  # short sequences: a direct convolution is cheaper than lfilter's overhead
             f = np.convolve(p, np.power(b[h], k))[:j]
@@ -375,11 +376,8 @@ class _Problem:
         i = int(np.argmin(vals))
         a = math.log(grid[max(i - 1, 0)])
         b = math.log(grid[min(i + 1, len(grid) - 1)])
-        res = minimize_scalar(
-            lambda x: self.log_bound(math.exp(x), d_virtual, backlog)[0],
-            bounds=(a, b),
-            method="bounded",
-            options={"xatol": 1e-2},
+        res = minimize_scalar_bounded(
+            lambda x: self.log_bound(math.exp(x), d_virtual, backlog)[0], (a, b), xatol=1e-2
         )
         if res.fun < vals[i]:
             th = math.exp(res.x)

@@ -11,7 +11,8 @@ End-to-end delay = egress of the last domain - arrival at the first domain (s).
 Engine. FIFO and partition hops are max-plus scans in numpy,
 ``D_n = C_n + max_{k<=n}(A_k - C_{k-1})`` with ``C`` the running sum of service times (equal to
 the Lindley recursion ``D_n = max(A_n, D_{n-1}) + S_n``); finite buffers, ceilings, variable
-capacity, batching and WFQ run in the numba kernels of :mod:`federation.dataplane.kernels`. Time is cut
+capacity, batching and WFQ run in the numba kernels of :mod:`federation.dataplane.kernels` (imported
+by the branches that call them: numba takes 0.25 s to import, plain FIFO runs never need it). Time is cut
 into windows holding about ``chunk_packets`` packets; every server, generator and random stream
 carries its state from one window to the next and a domain only processes packets it can no
 longer be surprised by (earlier than the horizon up to which all its inputs are known), so the
@@ -30,7 +31,6 @@ from typing import Any, cast
 import numpy as np
 
 from federation.dataplane.impairments import Impairment, capacity_schedule, window_max, window_sum
-from federation.dataplane.kernels import fifo_batch, fifo_general, gilbert_elliott, scfq
 from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
 from federation.dataplane.telemetry import Delivered, DomainLog, Telemetry, TelemetryChunk
 from federation.dataplane.traffic import child_generator
@@ -325,6 +325,8 @@ class Simulation:
             if q is not None and len(q["t"]):
                 b = {k: np.concatenate([q[k], b[k]]) for k in b}
             if sched == "wfq":
+                from federation.dataplane.kernels import scfq
+
                 D, order, F = scfq(b["t"], b["w"], b["flow"], hop.cls_of_flow, hop.tags, hop.crate, dom.rate,
                                    hop.bps, hop.fac, H, hop.state[0], cast(np.ndarray, hop.flast))  # set for wfq
                 wait = np.flatnonzero(np.isnan(D))
@@ -334,10 +336,14 @@ class Simulation:
                 ft = F[wait]
                 hop.tags = ft[: len(ft) - int(np.count_nonzero(np.isnan(ft)))]
                 return {k: v[order] for k, v in b.items() if k != "w"}, D[order]
+            from federation.dataplane.kernels import fifo_batch
+
             D, done = fifo_batch(b["t"], b["w"], dom.rate, hop.bps, hop.fac, dom.batch, H, hop.state[0])
             hop.queue = {k: v[done:] for k, v in b.items()}
             return {k: v[:done] for k, v in b.items()}, D[:done]
         ceil_budget = dom.ceiling - dom.delay
+        if hop.kernel_fifo:  # finite buffer, ceiling or varying capacity: max_plus_fifo cannot serve them
+            from federation.dataplane.kernels import fifo_general
         if sched == "fifo":
             return b, fifo_general(b["t"], w, dom.rate, hop.bps, hop.fac, dom.buffer, ceil_budget, hop.state[0])
         # partition: one FIFO server per class
@@ -395,6 +401,8 @@ class Simulation:
             u = self._per_flow(hop, h, flow, _LOSS, lambda g, k: g.random(k))
             if dom.gilbert is not None:
                 ge = dom.gilbert
+                from federation.dataplane.kernels import gilbert_elliott
+
                 ut = self._per_flow(hop, h, flow, _GE, lambda g, k: g.random(k))
                 for f in hop.flows:
                     m = flow == f

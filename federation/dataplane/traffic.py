@@ -29,7 +29,6 @@ from typing import Literal
 
 import numpy as np
 
-from federation.dataplane.kernels import token_bucket_shape
 from federation.errors import InputError
 from federation.specs import ArrivalSpec
 
@@ -463,6 +462,8 @@ class _ShapedGen(PacketGenerator):
             if float(s.max()) > self.sigma:
                 raise InputError(f"token-bucket shaper: a packet of {float(s.max()):g} bits exceeds "
                                  f"the bucket depth sigma(={self.sigma:g})")
+            from federation.dataplane.kernels import token_bucket_shape  # numba: only for shaped traffic
+
             d = token_bucket_shape(t, s, self.sigma, self.rho, self.state)
             self.pend_t = np.concatenate([self.pend_t, d])
             self.pend_s = np.concatenate([self.pend_s, s])
