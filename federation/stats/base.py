@@ -28,6 +28,29 @@ class Interval:
     high: float
 
 
+def _binom_ppf(q: float, n: int, p: float) -> int:
+    """``scipy.stats.binom.ppf(q, n, p)`` from ``scipy.special`` (0.3 s to import, not 0.8 s).
+
+    The smallest ``k`` in ``[0, n]`` with ``P(Bin(n, p) <= k) >= q`` (``-1`` when ``q = 0``).
+    """
+    from scipy import special
+
+    if q <= 0.0:
+        return -1
+    if q >= 1.0 or p >= 1.0:
+        return n
+    if p <= 0.0:
+        return 0
+    k = special.bdtrik(q, n, p)
+    k = int(math.ceil(k)) if math.isfinite(k) else 0
+    k = min(max(k, 0), n)
+    while k > 0 and special.bdtr(k - 1, n, p) >= q:
+        k -= 1
+    while k < n and special.bdtr(k, n, p) < q:
+        k += 1
+    return k
+
+
 def _check_level(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise InputError(f"level(={level!r}) must be in (0, 1)")

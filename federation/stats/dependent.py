@@ -22,6 +22,7 @@ indicator of a multi-hop path. So: batch means, with the batch count chosen from
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,6 +39,7 @@ __all__ = [
     "BatchQuantileEstimate",
     "tail_probability",
     "tail_quantile",
+    "tail_quantiles",
     "MIN_BATCHES",
     "MAX_BATCHES",
 ]
@@ -65,12 +67,17 @@ class BatchVIF:
         Mean samples per batch ``m = n / b``.
     lag1
         Lag-1 autocorrelation of the chosen batch counts (nan when constant).
+    dof
+        Degrees of freedom of the batch variance: ``b - 1``, but at most ``J - 1`` with ``J`` the
+        batches that are neither empty nor full (a rare event's variance rests on the few batches
+        it occurs in); 0 when the variance could not be estimated.
     """
 
     vif: float
     batches: int
     batch_size: float
     lag1: float
+    dof: int
 
 
 def _lag1(f: np.ndarray) -> float:
@@ -119,13 +126,13 @@ def batch_vif(counts: np.ndarray, sizes: np.ndarray | None = None) -> BatchVIF:
     if len(s) != len(c):
         raise InputError(f"sizes(len={len(s)}) must have the length of counts(len={len(c)})")
     if len(c) == 0:
-        return BatchVIF(1.0, 0, math.nan, math.nan)
+        return BatchVIF(1.0, 0, math.nan, math.nan, 0)
     n, k = float(s.sum()), float(c.sum())
     b = max(1, min(MAX_BATCHES, len(c), 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1.0)))))))
     edges = np.linspace(0, len(c), b + 1).astype(np.int64)
     bc, bs = np.add.reduceat(c, edges[:-1]), np.add.reduceat(s, edges[:-1])
     if not 0.0 < k < n:
-        return BatchVIF(max(1.0, n / b), b, n / b, math.nan)
+        return BatchVIF(max(1.0, n / b), b, n / b, math.nan, 0)
     while True:
         r1 = _lag1(bc / bs) if len(bc) > 2 else math.nan
         if not (len(bc) // 2 >= MIN_BATCHES and r1 > _R1_Z / math.sqrt(len(bc))):
@@ -136,18 +143,22 @@ def batch_vif(counts: np.ndarray, sizes: np.ndarray | None = None) -> BatchVIF:
     b = len(bc)
     p = k / n
     m = n / b
-    s2 = float(np.var(bc / bs, ddof=1)) if b > 1 else p * (1 - p) / m
-    return BatchVIF(max(1.0, m * s2 / (p * (1.0 - p))), b, m, r1)
+    mixed = int(np.count_nonzero((bc > 0) & (bc < bs)))
+    dof = min(b - 1, mixed - 1)
+    if dof < 1:  # every exceedance in one batch: no variance estimate; each batch one sample
+        return BatchVIF(max(1.0, m), b, m, r1, 0)
+    s2 = float(np.var(bc / bs, ddof=1))
+    return BatchVIF(max(1.0, m * s2 / (p * (1.0 - p))), b, m, r1, dof)
 
 
-def _t_over_z_sq(level: float, b: int) -> float:
-    """``(t_{b-1}((1+level)/2) / z((1+level)/2))^2``: the batch variance has ``b - 1`` degrees of freedom."""
-    if b <= 1:
+def _t_over_z_sq(level: float, dof: int) -> float:
+    """``(t_dof((1+level)/2) / z((1+level)/2))^2``: the batch variance has ``dof`` degrees of freedom."""
+    if dof < 1:
         return 1.0
-    from scipy import stats
+    from scipy import special
 
     q = 0.5 + level / 2.0
-    return float((stats.t.ppf(q, b - 1) / stats.norm.ppf(q)) ** 2)
+    return float((special.stdtrit(dof, q) / special.ndtri(q)) ** 2)
 
 
 @dataclass(frozen=True)
@@ -162,11 +173,14 @@ class BatchProportionEstimate(ProportionEstimate):
         Variance inflation factor of the count (:func:`batch_vif`), >= 1.
     batches
         Batches it was estimated from.
+    dof
+        Degrees of freedom of the batch variance (:class:`BatchVIF`).
 
     Notes
     -----
-    With :math:`\hat p = k/n`, :math:`n_e = n / (\mathrm{VIF}\,(t_{b-1}/z)^2)` (the Student
-    factor at the interval's level because the batch variance is itself estimated) and
+    With :math:`\hat p = k/n`, :math:`n_e = n / (\mathrm{VIF}\,(t_\nu/z)^2)` (the Student
+    factor at the interval's level because the batch variance is itself estimated, with
+    :math:`\nu` = ``dof`` degrees of freedom) and
     :math:`k_e = \hat p\, n_e`, the interval is Clopper-Pearson at :math:`(k_e, n_e)`:
 
     .. math::
@@ -187,6 +201,7 @@ class BatchProportionEstimate(ProportionEstimate):
     n: int
     vif: float
     batches: int
+    dof: int = 0
 
     @property
     def value(self) -> float:
@@ -203,13 +218,13 @@ class BatchProportionEstimate(ProportionEstimate):
         level = _check_level(level)
         if self.n <= 0:
             return Interval(0.0, 1.0)
-        from scipy import stats
+        from scipy import special
 
-        ne = max(1.0, self.n / (self.vif * _t_over_z_sq(level, self.batches)))
+        ne = max(1.0, self.n / (self.vif * _t_over_z_sq(level, self.dof)))
         ke = self.count / self.n * ne
         a = (1.0 - level) / 2.0
-        lo = 0.0 if self.count == 0 else float(stats.beta.ppf(a, ke, ne - ke + 1.0))
-        hi = 1.0 if self.count == self.n else float(stats.beta.ppf(1.0 - a, ke + 1.0, ne - ke))
+        lo = 0.0 if self.count == 0 else float(special.betaincinv(ke, ne - ke + 1.0, a))
+        hi = 1.0 if self.count == self.n else float(special.betaincinv(ke + 1.0, ne - ke, 1.0 - a))
         return Interval(lo, hi)
 
 
@@ -218,7 +233,7 @@ class BatchQuantileEstimate(QuantileEstimate):
     """The order-statistic quantile of an autocorrelated series, ranks at the batch-means size.
 
     ``vif`` is that of the indicator ``X > value`` (:func:`batch_vif`), ``batches`` its batch
-    count; the interval takes the ranks from the binomial at ``n / (vif (t_{b-1}/z)^2)``
+    count; the interval takes the ranks from the binomial at ``n / (vif (t_dof/z)^2)``
     (:class:`~federation.stats.independent.QuantileEstimate`'s Notes, with the Student factor of
     :class:`BatchProportionEstimate`).
     """
@@ -226,11 +241,12 @@ class BatchQuantileEstimate(QuantileEstimate):
     method: ClassVar[str] = "batch-means order-statistic"
 
     batches: int = 0
+    dof: int = 0
 
     def interval(self, level: float = 0.95) -> Interval:
         """The order-statistic interval at the effective size."""
         level = _check_level(level)
-        return self._ranks_interval(level, self.vif * _t_over_z_sq(level, self.batches))
+        return self._ranks_interval(level, self.vif * _t_over_z_sq(level, self.dof))
 
 
 def _series(x: np.ndarray, what: str) -> np.ndarray:
@@ -267,7 +283,7 @@ def tail_probability(exceed: np.ndarray, *, independent: bool = False) -> Propor
     if independent:
         return ViolationEstimate(k, n)
     v = batch_vif(e)
-    return BatchProportionEstimate(k, n, v.vif, v.batches)
+    return BatchProportionEstimate(k, n, v.vif, v.batches, v.dof)
 
 
 def tail_quantile(samples: np.ndarray, p: float, *, independent: bool = False) -> QuantileEstimate:
@@ -286,18 +302,29 @@ def tail_quantile(samples: np.ndarray, p: float, *, independent: bool = False) -
     -------
     QuantileEstimate
         ``value``, ``interval(level)`` (``high`` is inf when too few effective samples lie beyond
-        the quantile), ``method``, ``n_eff``, ``conclusive(level)``.
+        the quantile: then ``conclusive(level)`` is False), ``method``, ``n_eff``.
     """
+    return tail_quantiles(samples, (p,), independent=independent)[float(p)]
+
+
+def tail_quantiles(samples: np.ndarray, ps: Sequence[float], *,
+                   independent: bool = False) -> dict[float, QuantileEstimate]:
+    """:func:`tail_quantile` at several probabilities ``ps`` (one sort of the samples)."""
     x = _series(samples, "samples").astype(np.float64, copy=False)
-    if not 0.0 < p < 1.0:
-        raise InputError(f"p(={p!r}) must be in (0, 1)")
+    for p in ps:
+        if not 0.0 < p < 1.0:
+            raise InputError(f"p(={p!r}) must be in (0, 1)")
     if np.isnan(x).any():
         raise InputError("samples contain NaN (count a lost packet as inf)")
     xs = np.sort(x)
-    if independent:
-        return QuantileEstimate(xs, float(p))
-    q = QuantileEstimate(xs, float(p)).value
-    if len(x) == 0:
-        return BatchQuantileEstimate(xs, float(p), 1.0, 0)
-    v = batch_vif(x > q)
-    return BatchQuantileEstimate(xs, float(p), v.vif, v.batches)
+    out: dict[float, QuantileEstimate] = {}
+    for p in ps:
+        p = float(p)
+        if independent:
+            out[p] = QuantileEstimate(xs, p)
+        elif len(x) == 0:
+            out[p] = BatchQuantileEstimate(xs, p, 1.0, 0, 0)
+        else:
+            v = batch_vif(x > QuantileEstimate(xs, p).value)
+            out[p] = BatchQuantileEstimate(xs, p, v.vif, v.batches, v.dof)
+    return out
