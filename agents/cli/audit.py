@@ -54,7 +54,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
     from trefed.v1 import telemetry_pb2
 
-    from federation.audit.estimates import check_level
+    from federation.audit.analysis import check_level
     from federation.audit.offline import audit_directory, load_contracts
     from federation.audit.report import report_document, report_to_markdown
     from federation.errors import InputError

@@ -23,7 +23,7 @@ downstream witness (the tenant does not report yet).
 **Compliance.** Domain ``i`` signed ``(d_i, eps_i)``: its exceedance indicators
 :math:`X_k = [\\mathrm{lost}_k \\lor D_{i,k} > d_i]` over the tenant's packets, in ingress-time
 order, go to ``tail_probability(..., independent=False)`` (queueing delays are autocorrelated)
-and ``judge(estimate, eps_i, level)``: COMPLIANT when the interval lies at or below
+and ``judge(estimate, eps_i, level)`` of :mod:`federation.stats` (batch means): COMPLIANT when the interval lies at or below
 :math:`\\epsilon_i`, VIOLATING when above, INCONCLUSIVE otherwise. A domain named by a finding
 (other than a reorder or a replay, which lose nothing) or without telemetry is never COMPLIANT:
 a COMPLIANT verdict becomes INCONCLUSIVE (never "compliant by silence").
@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from federation.audit.chain import Batch, Finding, FindingKind
-from federation.audit.estimates import is_conclusive, judge, tail_probability, tail_quantile
 from federation.errors import InputError
+from federation.stats import judge, tail_probability, tail_quantiles
 
 __all__ = [
     "QUANTILES",
@@ -64,6 +64,7 @@ __all__ = [
     "DomainResult",
     "Analysis",
     "analyse",
+    "check_level",
 ]
 
 #: Delay quantiles reported per domain and end to end.
@@ -212,6 +213,13 @@ class Analysis:
         return self.budgets[-1].verdict
 
 
+def check_level(level: float) -> float:
+    """``level`` as a float in (0, 1), else :class:`InputError` naming it ``confidence``."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise InputError(f"confidence(={level!r}) must be in (0, 1)")
+    return float(level)
+
+
 def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: bool) -> RateResult:
     est = tail_probability(events, independent=False)
     iv = est.interval(level)
@@ -223,14 +231,15 @@ def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: b
 
 
 def _quantiles(delays: np.ndarray, level: float) -> tuple[Quantile, ...]:
+    """Quantiles of delays in time order (s; a lost packet counts as inf)."""
+    if len(delays) == 0:
+        return tuple(Quantile(p, math.nan, math.nan, math.nan, False, "none") for p in QUANTILES)
+    qs = tail_quantiles(delays, QUANTILES, independent=False)
     out = []
     for p in QUANTILES:
-        if len(delays) == 0:
-            out.append(Quantile(p, math.nan, math.nan, math.nan, False, "none"))
-            continue
-        q = tail_quantile(delays, p, independent=False)
+        q = qs[p]
         iv = q.interval(level)
-        out.append(Quantile(p, float(q.value), float(iv.low), float(iv.high), is_conclusive(q, level),
+        out.append(Quantile(p, float(q.value), float(iv.low), float(iv.high), bool(q.conclusive(level)),
                             str(q.method)))
     return tuple(out)
 
@@ -395,8 +404,10 @@ def analyse(
         tord = np.argsort(o.ingress, kind="stable")
         ex = _rate("exceedance", ev[tord], t.epsilon, level, t.domain_id in blocked)
         share = float(shares[i]) / len(viol) if len(viol) else 0.0
-        results.append(DomainResult(t, ex, _quantiles(d_i[~o.lost], level), float(shares[i]), share, mine))
+        results.append(DomainResult(t, ex, _quantiles(np.where(o.lost, math.inf, d_i)[tord], level),
+                                    float(shares[i]), share, mine))
     windows = [o.windows for o in obs if o is not None and len(o.windows)]
     w = np.concatenate(windows) if windows else np.zeros((1, 2))
-    return Analysis(terms, level, tuple(results), budgets, _quantiles(delay[delivered], level), int(known.sum()),
+    e2e_delay = np.where(lost_e2e, math.inf, delay)[order]  # known packets in time order, lost as inf
+    return Analysis(terms, level, tuple(results), budgets, _quantiles(e2e_delay, level), int(known.sum()),
                     len(viol), unattributed, (float(w[:, 0].min()), float(w[:, 1].max())), tuple(findings))

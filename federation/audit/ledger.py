@@ -25,10 +25,9 @@ from collections.abc import Callable, Sequence
 
 from trefed.v1 import reservation_pb2, services_pb2, telemetry_pb2
 
-from federation.audit.analysis import Analysis, ContractTerms, DomainTerms, analyse, observe
+from federation.audit.analysis import Analysis, ContractTerms, DomainTerms, analyse, check_level, observe
 from federation.audit.batches import claimed_domain, validate_batch
 from federation.audit.chain import DomainChain, Finding, FindingKind
-from federation.audit.estimates import check_level
 from federation.audit.report import report_body, sign_report
 from federation.errors import InputError, NotFoundError, VerificationError
 from federation.tre.signing import Reason, SigningKey
