@@ -117,6 +117,7 @@ def audited_run(
     budgets: Sequence[tuple[float, float]] | None = None,
     extra_delay: tuple[int, float] | None = None,
     liar: tuple[int, float] | None = None,
+    loss: tuple[int, float] | None = None,
     seed: int = 1,
     batch_packets: int = 5_000,
     keys: Sequence[SigningKey] | None = None,
@@ -134,6 +135,8 @@ def audited_run(
         ``(domain index, seconds)``: that domain delays every packet by that much more.
     liar
         ``(domain index, seconds)``: that domain reports its egress that much earlier.
+    loss
+        ``(domain index, probability)``: that domain loses packets independently.
     keys
         The domains' keys (default: fresh ones).
     """
@@ -141,7 +144,8 @@ def audited_run(
     if budgets is None:
         budgets = [(math.log(400.0) / (1.0 - rate), 0.01)] * n
     keys = tuple(keys) if keys is not None else tuple(SigningKey.generate(d) for d in domain_ids)
-    doms = [Domain(rate=1.0, service=ServiceTimes("exp", 1.0), name=d) for d in domain_ids]
+    doms = [Domain(rate=1.0, service=ServiceTimes("exp", 1.0), name=d,
+                   loss=loss[1] if loss is not None and loss[0] == i else 0.0) for i, d in enumerate(domain_ids)]
     imps = [Impairment(extra_delay[0], "delay", 0.0, 1e12, extra_delay[1])] if extra_delay else []
     tel = simulate(doms, [Source(0, Poisson(rate))], seed=seed, packets=packets, impairments=imps)
     assert tel.domains is not None
