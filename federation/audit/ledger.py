@@ -225,12 +225,8 @@ class AuditLedger:
     def report(self, contract_id: str, confidence: float = 0.95) -> telemetry_pb2.SignedAccountabilityReport:
         """The signed accountability report of ``contract_id`` over the telemetry received so far.
 
-        Raises
-        ------
-        NotFoundError
-            ``contract_id`` was never added.
-        InputError
-            ``confidence`` not in (0, 1).
+        ``report_id`` is ``CONTRACT_ID/N`` for the ``N``-th report of the contract; the errors are
+        :meth:`analysis`'s (:class:`NotFoundError` for an unknown contract).
         """
         analysis = self.analysis(contract_id, confidence)
         with self._lock:
