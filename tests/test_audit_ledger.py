@@ -265,3 +265,22 @@ def test_contracts_are_verified(run, auditor):
 def test_the_auditor_key_must_be_the_auditors(run):
     with pytest.raises(InputError, match="auditor_id"):
         AuditLedger(TrustStore(), SigningKey.generate("access"), auditor_id="auditor")
+
+
+def test_the_tenants_receipts_witness_the_last_domain():
+    honest = audited_run(packets=4000, batch_packets=1000, seed=5, receipts=True)
+    led = ledger_for(honest, SigningKey.generate("auditor"))
+    led.trust.add_key(honest.tenant_key)
+    assert all(r.accepted for r in led.submit_all(honest.all_batches()))
+    assert not report_body(led).finding_details
+    lying = audited_run(packets=4000, batch_packets=1000, seed=5, receipts=True, liar=(2, 0.5))
+    led = ledger_for(lying, SigningKey.generate("auditor"))
+    led.trust.add_key(lying.tenant_key)
+    led.submit_all(lying.all_batches())
+    body = report_body(led)
+    assert [(f.kind, f.domain_id) for f in body.finding_details] == [("inconsistent", "cloud")]
+    assert "tenant-a" in body.finding_details[0].detail
+    # without the receipts the last domain's egress has no witness
+    led = ledger_for(lying, SigningKey.generate("auditor"))
+    led.submit_all([b for k in lying.keys for b in lying.batches[k.domain_id]])
+    assert not report_body(led).finding_details
