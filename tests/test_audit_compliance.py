@@ -102,3 +102,25 @@ def test_analyse_checks_its_inputs():
         analyse(terms, [])
     with pytest.raises(InputError, match="link_delay_s"):
         analyse(terms, [None], link_delay_s=[1.0])
+
+
+def test_the_attribution_benchmark_in_small(tmp_path):
+    """benchmarks/bench_attribution.py at a fixed seed, 8 + 4 trials: every impaired domain with a true
+    rate >= 2 eps_i is VIOLATING, no domain with a true rate <= eps_i is, every liar is caught."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attribution.py"
+    spec = importlib.util.spec_from_file_location("bench_attribution", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "attribution.json"
+    code = bench.main(["--trials", "8", "--lying", "4", "--packets", "20000", "--truth-factor", "5",
+                       "--out", str(out)])
+    import json
+
+    s = json.loads(out.read_text())["summary"]
+    assert s["recall"]["n"] >= 2 and s["recall"]["violating"] == 1.0
+    assert s["false_blame"]["n"] >= 20 and s["false_blame"]["violating"] == 0.0
+    assert s["lying"]["caught"] == 1.0 and s["lying"]["false_accusations"] == 0
+    assert code == 0
