@@ -67,6 +67,14 @@ def test_a_lying_domain_exits_1(tmp_path):
     assert kinds == [("inconsistent", "access")]
 
 
+def test_missing_telemetry_exits_1(tmp_path, capsys):
+    run = audited_run(packets=3000, seed=2)
+    silent = type(run)(run.keys, run.trust, run.contract, run.telemetry,
+                       {**run.batches, "transport": []})  # transport reports nothing
+    assert audit(tmp_path, silent) == 1
+    assert "missing-telemetry[transport]" in capsys.readouterr().out
+
+
 def test_the_auditor_key_from_a_file_and_several_contracts(tmp_path):
     run = audited_run(packets=3000, seed=2)
     assert main(["keys", "new", "--domain", "audit-1", "--out", str(tmp_path / "aud")]) == 0

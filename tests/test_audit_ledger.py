@@ -119,6 +119,13 @@ def test_a_reorder_is_found_and_the_batches_are_linked(run, auditor):
     assert r[3].packets_total == 4000
     found = led.findings("access")
     assert [f.kind for f in found] == [FindingKind.REORDER] and found[0].batch_sequence == 2
+    for k in ("transport", "cloud"):
+        led.submit_all(run.batches[k])
+    body = report_body(led)
+    assert [f.kind for f in body.finding_details] == ["reorder"] and not violation_found(body)  # nothing lost
+    in_order = ledger_for(run, auditor)
+    in_order.submit_all(run.all_batches())
+    assert verdicts(body) == verdicts(report_body(in_order))  # a reorder blocks no verdict
 
 
 def test_a_replay_is_rejected(run, auditor):
@@ -190,6 +197,7 @@ def test_missing_telemetry_is_never_compliant(run, auditor):
     body = report_body(led)
     assert verdicts(body)["transport"] == "INCONCLUSIVE"
     assert [(f.kind, f.domain_id) for f in body.finding_details] == [("missing-telemetry", "transport")]
+    assert violation_found(body)  # never compliant by silence
     empty = ledger_for(run, auditor)
     nothing = report_body(empty)
     assert set(verdicts(nothing).values()) == {"INCONCLUSIVE"}

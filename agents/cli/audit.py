@@ -14,10 +14,11 @@ contract; ``report-CONTRACT_ID.pb`` each when there are several), plus the audit
 ``trefed keys new``; ``NAME`` is the auditor's id), or a fresh key of id ``auditor`` whose
 private half is not kept.
 
-Exit code 0: no violation found (every verdict COMPLIANT or, for lack of evidence, INCONCLUSIVE;
-no finding against a domain); 1: a violation found and attributed (a VIOLATING verdict, or a
-domain contradicted by its neighbour, an equivocation, a broken chain, vanished packets);
-2: bad input.
+Exit code 0: no violation found (every verdict COMPLIANT or, for lack of evidence alone,
+INCONCLUSIVE, which is printed; no finding but reorders and replays); 1: a violation found and
+attributed (a VIOLATING verdict, or a finding naming a domain: missing telemetry, a gap, a tampered
+or wrongly signed batch, an equivocation, a broken chain, vanished packets, a domain contradicted
+by its neighbour); 2: bad input.
 """
 
 from __future__ import annotations
@@ -83,8 +84,11 @@ def run_audit(args: argparse.Namespace) -> int:
         write_atomic(out / name, signed.SerializeToString(), mode=0o644, overwrite=True)
         verdict = telemetry_pb2.Verdict.Name(body.end_to_end_verdict)
         blamed = [d.domain_id for d in body.domains if d.verdict == telemetry_pb2.VIOLATING]
+        unsure = [d.domain_id for d in body.domains if d.verdict == telemetry_pb2.INCONCLUSIVE]
         print(f"{body.contract_id}: end to end {verdict}; violating: {', '.join(blamed) or 'none'}; "
-              f"{len(body.finding_details)} findings")
+              f"inconclusive: {', '.join(unsure) or 'none'}; {len(body.finding_details)} findings")
+        for f in body.findings:
+            print(f"  {f}")
     write_atomic(out / "report.json", (json.dumps({"violation": result.violation, "rejected_batches": result.rejected,
                                                    "reports": docs}, indent=2) + "\n").encode(),
                  mode=0o644, overwrite=True)

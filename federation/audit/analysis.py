@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from federation.audit.chain import Batch, Finding, FindingKind
+from federation.audit.chain import HARMLESS, Batch, Finding, FindingKind
 from federation.errors import InputError
 from federation.stats import judge, tail_probability, tail_quantiles
 
@@ -73,8 +73,6 @@ __all__ = [
 #: Delay quantiles reported per domain and end to end.
 QUANTILES: tuple[float, ...] = (0.99, 0.999)
 
-#: Findings that lose no data: they do not make a verdict inconclusive.
-_HARMLESS = frozenset({FindingKind.REORDER, FindingKind.REPLAY})
 
 
 @dataclass(frozen=True)
@@ -349,7 +347,7 @@ def analyse(
         gone = _check_link(a, b, ids[i], name_b, link, tolerance_s, egress[i], findings)
         if i < n - 1:
             vanished[i + 1] = gone
-    blocked = {f.domain_id for f in findings if f.kind not in _HARMLESS}
+    blocked = {f.domain_id for f in findings if f.kind not in HARMLESS}
 
     # ---- end to end: the fate of every packet that entered the first domain
     base = next((i for i in range(n) if have[i]), None)

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from trefed.v1 import envelope_pb2, telemetry_pb2
 
 from federation.audit.analysis import Analysis, Quantile, RateResult
-from federation.audit.chain import BLAMING
+from federation.audit.chain import HARMLESS
 from federation.errors import InputError, VerificationError
 from federation.tre.signing import Reason, SigningKey, sign
 from federation.tre.trust import TrustStore
@@ -105,16 +105,18 @@ def verify_report(signed: telemetry_pb2.SignedAccountabilityReport | bytes, trus
 
 
 def violation_found(body: telemetry_pb2.AccountabilityReportBody) -> bool:
-    """Whether the report holds a domain or the contract to account: a VIOLATING verdict, or a
-    finding that blames a domain (equivocation, broken chain, missing packets, inconsistency).
+    """Whether the report holds a domain or the contract to account: a VIOLATING verdict, or any
+    finding but a reorder or a replay (missing telemetry, a gap, a tampered or wrongly signed batch,
+    an equivocation, a broken chain, vanished packets, an inconsistency): never compliant by silence.
 
-    ``trefed audit`` exits 1 when it does for any contract.
+    ``trefed audit`` exits 1 when it does for any contract. Verdicts INCONCLUSIVE for lack of data
+    alone are not a violation.
     """
     if body.end_to_end_verdict == telemetry_pb2.VIOLATING or any(b.verdict == telemetry_pb2.VIOLATING for b in body.budgets):
         return True
     if any(d.verdict == telemetry_pb2.VIOLATING for d in body.domains):
         return True
-    return any(f.kind in BLAMING for f in body.finding_details)
+    return any(f.kind not in HARMLESS for f in body.finding_details)
 
 
 def _clean(x: Any) -> Any:
