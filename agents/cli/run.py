@@ -1,8 +1,9 @@
 """``trefed serve`` and ``trefed run``: the sub-commands that start a federation on Ray.
 
 ``trefed serve CONFIG [--host H] [--port P] [--address RAY_ADDRESS] [--state-dir DIR]``
-    starts the domain controllers and the broker, prints ``broker listening on HOST:PORT`` (and
-    each domain's address), serves until SIGINT or SIGTERM, then shuts everything down.
+    starts the domain controllers, the broker and the auditor, prints ``broker listening on
+    HOST:PORT``, ``auditor listening on HOST:PORT`` (its ``trefed.v1.Auditor`` service) and each
+    domain's address, serves until SIGINT or SIGTERM, then shuts everything down.
 
 ``trefed run CONFIG [--json] [--concurrent] [--address RAY_ADDRESS] [--state-dir DIR]``
     starts the federation, lets every tenant of the config request service (in config order),
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``serve`` and ``run`` to the ``trefed`` parser."""
     serve = subparsers.add_parser(
         "serve",
-        help="start a federation (domains + broker) and serve the broker's gRPC API until interrupted",
+        help="start a federation (domains + broker + auditor) and serve the broker's gRPC API until interrupted",
         description="Start the federation of CONFIG on a local Ray (or the cluster at --address), "
         "print the broker's address and serve until SIGINT/SIGTERM.",
     )
@@ -144,6 +145,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # After Ray started: Ray installs its own SIGTERM handler, ours must replace it.
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         print(f"broker listening on {fed.broker_address}", flush=True)
+        print(f"auditor listening on {fed.auditor_address}", flush=True)
         for d, a in fed.domain_addresses.items():
             print(f"domain {d} listening on {a}", flush=True)
         print("serving; press Ctrl-C to stop", flush=True)
