@@ -8,6 +8,7 @@
     │   └── ConfigError              a config file field (names the field path)
     │       └── FieldError           one field of a message or config: ``.field``, ``.problem``
     ├── VerificationError            a signed object was rejected; ``.reason`` is a stable code
+    ├── NotFoundError (LookupError)  an id nobody knows (e.g. a contract the auditor never saw)
     └── NoFiniteBound                the calculus cannot bound the model (``.reason`` says why)
 
 The agents add their RPC errors below :class:`TrefedError` (``agents.errors.ServiceError``).
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "FieldError",
     "VerificationError",
+    "NotFoundError",
     "NoFiniteBound",
 ]
 
@@ -99,6 +101,10 @@ class VerificationError(TrefedError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class NotFoundError(TrefedError, LookupError):
+    """An id nobody knows, e.g. a contract the auditor was never given; the message names it."""
 
 
 class NoFiniteBound(TrefedError):

@@ -85,7 +85,7 @@ class QuantileEstimate(_message.Message):
     def __init__(self, level: _Optional[float] = ..., value_s: _Optional[float] = ..., ci_low_s: _Optional[float] = ..., ci_high_s: _Optional[float] = ..., confidence: _Optional[float] = ..., method: _Optional[str] = ...) -> None: ...
 
 class DomainVerdict(_message.Message):
-    __slots__ = ("domain_id", "verdict", "delay_budget_s", "epsilon", "packets", "exceedances", "exceedance_rate", "exceedance_ci_low", "exceedance_ci_high", "tail_risk_share", "delay_quantiles", "findings")
+    __slots__ = ("domain_id", "verdict", "delay_budget_s", "epsilon", "packets", "exceedances", "exceedance_rate", "exceedance_ci_low", "exceedance_ci_high", "tail_risk_share", "delay_quantiles", "findings", "method", "effective_samples", "violations_attributed")
     DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     DELAY_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,9 @@ class DomainVerdict(_message.Message):
     TAIL_RISK_SHARE_FIELD_NUMBER: _ClassVar[int]
     DELAY_QUANTILES_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_ATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     domain_id: str
     verdict: Verdict
     delay_budget_s: float
@@ -110,10 +113,47 @@ class DomainVerdict(_message.Message):
     tail_risk_share: float
     delay_quantiles: _containers.RepeatedCompositeFieldContainer[QuantileEstimate]
     findings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, domain_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., delay_budget_s: _Optional[float] = ..., epsilon: _Optional[float] = ..., packets: _Optional[int] = ..., exceedances: _Optional[int] = ..., exceedance_rate: _Optional[float] = ..., exceedance_ci_low: _Optional[float] = ..., exceedance_ci_high: _Optional[float] = ..., tail_risk_share: _Optional[float] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ...) -> None: ...
+    method: str
+    effective_samples: float
+    violations_attributed: float
+    def __init__(self, domain_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., delay_budget_s: _Optional[float] = ..., epsilon: _Optional[float] = ..., packets: _Optional[int] = ..., exceedances: _Optional[int] = ..., exceedance_rate: _Optional[float] = ..., exceedance_ci_low: _Optional[float] = ..., exceedance_ci_high: _Optional[float] = ..., tail_risk_share: _Optional[float] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ..., method: _Optional[str] = ..., effective_samples: _Optional[float] = ..., violations_attributed: _Optional[float] = ...) -> None: ...
+
+class BudgetVerdict(_message.Message):
+    __slots__ = ("name", "budget", "events", "rate", "ci_low", "ci_high", "verdict", "method")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    budget: float
+    events: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    verdict: Verdict
+    method: str
+    def __init__(self, name: _Optional[str] = ..., budget: _Optional[float] = ..., events: _Optional[int] = ..., rate: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., method: _Optional[str] = ...) -> None: ...
+
+class Finding(_message.Message):
+    __slots__ = ("kind", "domain_id", "batch_sequence", "detail", "packets")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    domain_id: str
+    batch_sequence: int
+    detail: str
+    packets: int
+    def __init__(self, kind: _Optional[str] = ..., domain_id: _Optional[str] = ..., batch_sequence: _Optional[int] = ..., detail: _Optional[str] = ..., packets: _Optional[int] = ...) -> None: ...
 
 class AccountabilityReportBody(_message.Message):
-    __slots__ = ("report_id", "contract_id", "tenant_id", "window_start_s", "window_end_s", "packets", "end_to_end_deadline_s", "end_to_end_epsilon", "end_to_end_violation_rate", "violation_ci_low", "violation_ci_high", "end_to_end_verdict", "delay_quantiles", "domains", "findings", "issued_at", "key_id", "auditor_id")
+    __slots__ = ("report_id", "contract_id", "tenant_id", "window_start_s", "window_end_s", "packets", "end_to_end_deadline_s", "end_to_end_epsilon", "end_to_end_violation_rate", "violation_ci_low", "violation_ci_high", "end_to_end_verdict", "delay_quantiles", "domains", "findings", "issued_at", "key_id", "auditor_id", "budgets", "unattributed_share", "finding_details", "confidence_method", "confidence")
     REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTRACT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +172,11 @@ class AccountabilityReportBody(_message.Message):
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     AUDITOR_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_SHARE_FIELD_NUMBER: _ClassVar[int]
+    FINDING_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_METHOD_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     contract_id: str
     tenant_id: str
@@ -150,7 +195,12 @@ class AccountabilityReportBody(_message.Message):
     issued_at: _timestamp_pb2.Timestamp
     key_id: str
     auditor_id: str
-    def __init__(self, report_id: _Optional[str] = ..., contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., packets: _Optional[int] = ..., end_to_end_deadline_s: _Optional[float] = ..., end_to_end_epsilon: _Optional[float] = ..., end_to_end_violation_rate: _Optional[float] = ..., violation_ci_low: _Optional[float] = ..., violation_ci_high: _Optional[float] = ..., end_to_end_verdict: _Optional[_Union[Verdict, str]] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainVerdict, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., auditor_id: _Optional[str] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetVerdict]
+    unattributed_share: float
+    finding_details: _containers.RepeatedCompositeFieldContainer[Finding]
+    confidence_method: str
+    confidence: float
+    def __init__(self, report_id: _Optional[str] = ..., contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., packets: _Optional[int] = ..., end_to_end_deadline_s: _Optional[float] = ..., end_to_end_epsilon: _Optional[float] = ..., end_to_end_violation_rate: _Optional[float] = ..., violation_ci_low: _Optional[float] = ..., violation_ci_high: _Optional[float] = ..., end_to_end_verdict: _Optional[_Union[Verdict, str]] = ..., delay_quantiles: _Optional[_Iterable[_Union[QuantileEstimate, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainVerdict, _Mapping]]] = ..., findings: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., auditor_id: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[BudgetVerdict, _Mapping]]] = ..., unattributed_share: _Optional[float] = ..., finding_details: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., confidence_method: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class SignedAccountabilityReport(_message.Message):
     __slots__ = ("body", "signature")
