@@ -237,3 +237,10 @@ def test_the_agent_refuses_a_bad_key_or_trust_entry_naming_it():
         AuditorAgent(key.private_pem(), [("access-1", "access", b"short")], "127.0.0.1:1")
     with pytest.raises(ConfigError, match=r"port\(=70000\)"):
         AuditorAgent(key.private_pem(), [], "127.0.0.1:1", port=70000)
+
+
+def test_the_cores_not_found_error_is_answered_not_found():
+    from agents.errors import status_code_for
+
+    assert status_code_for(NotFoundError("no contract 'c9'")) is grpc.StatusCode.NOT_FOUND
+    assert issubclass(NotFoundError, LookupError)

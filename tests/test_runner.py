@@ -49,19 +49,22 @@ def test_progress_hook_reports_each_phase_as_it_begins(fast_config, runtime, tmp
         rf"domain controller edge started on {port}",
         r"starting the broker",
         rf"broker started on {port}",
+        r"starting the auditor",
+        rf"auditor started on {port}",
         r"tenant t1 requests classify within 17\.5 ms at epsilon 0\.01 \(entering at access\)",
         r"tenant t2 requests classify within 17\.5 ms at epsilon 0\.01 \(entering at access\)",
     ]
     assert len(sentences) == len(expected), sentences
     for sentence, pattern in zip(sentences, expected):
         assert re.fullmatch(pattern, sentence), (sentence, pattern)
-    assert len(started) == 7  # start() reported its phases before it returned
+    assert len(started) == 9  # start() reported its phases before it returned
     # each phase is reported as it begins: Ray not yet started, no controller spawned yet, the
     # broker not yet spawned, each tenant's request before it is answered
     assert seen[0][1] == 0 and seen[1][1] == 1
     assert seen[1][2] == 0 and seen[5][2] == 3
     assert fed.domain_addresses["edge"] in sentences[4] and fed.broker_address in sentences[6]
-    assert [ended for *_, ended in seen[7:]] == [0, 1]
+    assert fed.auditor_address in sentences[8] and seen[7][2] == 4  # the auditor spawned after the broker
+    assert [ended for *_, ended in seen[9:]] == [0, 1]
 
 
 def test_progress_is_silent_by_default_and_concurrent_requests_are_announced_first(fast_config, runtime, tmp_path):
@@ -85,5 +88,41 @@ def test_a_bad_key_file_fails_before_ray_starts(fast_config, runtime, tmp_path):
     (keys / "access.key").write_text("not a PEM key\n")
     cfg = fast_config().model_copy(update={"keys_dir": keys})
     with pytest.raises(InputError, match=r"access\.key"):
+        Federation(cfg, runtime=runtime, state_dir=tmp_path / "st").start()
+    assert runtime.started == 0
+
+
+def test_the_auditor_key_is_written_beside_the_domains_keys_and_verifies(fast_config, tmp_path):
+    """With keys_dir, the auditor signs with keys_dir/auditor.key and auditor.pub lies beside the
+    domains' keys, so a trust directory read with ``TrustStore.from_dir`` knows the auditor."""
+    from agents.runner import AUDITOR_ID, load_auditor_key
+    from federation.tre.trust import TrustStore
+
+    keys = tmp_path / "keys"
+    cfg = fast_config().model_copy(update={"keys_dir": keys})
+    key = load_auditor_key(cfg)
+    assert key.domain_id == AUDITOR_ID == "auditor"
+    assert (keys / "auditor.key").exists() and (keys / "auditor.pub").exists()
+    assert load_auditor_key(cfg).key_id == key.key_id  # read back, not replaced
+    trusted = TrustStore.from_dir(keys).key(key.key_id)
+    assert trusted is not None and trusted.domain_id == "auditor" and trusted.raw == key.public_key_bytes()
+    fresh = load_auditor_key(fast_config())  # no keys_dir: a fresh key each time
+    assert fresh.key_id != load_auditor_key(fast_config()).key_id
+
+
+def test_a_domain_named_like_the_auditor_is_refused_before_ray_starts(fast_config, runtime, tmp_path):
+    import copy
+
+    from conftest import FAST_CONFIG
+
+    from federation.errors import ConfigError
+
+    domains = copy.deepcopy(FAST_CONFIG["domains"])
+    domains[2]["id"] = "auditor"
+    models = copy.deepcopy(FAST_CONFIG["models"])
+    for m in models:
+        m["compute_domain"] = "auditor"
+    cfg = fast_config(domains=domains, links=[["access", "transport"], ["transport", "auditor"]], models=models)
+    with pytest.raises(ConfigError, match="a domain is named 'auditor'"):
         Federation(cfg, runtime=runtime, state_dir=tmp_path / "st").start()
     assert runtime.started == 0
