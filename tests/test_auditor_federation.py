@@ -7,8 +7,9 @@ refused, each with its finding, and a domain that lies (shifts its own egress ti
 found and named in the report.
 
 One federation (its own config name, so its actors never clash with the session's
-``fast_federation``) on the session's Ray serves every test of this module; the tests run in
-file order, each adding telemetry after the previous one's.
+``fast_federation``) on the session's Ray serves every test of this module. The honest segment
+(and its report) is a module fixture; the lying segment continues each domain's chain after it,
+so the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from conftest import FAST_CONFIG
 from trefed.v1 import services_pb2, services_pb2_grpc, telemetry_pb2
 
 from federation.audit.batches import body_sha256, build_batches
+from federation.audit.scenario import shift_egress
 from federation.config import FederationConfig, parse_config
 from federation.dataplane.engine import Simulation
 from federation.dataplane.path import Domain, Source
@@ -92,11 +94,12 @@ class Chain:
     previous_sha256: bytes = b""
 
 
-def segment(fed, contract, chains: dict[str, Chain], *, seed: int, start_s: float,
+def segment(fed, contract, chains: dict[str, Chain], *, seed: int, start_s: float, first_seq: int,
             liar: str | None = None) -> tuple[dict[str, list[telemetry_pb2.SignedTelemetryBatch]], float]:
-    """Carry PACKETS packets of the tenant through its path (times shifted by ``start_s``), and
-    sign each domain's log as the next batches of its chain with its own key; ``liar`` reports
-    its egress LIE_S earlier than it was. Returns the batches per domain and the segment's end (s)."""
+    """Carry PACKETS packets of the tenant through its path, times shifted by ``start_s`` and packet
+    numbers by ``first_seq`` (so the run goes on where the previous segment ended), and sign each
+    domain's log as the next batches of its chain with its own key; ``liar`` reports its egress
+    LIE_S earlier than it was. Returns the batches per domain and the segment's end (s)."""
     domains = path_of(fed.config, contract)
     sim = Simulation(domains, [Source(0, Poisson(RATE_PPS, PacketSizes("fixed", SIZE_BITS)))], seed=seed,
                      packets=PACKETS)
@@ -105,8 +108,9 @@ def segment(fed, contract, chains: dict[str, Chain], *, seed: int, start_s: floa
     end = start_s + math.ceil(max(float(np.nanmax(log.egress)) for log in logs)) + 1.0
     out = {}
     for domain_id, log in zip(contract.offer.path, logs):
-        egress = log.egress + start_s - (LIE_S if domain_id == liar else 0.0)
-        log = replace(log, ingress=log.ingress + start_s, egress=egress)
+        log = replace(log, seq=log.seq + first_seq, ingress=log.ingress + start_s, egress=log.egress + start_s)
+        if domain_id == liar:
+            log = shift_egress(log, LIE_S)
         chain = chains.setdefault(domain_id, Chain())
         batches = build_batches(log, domain_id, fed.keys[domain_id], tenant_ids={0: TENANT}, batch_packets=5_000,
                                 start_sequence=chain.next_sequence, previous_sha256=chain.previous_sha256,
@@ -139,15 +143,28 @@ def verified_report(fed, auditor, contract) -> telemetry_pb2.AccountabilityRepor
     return body
 
 
-STATE: dict[str, object] = {"chains": {}, "end": 0.0}
+@dataclass
+class Honest:
+    """The first segment: every domain honest; its batches, end (s) and the report over it."""
+
+    chains: dict[str, Chain]
+    batches: dict[str, list[telemetry_pb2.SignedTelemetryBatch]]
+    end_s: float
+    report: telemetry_pb2.AccountabilityReportBody
+    stats: dict
 
 
-def test_honest_telemetry_in_a_signed_report_out(fed, contract, auditor):
-    chains = STATE["chains"]
-    batches, STATE["end"] = segment(fed, contract, chains, seed=1, start_s=0.0)
-    STATE["honest"] = batches
+@pytest.fixture(scope="module")
+def honest(fed, contract, auditor) -> Honest:
+    chains: dict[str, Chain] = {}
+    batches, end = segment(fed, contract, chains, seed=1, start_s=0.0, first_seq=0)
     submit_all(auditor, batches)
-    body = verified_report(fed, auditor, contract)
+    report = verified_report(fed, auditor, contract)
+    return Honest(chains, batches, end, report, fed.auditor_stats())
+
+
+def test_honest_telemetry_in_a_signed_report_out(fed, contract, honest):
+    body = honest.report
     assert body.contract_id == contract.contract_id and body.tenant_id == TENANT
     assert body.packets >= PACKETS - 10  # every packet the tenant sent (a few may be lost)
     assert [d.domain_id for d in body.domains] == list(contract.offer.path)
@@ -156,12 +173,12 @@ def test_honest_telemetry_in_a_signed_report_out(fed, contract, auditor):
         assert math.isclose(d.delay_budget_s, budget.delay_s) and d.packets >= PACKETS - 10
     assert not body.finding_details, body.findings
     assert body.end_to_end_verdict == telemetry_pb2.COMPLIANT
-    stats = fed.auditor_stats()
-    assert stats["batches_accepted"] == sum(len(c) for c in batches.values()) and stats["contracts"] == 1
+    assert honest.stats["batches_accepted"] == sum(len(c) for c in honest.batches.values())
+    assert honest.stats["contracts"] == 1 and honest.stats["reports_signed"] == 1
 
 
-def test_a_tampered_batch_and_a_batch_under_another_domains_key_are_refused(fed, contract, auditor):
-    genuine = STATE["honest"]["access"][0]
+def test_a_tampered_batch_and_a_batch_under_another_domains_key_are_refused(fed, auditor, honest):
+    genuine = honest.batches["access"][0]
     body = telemetry_pb2.TelemetryBatchBody.FromString(genuine.body)
     body.packets.egress_s[0] -= 0.001  # in transit, a packet made to look faster
     tampered = telemetry_pb2.SignedTelemetryBatch()
@@ -176,14 +193,32 @@ def test_a_tampered_batch_and_a_batch_under_another_domains_key_are_refused(fed,
     assert not r.accepted and re.search(r"\bwrong-key\b", r.reason), r.reason
 
 
-def test_a_lying_domain_is_found_and_named(fed, contract, auditor):
-    batches, STATE["end"] = segment(fed, contract, STATE["chains"], seed=2, start_s=STATE["end"], liar="transport")
+def test_a_lying_domain_is_found_and_named(fed, contract, auditor, honest):
+    batches, _ = segment(fed, contract, honest.chains, seed=2, start_s=honest.end_s, first_seq=PACKETS,
+                         liar="transport")
     submit_all(auditor, batches)  # every batch is genuinely signed: the lie is in the numbers
     body = verified_report(fed, auditor, contract)
     inconsistent = [f for f in body.finding_details if f.kind == "inconsistent"]
     assert inconsistent, body.findings
-    assert {f.domain_id for f in inconsistent} == {"transport"}, body.findings
+    assert {f.domain_id for f in inconsistent} == {"transport"}, "\n".join(body.findings)
     assert sum(f.packets for f in inconsistent) >= PACKETS * 0.99  # the lie touched every packet it forwarded
     transport = {d.domain_id: d for d in body.domains}["transport"]
     assert transport.verdict != telemetry_pb2.COMPLIANT and transport.findings
     assert any("transport" in s and "inconsistent" in s for s in body.findings)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_trefed_serve_prints_the_auditors_address_after_the_brokers(tmp_path):
+    """``trefed serve`` (its own local Ray, in a subprocess) announces the auditor beside the broker."""
+    from serving import trefed_serve
+
+    with trefed_serve("configs/quickstart.yaml", tmp_path / "state") as served:
+        pass
+    assert served.returncode == 0, "".join(served.lines)
+    text = "".join(served.lines)
+    broker = re.search(r"^broker listening on 127\.0\.0\.1:(\d+)$", text, re.M)
+    found = re.search(r"^auditor listening on 127\.0\.0\.1:(\d+)$", text, re.M)
+    assert broker and found and found.start() > broker.start(), text
+    assert found.group(1) != broker.group(1)
+    assert re.search(r"\] auditor started on 127\.0\.0\.1:" + found.group(1), text), text

@@ -24,6 +24,7 @@ from trefed.v1 import services_pb2, telemetry_pb2
 from agents.auditor.client import GrpcContractSource
 from agents.auditor.logic import Auditor
 from agents.server import add_servicer, start_grpc_server
+from federation.audit.ledger import AuditLedger
 from federation.errors import ConfigError
 from federation.tre.signing import SigningKey
 from federation.tre.trust import TrustStore
@@ -117,8 +118,6 @@ class AuditorAgent:
         """Start serving; return the bound port. Idempotent."""
         if self._server is not None:
             return self._bound
-        from federation.audit.ledger import AuditLedger
-
         ledger = AuditLedger(self._trust, self._key, auditor_id=self.auditor_id, clock=self._clock)
         contracts = GrpcContractSource(self._broker_address, timeout_s=self._rpc_timeout_s)
         self.auditor = Auditor(ledger, contracts)
