@@ -244,3 +244,111 @@ def test_the_cores_not_found_error_is_answered_not_found():
 
     assert status_code_for(NotFoundError("no contract 'c9'")) is grpc.StatusCode.NOT_FOUND
     assert issubclass(NotFoundError, LookupError)
+
+
+# ---------------------------------------------------------------------------- against the real ledger
+
+
+def real_auditor(run, *contracts):
+    from federation.audit.ledger import AuditLedger
+
+    key = SigningKey.generate("auditor")
+    ledger = AuditLedger(run.trust, key, auditor_id="auditor")
+    return Auditor(ledger, StubBroker(*(contracts or (run.contract,)))), key
+
+
+def verify_report(signed, key) -> telemetry_pb2.AccountabilityReportBody:
+    from federation.tre.trust import TrustStore
+
+    trust = TrustStore()
+    trust.add_key(key)
+    return trust.verify(signed, telemetry_pb2.AccountabilityReportBody, domain_of=lambda b: b.auditor_id)
+
+
+async def test_the_servicer_over_the_ledger_in_process_signed_report_tamper_and_liar():
+    """Socket-free: the servicer's methods called directly, the real ledger behind them."""
+    from federation.audit.scenario import audited_run
+
+    run = audited_run(packets=4_000, batch_packets=1_000)
+    auditor, key = real_auditor(run)
+    servicer = AuditorServicer(auditor)
+    first = run.batches["access"][0]
+    tampered = telemetry_pb2.SignedTelemetryBatch()
+    tampered.CopyFrom(first)
+    tampered.body = first.body[:-1] + bytes([first.body[-1] ^ 1])
+    r = servicer.SubmitTelemetry(tampered, None)
+    assert not r.accepted and r.reason.startswith("tampered[access]"), r.reason
+    for b in run.all_batches():
+        assert servicer.SubmitTelemetry(b, None).accepted
+    body = verify_report(await servicer.GetReport(services_pb2.ReportRequest(contract_id="ct-1"), None), key)
+    assert body.contract_id == "ct-1" and body.auditor_id == "auditor" and body.confidence == 0.95
+    assert [d.domain_id for d in body.domains] == ["access", "transport", "cloud"]
+    assert [f.kind for f in body.finding_details] == ["tampered"]
+
+    liar = audited_run(packets=4_000, batch_packets=1_000, liar=(1, 2.0), keys=run.keys, contract_id="ct-2")
+    auditor, key = real_auditor(liar)
+    servicer = AuditorServicer(auditor)
+    assert all(servicer.SubmitTelemetry(b, None).accepted for b in liar.all_batches())
+    body = verify_report(await servicer.GetReport(services_pb2.ReportRequest(contract_id="ct-2"), None), key)
+    assert {f.domain_id for f in body.finding_details if f.kind == "inconsistent"} == {"transport"}
+
+
+async def test_the_real_ledgers_refusals_become_status_codes():
+    from federation.audit.scenario import audited_run, signed_contract
+
+    run = audited_run(packets=1_000, batch_packets=1_000)
+    # the broker's contract for ct-x carries grants signed by keys the auditor does not trust
+    stranger = signed_contract("ct-x", "tenant-a", [SigningKey.generate(k.domain_id) for k in run.keys],
+                               [(10.0, 0.01)] * 3)
+    auditor, _ = real_auditor(run, run.contract, stranger)
+    with pytest.raises(FailedPrecondition, match=r"contract 'ct-x' from the broker is refused: unknown-key"):
+        await auditor.report(services_pb2.ReportRequest(contract_id="ct-x"))
+    with pytest.raises(NotFound):
+        await auditor.report(services_pb2.ReportRequest(contract_id="ct-none"))
+    auditor.known.add("ct-forgotten")  # known to the agent, never handed to the ledger
+    with pytest.raises(NotFoundError, match="not under audit"):
+        await auditor.report(services_pb2.ReportRequest(contract_id="ct-forgotten"))
+    # a contract missing for no telemetry: a report still comes, and never says compliant by silence
+    body = (await auditor.report(services_pb2.ReportRequest(contract_id="ct-1"))).body
+    report = telemetry_pb2.AccountabilityReportBody.FromString(body)
+    assert report.end_to_end_verdict != telemetry_pb2.COMPLIANT
+    assert any(f.kind == "missing-telemetry" for f in report.finding_details), report.findings
+
+
+async def test_the_agent_in_process_serves_the_ledger_and_learns_contracts_from_a_broker():
+    """:class:`AuditorAgent` without Ray: real gRPC, a fake broker serving the scenario's contract."""
+    from federation.audit.scenario import audited_run
+
+    run = audited_run(packets=2_000, batch_packets=1_000)
+    name = services_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
+
+    class Broker:
+        def GetContract(self, request, context):  # noqa: ANN001, ANN201, N802
+            if request.contract_id != "ct-1":
+                raise NotFound(f"no contract {request.contract_id!r}")
+            return run.contract
+
+    broker, port = await start_grpc_server(lambda s: add_servicer(s, Broker(), name), [name])
+    key = SigningKey.generate("auditor")
+    trust = [(k.key_id, k.domain_id, k.public_key_bytes()) for k in run.keys]
+    agent = AuditorAgent(key.private_pem(), trust, f"127.0.0.1:{port}")
+    await agent.start()
+    assert await agent.start() == int((await agent.address()).rsplit(":", 1)[1])  # idempotent
+    channel = grpc.aio.insecure_channel(await agent.address())
+    try:
+        stub = services_pb2_grpc.AuditorStub(channel)
+        for b in run.all_batches():
+            assert (await stub.SubmitTelemetry(b, timeout=10)).accepted
+        signed = await stub.GetReport(services_pb2.ReportRequest(contract_id="ct-1", confidence=0.9), timeout=30)
+        key_id, auditor_id, raw = await agent.public_key()
+        assert (key_id, auditor_id, raw) == (key.key_id, "auditor", key.public_key_bytes())
+        assert verify_report(signed, key).confidence == 0.9
+        assert await code_of(stub.GetReport(services_pb2.ReportRequest(contract_id="ct-2"), timeout=10)) \
+            == grpc.StatusCode.NOT_FOUND
+        assert await agent.stats() == {"batches_accepted": len(run.all_batches()), "batches_rejected": 0,
+                                       "contracts": 1, "reports_signed": 1}
+    finally:
+        await channel.close()
+        await agent.stop()
+        await agent.stop()  # idempotent
+        await broker.stop(0)
