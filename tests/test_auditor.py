@@ -237,6 +237,8 @@ def test_the_agent_refuses_a_bad_key_or_trust_entry_naming_it():
         AuditorAgent(key.private_pem(), [("access-1", "access", b"short")], "127.0.0.1:1")
     with pytest.raises(ConfigError, match=r"port\(=70000\)"):
         AuditorAgent(key.private_pem(), [], "127.0.0.1:1", port=70000)
+    with pytest.raises(ConfigError, match=r"rpc_timeout_s\(=nan\)"):
+        AuditorAgent(key.private_pem(), [], "127.0.0.1:1", rpc_timeout_s=float("nan"))
 
 
 def test_the_cores_not_found_error_is_answered_not_found():

@@ -126,3 +126,38 @@ def test_a_domain_named_like_the_auditor_is_refused_before_ray_starts(fast_confi
     with pytest.raises(ConfigError, match="a domain is named 'auditor'"):
         Federation(cfg, runtime=runtime, state_dir=tmp_path / "st").start()
     assert runtime.started == 0
+
+
+def test_trefed_run_json_stays_pure_when_ray_prints_on_stdout(fast_config, runtime, monkeypatch, capsys, tmp_path):
+    """Ray's driver prints the raylet's warnings (e.g. "N PYTHON worker processes have been started")
+    on stdout from a background thread, whenever they come; ``trefed run --json`` must still print
+    exactly one JSON document on stdout (the warning goes to stderr with the phases). Here the real
+    agents run on the in-process runtime and a thread prints such a line while the tenants request."""
+    import json
+    import threading
+
+    import yaml
+    from conftest import FAST_CONFIG
+
+    import agents.runner
+    import agents.runtime
+    from agents.cli import main as trefed
+
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump({**FAST_CONFIG, "tenants": FAST_CONFIG["tenants"][:2]}))
+    monkeypatch.setattr(agents.runtime, "Runtime", lambda address=None: runtime)
+    real = agents.runner.Federation.run_tenants
+    warning = "(raylet) WARNING: 8 PYTHON worker processes have been started on node: 0123"
+
+    def run_tenants(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        t = threading.Thread(target=lambda: print(warning, flush=True))  # as Ray's error listener does
+        t.start()
+        t.join()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(agents.runner.Federation, "run_tenants", run_tenants)
+    assert trefed(["run", str(path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert [t["admitted"] for t in doc["tenants"]] == [True, True]
+    assert warning in err

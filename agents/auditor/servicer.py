@@ -15,6 +15,7 @@ contracts from the broker at ``broker_address``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -68,7 +69,7 @@ class AuditorAgent:
     host, port : str, int
         Interface and port of the gRPC server (port 0: a free one).
     rpc_timeout_s : float
-        Deadline of each call to the broker, s, > 0.
+        Deadline of each call to the broker, s, finite and > 0.
     clock : callable
         Unix time, s (default :func:`time.time`); injectable for tests.
 
@@ -102,8 +103,8 @@ class AuditorAgent:
                 raise ConfigError(f"auditor {auditor_id!r}: trusted key {key_id!r}: {exc}") from exc
         if not 0 <= int(port) <= 65535:
             raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
-        if not rpc_timeout_s > 0:
-            raise ConfigError(f"rpc_timeout_s(={rpc_timeout_s!r}) must be > 0")
+        if not (math.isfinite(rpc_timeout_s) and rpc_timeout_s > 0):
+            raise ConfigError(f"rpc_timeout_s(={rpc_timeout_s!r}) must be finite and > 0")
         self.auditor_id = auditor_id
         self._broker_address = broker_address
         self._host = host

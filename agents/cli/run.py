@@ -13,13 +13,15 @@
 
 Both report each phase of the start-up and shut-down (starting Ray, the domains, the broker,
 the tenants' requests, ...) on stderr as it begins, so nothing of it mixes with the output
-(``--json`` stays pure JSON). The phases are the sentences ``agents.runner.Federation`` passes
+(``--json`` stays pure JSON: while ``run``'s federation runs, anything else printed on stdout,
+such as the raylet warnings Ray's driver prints there, is sent to stderr). The phases are the sentences ``agents.runner.Federation`` passes
 to its ``on_phase`` hook.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -166,7 +168,9 @@ def run_run(args: argparse.Namespace) -> int:
     """``trefed run``: print every tenant's outcome; exit code 0."""
     on_phase = phase_printer()
     config = _load(args, on_phase)
-    with _federation(args, config, on_phase) as fed:
+    # While the federation runs, whatever else prints on stdout goes to stderr: Ray's driver prints
+    # the raylet's warnings on stdout from a background thread, and stdout is the outcomes' alone.
+    with contextlib.redirect_stdout(sys.stderr), _federation(args, config, on_phase) as fed:
         outcomes = fed.run_tenants(concurrent=args.concurrent)
         domains = [fed.domain_status(d.id) for d in config.domains]
         broker = fed.broker_address
