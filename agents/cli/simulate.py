@@ -10,12 +10,17 @@ together (exactly N with one ``--arrival``; with several, the first stops after 
 ``N * rate_0 / sum(rates)`` and every other flow, cross traffic included, runs until then, so the
 total is N up to the randomness of the other flows' counts).
 
-Reports the end-to-end delay quantiles of the flow of interest, its delay-violation probability
-at ``--delay`` with an exact (Clopper-Pearson) 95 % interval, its loss rate, and the engine speed
+Reports the end-to-end delay quantiles of the flow of interest with 95 % intervals, its
+delay-violation probability at ``--delay`` with a 95 % interval, its loss rate, and the engine speed
 in packet-hops per second (the whole pipeline); with several flows, the same per tenant. An
 unstable model (load rho >= 1 at a hop, or in a tenant's partition) exits 2 naming the hop:
 its delays would only grow with the run's length; ``--allow-unstable`` runs it anyway (a
 transient study) with a warning on stderr.
+
+The intervals hold for autocorrelated delays (consecutive packets of a queue are): batch means
+with a data-chosen batch count and Clopper-Pearson / order statistics at the effective sample
+size (``federation.stats``; the method and ``n_eff`` are in the JSON). A quantile interval with
+an infinite upper end is inconclusive: too few effective samples lie beyond it.
 """
 
 from __future__ import annotations
@@ -155,16 +160,39 @@ def hop_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: A
 
 
 def _summary(acc: DelayAccumulator, generated: int, lost: int, errors: int, delay: float | None) -> dict[str, Any]:
-    """Counts, delay quantiles and the violation estimate of one flow (or of the flow of interest)."""
-    q = acc.quantiles(list(QUANTILES.values()))
-    viol: dict[str, Any] | None = None
-    if delay is not None:
-        from federation.stats import violation_estimate  # scipy.stats: only for the interval
+    """Counts, delay quantiles and the violation estimate of one flow (or of the flow of interest).
 
-        v = violation_estimate(acc.exceed[0], acc.n)
-        ci95 = v.interval(0.95)
-        viol = {"delay": delay, "value": v.value, "ci95_low": ci95.low, "ci95_high": ci95.high,
-                "count": v.count, "n": v.n}
+    Intervals are for autocorrelated delays (``federation.stats.tail_probability`` and
+    ``tail_quantiles``: batch means); in streaming mode the quantiles have no interval.
+    """
+    viol: dict[str, Any] | None = None
+    intervals: dict[str, Any] = {k: None for k in QUANTILES}
+    if acc.n and (delay is not None or acc.exact):
+        from federation.stats import (  # scipy.stats: only for the intervals
+            BatchProportionEstimate,
+            ProportionEstimate,
+            batch_vif,
+            tail_probability,
+            tail_quantiles,
+        )
+
+        if acc.exact:  # every delay kept, in time order (before quantiles() partitions them)
+            x = acc.values()
+            for key, e in zip(QUANTILES, tail_quantiles(x, list(QUANTILES.values())).values()):
+                ci = e.interval(0.95)
+                intervals[key] = {"ci95_low": ci.low, "ci95_high": ci.high, "n_eff": e.n_eff,
+                                  "conclusive": e.conclusive(0.95), "method": e.method}
+        if delay is not None:
+            v: ProportionEstimate
+            if acc.exact:
+                v = tail_probability(x > delay)
+            else:  # streaming: exceedance counts per chunk, in time order
+                b = batch_vif(*acc.exceed_series(0))
+                v = BatchProportionEstimate(acc.exceed[0], acc.n, b.vif, b.batches, b.dof)
+            ci95 = v.interval(0.95)
+            viol = {"delay": delay, "value": v.value, "ci95_low": ci95.low, "ci95_high": ci95.high,
+                    "count": v.count, "n": v.n, "n_eff": v.n_eff, "method": v.method}
+    q = acc.quantiles(list(QUANTILES.values()))
     return {
         "packets": generated,
         "delivered": acc.n,
@@ -172,6 +200,7 @@ def _summary(acc: DelayAccumulator, generated: int, lost: int, errors: int, dela
         "loss_rate": lost / generated if generated else math.nan,
         "inference_errors": errors,
         "delay_quantiles": {k: q[p] for k, p in QUANTILES.items()},
+        "delay_quantile_intervals": intervals,
         "quantiles_exact": acc.exact,
         "max_delay": acc.max if acc.n else math.nan,
         "violation_probability": viol,
@@ -300,10 +329,14 @@ def _print(result: dict[str, Any], delay: float | None) -> None:
           f"(loss rate {result['loss_rate']:.3g})")
     print("end-to-end delay (s): " + ", ".join(f"{k} {v:.6g}" for k, v in result["delay_quantiles"].items())
           + f", max {result['max_delay']:.6g}" + ("" if result["quantiles_exact"] else "  [p50 from a 0.01 % histogram]"))
+    cis = [f"{k} [{v['ci95_low']:.4g}, {v['ci95_high']:.4g}]" + ("" if v["conclusive"] else " (inconclusive)")
+           for k, v in result["delay_quantile_intervals"].items() if v is not None and k != "p50"]
+    if cis:
+        print("  95 % CI: " + ", ".join(cis))
     viol = result["violation_probability"]
     if viol is not None:
         print(f"P(delay > {delay:g} s) = {viol['value']:.4g}  (95 % CI [{viol['ci95_low']:.4g}, "
-              f"{viol['ci95_high']:.4g}], {viol['count']:,}/{viol['n']:,})")
+              f"{viol['ci95_high']:.4g}], {viol['count']:,}/{viol['n']:,}, effective n {viol['n_eff']:,.0f})")
     if result["tenants"]:
         print("per tenant (delays in s; a cross flow's over its one hop):")
         for t in result["tenants"]:

@@ -17,13 +17,14 @@ neighbour contradicts (a domain that under-reports its delay shifts its egress e
 delays are then re-measured with the neighbour's witness,
 :math:`\\mathrm{egress}_i := \\mathrm{ingress}_{i+1} - \\ell_i`, before it is judged. A packet
 ``i`` delivered whose arrival time at ``i+1`` lies in a window ``i+1`` reported, but which
-``i+1`` never reported, is ``missing-packets`` naming ``i+1``. The last domain's egress has no
-downstream witness (the tenant does not report yet).
+``i+1`` never reported, is ``missing-packets`` naming ``i+1``. The last domain's egress is held
+against the tenant's receipts when the tenant reports them (a chain signed with the tenant's key,
+``domain_id`` = the tenant id); otherwise it has no witness.
 
 **Compliance.** Domain ``i`` signed ``(d_i, eps_i)``: its exceedance indicators
 :math:`X_k = [\\mathrm{lost}_k \\lor D_{i,k} > d_i]` over the tenant's packets, in ingress-time
 order, go to ``tail_probability(..., independent=False)`` (queueing delays are autocorrelated)
-and ``judge(estimate, eps_i, level)``: COMPLIANT when the interval lies at or below
+and ``judge(estimate, eps_i, level)`` of :mod:`federation.stats` (batch means): COMPLIANT when the interval lies at or below
 :math:`\\epsilon_i`, VIOLATING when above, INCONCLUSIVE otherwise. A domain named by a finding
 (other than a reorder or a replay, which lose nothing) or without telemetry is never COMPLIANT:
 a COMPLIANT verdict becomes INCONCLUSIVE (never "compliant by silence").
@@ -50,8 +51,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from federation.audit.chain import Batch, Finding, FindingKind
-from federation.audit.estimates import is_conclusive, judge, tail_probability, tail_quantile
 from federation.errors import InputError
+from federation.stats import judge, tail_probability, tail_quantiles
 
 __all__ = [
     "QUANTILES",
@@ -64,6 +65,7 @@ __all__ = [
     "DomainResult",
     "Analysis",
     "analyse",
+    "check_level",
 ]
 
 #: Delay quantiles reported per domain and end to end.
@@ -212,6 +214,13 @@ class Analysis:
         return self.budgets[-1].verdict
 
 
+def check_level(level: float) -> float:
+    """``level`` as a float in (0, 1), else :class:`InputError` naming it ``confidence``."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise InputError(f"confidence(={level!r}) must be in (0, 1)")
+    return float(level)
+
+
 def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: bool) -> RateResult:
     est = tail_probability(events, independent=False)
     iv = est.interval(level)
@@ -223,14 +232,15 @@ def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: b
 
 
 def _quantiles(delays: np.ndarray, level: float) -> tuple[Quantile, ...]:
+    """Quantiles of delays in time order (s; a lost packet counts as inf)."""
+    if len(delays) == 0:
+        return tuple(Quantile(p, math.nan, math.nan, math.nan, False, "none") for p in QUANTILES)
+    qs = tail_quantiles(delays, QUANTILES, independent=False)
     out = []
     for p in QUANTILES:
-        if len(delays) == 0:
-            out.append(Quantile(p, math.nan, math.nan, math.nan, False, "none"))
-            continue
-        q = tail_quantile(delays, p, independent=False)
+        q = qs[p]
         iv = q.interval(level)
-        out.append(Quantile(p, float(q.value), float(iv.low), float(iv.high), is_conclusive(q, level),
+        out.append(Quantile(p, float(q.value), float(iv.low), float(iv.high), bool(q.conclusive(level)),
                             str(q.method)))
     return tuple(out)
 
@@ -243,11 +253,44 @@ def _find(ids: np.ndarray, sorted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return pos, found
 
 
+def _check_link(a: Observed, b: Observed, name_a: str, name_b: str, link: float, tolerance_s: float,
+                egress_a: np.ndarray, findings: list[Finding]) -> np.ndarray:
+    """Hold ``a``'s egress against ``b``'s ingress (``link`` s later); returns the ids that vanished.
+
+    Contradicted egress times are replaced in ``egress_a`` by the neighbour's witness; the
+    findings are appended to ``findings``.
+    """
+    sidx = np.flatnonzero(~a.lost)
+    pos, found = _find(a.packet_id[sidx], b.packet_id)
+    m = sidx[found]
+    gap = b.ingress[pos[found]] - a.egress[m] - link
+    bad = np.abs(gap) > tolerance_s
+    if bad.any():
+        early = int(np.count_nonzero(gap[bad] > 0))
+        why = (f"{early} reported leaving before {name_b} saw them arrive: {name_a} under-reports its delay"
+               if early else f"{name_a} reports them leaving after {name_b} saw them arrive")
+        findings.append(Finding(
+            FindingKind.INCONSISTENT, name_a,
+            f"egress times of {name_a} contradicted by the ingress times of {name_b} for {int(bad.sum())} of "
+            f"{len(gap)} packets (median disagreement {float(np.median(gap[bad])):.6g} s; {why})",
+            packets=int(bad.sum())))
+        egress_a[m[bad]] = b.ingress[pos[found][bad]] - link
+    t = a.egress[sidx[~found]] + link
+    gone = b.covers(t)
+    if gone.any():
+        findings.append(Finding(
+            FindingKind.MISSING_PACKETS, name_b,
+            f"{int(gone.sum())} packets {name_a} delivered inside the windows {name_b} reported were never "
+            f"reported by {name_b}", packets=int(gone.sum())))
+    return a.packet_id[sidx[~found][gone]]
+
+
 def analyse(
     terms: ContractTerms,
     observed: Sequence[Observed | None],
     level: float = 0.95,
     *,
+    receiver: Observed | None = None,
     chain_findings: Sequence[Finding] = (),
     link_delay_s: Sequence[float] | None = None,
     tolerance_s: float = 1e-6,
@@ -263,6 +306,9 @@ def analyse(
         reported nothing.
     level
         Confidence level of every interval, in (0, 1).
+    receiver
+        The tenant's own receipts, if it reports them (``ingress`` = arrival at the tenant): the
+        downstream witness of the last domain's egress.
     chain_findings
         Findings about the path's domains' batch chains (gaps, tampering, ...), kept in the
         analysis and blocking COMPLIANT verdicts of the domains they name.
@@ -292,34 +338,14 @@ def analyse(
     have = [o is not None and len(o) > 0 for o in obs]
     egress = [o.egress.copy() if o is not None else np.empty(0) for o in obs]  # re-measured below
     vanished: list[np.ndarray] = [np.empty(0, np.uint64) for _ in range(n)]  # ids that vanished entering i
-    for i in range(n - 1):
-        a, b = obs[i], obs[i + 1]
-        if not (have[i] and have[i + 1]):
+    for i in range(n):
+        a = obs[i]
+        b, name_b, link = (obs[i + 1], ids[i + 1], links[i]) if i < n - 1 else (receiver, terms.tenant_id, 0.0)
+        if a is None or b is None or len(a) == 0 or len(b) == 0:
             continue
-        assert a is not None and b is not None
-        sent = ~a.lost
-        pos, found = _find(a.packet_id[sent], b.packet_id)
-        sidx = np.flatnonzero(sent)
-        m = sidx[found]
-        gap = b.ingress[pos[found]] - a.egress[m] - links[i]
-        bad = np.abs(gap) > tolerance_s
-        if bad.any():
-            early = int(np.count_nonzero(gap[bad] > 0))
-            findings.append(Finding(
-                FindingKind.INCONSISTENT, ids[i],
-                f"egress times of {ids[i]} contradicted by the ingress times of {ids[i + 1]} for {int(bad.sum())} "
-                f"of {len(gap)} packets (median disagreement {float(np.median(gap[bad])):.6g} s; {early} reported "
-                f"leaving earlier than {ids[i + 1]} saw them arrive: {ids[i]} under-reports its delay)",
-                packets=int(bad.sum())))
-            egress[i][m[bad]] = b.ingress[pos[found][bad]] - links[i]
-        lost_t = a.egress[sidx[~found]] + links[i]
-        gone = b.covers(lost_t)
-        if gone.any():
-            vanished[i + 1] = a.packet_id[sidx[~found][gone]]
-            findings.append(Finding(
-                FindingKind.MISSING_PACKETS, ids[i + 1],
-                f"{int(gone.sum())} packets {ids[i]} delivered inside the windows {ids[i + 1]} reported were never "
-                f"reported by {ids[i + 1]}", packets=int(gone.sum())))
+        gone = _check_link(a, b, ids[i], name_b, link, tolerance_s, egress[i], findings)
+        if i < n - 1:
+            vanished[i + 1] = gone
     blocked = {f.domain_id for f in findings if f.kind not in _HARMLESS}
 
     # ---- end to end: the fate of every packet that entered the first domain
@@ -395,8 +421,10 @@ def analyse(
         tord = np.argsort(o.ingress, kind="stable")
         ex = _rate("exceedance", ev[tord], t.epsilon, level, t.domain_id in blocked)
         share = float(shares[i]) / len(viol) if len(viol) else 0.0
-        results.append(DomainResult(t, ex, _quantiles(d_i[~o.lost], level), float(shares[i]), share, mine))
+        results.append(DomainResult(t, ex, _quantiles(np.where(o.lost, math.inf, d_i)[tord], level),
+                                    float(shares[i]), share, mine))
     windows = [o.windows for o in obs if o is not None and len(o.windows)]
     w = np.concatenate(windows) if windows else np.zeros((1, 2))
-    return Analysis(terms, level, tuple(results), budgets, _quantiles(delay[delivered], level), int(known.sum()),
+    e2e_delay = np.where(lost_e2e, math.inf, delay)[order]  # known packets in time order, lost as inf
+    return Analysis(terms, level, tuple(results), budgets, _quantiles(e2e_delay, level), int(known.sum()),
                     len(viol), unattributed, (float(w[:, 0].min()), float(w[:, 1].max())), tuple(findings))

@@ -11,7 +11,9 @@ body claims (:meth:`federation.tre.trust.TrustStore.verify`; a bad signature is 
 batch, an unknown key or one bound to another domain a *wrong-key* batch), the body's rules
 (:func:`federation.audit.batches.validate_batch`), then the domain's hash chain
 (:class:`federation.audit.chain.DomainChain`: replay, equivocation, broken chain, reorder, gap).
-The report runs :func:`federation.audit.analysis.analyse` on the contract's path.
+The report runs :func:`federation.audit.analysis.analyse` on the contract's path. A tenant may
+report its own receipts as a chain under its own id (its key trusted for the tenant id; rows:
+``ingress_s`` = arrival at the tenant): they witness the last domain's egress.
 
 Thread-safe: one lock guards the state (the agent may serve calls from several threads).
 """
@@ -25,10 +27,9 @@ from collections.abc import Callable, Sequence
 
 from trefed.v1 import reservation_pb2, services_pb2, telemetry_pb2
 
-from federation.audit.analysis import Analysis, ContractTerms, DomainTerms, analyse, observe
+from federation.audit.analysis import Analysis, ContractTerms, DomainTerms, analyse, check_level, observe
 from federation.audit.batches import claimed_domain, validate_batch
 from federation.audit.chain import DomainChain, Finding, FindingKind
-from federation.audit.estimates import check_level
 from federation.audit.report import report_body, sign_report
 from federation.errors import InputError, NotFoundError, VerificationError
 from federation.tre.signing import Reason, SigningKey
@@ -218,20 +219,18 @@ class AuditLedger:
             for d in ids:
                 chain = self._chains.get(d)
                 observed.append(observe(chain.batches(), terms.tenant_id) if chain is not None else None)
-        chain_findings = [f for d in ids for f in self.findings(d)]
+            receipts = self._chains.get(terms.tenant_id)
+            receiver = observe(receipts.batches(), terms.tenant_id) if receipts is not None else None
+        chain_findings = [f for d in [*ids, terms.tenant_id] for f in self.findings(d)]
         links = [self.link_delay_s.get((a, b), 0.0) for a, b in zip(ids, ids[1:])]
-        return analyse(terms, observed, level, chain_findings=chain_findings, link_delay_s=links,
+        return analyse(terms, observed, level, receiver=receiver, chain_findings=chain_findings, link_delay_s=links,
                        tolerance_s=self.tolerance_s)
 
     def report(self, contract_id: str, confidence: float = 0.95) -> telemetry_pb2.SignedAccountabilityReport:
         """The signed accountability report of ``contract_id`` over the telemetry received so far.
 
-        Raises
-        ------
-        NotFoundError
-            ``contract_id`` was never added.
-        InputError
-            ``confidence`` not in (0, 1).
+        ``report_id`` is ``CONTRACT_ID/N`` for the ``N``-th report of the contract; the errors are
+        :meth:`analysis`'s (:class:`NotFoundError` for an unknown contract).
         """
         analysis = self.analysis(contract_id, confidence)
         with self._lock:

@@ -9,16 +9,19 @@ trust directory with ``AUDITOR_ID.pub``, :meth:`~federation.tre.trust.TrustStore
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any, cast
 
 from google.protobuf import json_format
-from trefed.v1 import telemetry_pb2
+from google.protobuf.message import DecodeError
+from trefed.v1 import envelope_pb2, telemetry_pb2
 
 from federation.audit.analysis import Analysis, Quantile, RateResult
 from federation.audit.chain import BLAMING
-from federation.tre.signing import SigningKey, sign
+from federation.errors import InputError, VerificationError
+from federation.tre.signing import Reason, SigningKey, sign
 from federation.tre.trust import TrustStore
 from federation.tre.validate import timestamp_from_seconds
 
@@ -28,6 +31,8 @@ __all__ = [
     "verify_report",
     "report_to_dict",
     "report_to_json",
+    "report_document",
+    "report_from_document",
     "report_to_markdown",
     "violation_found",
 ]
@@ -92,11 +97,6 @@ def verify_report(signed: telemetry_pb2.SignedAccountabilityReport | bytes, trus
         With a stable ``reason`` (see :meth:`federation.tre.trust.TrustStore.verify`).
     """
     if isinstance(signed, (bytes, bytearray)):
-        from google.protobuf.message import DecodeError
-
-        from federation.errors import VerificationError
-        from federation.tre.signing import Reason
-
         try:
             signed = telemetry_pb2.SignedAccountabilityReport.FromString(bytes(signed))
         except DecodeError as exc:
@@ -133,20 +133,42 @@ def report_to_dict(body: telemetry_pb2.AccountabilityReportBody) -> dict[str, An
     return _clean(d)
 
 
-def report_to_json(signed: telemetry_pb2.SignedAccountabilityReport) -> str:
-    """The signed report as JSON: ``{"report": body, "signature": {...}, "body_b64": ...}``.
+def report_document(signed: telemetry_pb2.SignedAccountabilityReport) -> dict[str, Any]:
+    """The signed report as JSON-able data: ``{"report": body, "signature": {...}, "body_b64": ...}``.
 
-    ``body_b64`` is the exact signed bytes, so the JSON alone re-verifies.
+    ``body_b64`` is the exact signed bytes, so the JSON alone re-verifies
+    (:func:`report_from_document`).
     """
-    import base64
-
     body = telemetry_pb2.AccountabilityReportBody.FromString(signed.body)
-    return json.dumps({
+    return {
         "report": report_to_dict(body),
         "signature": {"algorithm": "ED25519", "key_id": signed.signature.key_id,
                       "signature_b64": base64.b64encode(signed.signature.signature).decode()},
         "body_b64": base64.b64encode(signed.body).decode(),
-    }, indent=2, sort_keys=False)
+    }
+
+
+def report_from_document(doc: dict[str, Any]) -> telemetry_pb2.SignedAccountabilityReport:
+    """The signed report back from :func:`report_document`'s data (verify it with :func:`verify_report`).
+
+    Raises
+    ------
+    InputError
+        A missing key or bad base64 (names it).
+    """
+    try:
+        signed = telemetry_pb2.SignedAccountabilityReport(body=base64.b64decode(doc["body_b64"], validate=True))
+        signed.signature.algorithm = envelope_pb2.ED25519
+        signed.signature.key_id = str(doc["signature"]["key_id"])
+        signed.signature.signature = base64.b64decode(doc["signature"]["signature_b64"], validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a signed report document: {exc!r}") from exc
+    return signed
+
+
+def report_to_json(signed: telemetry_pb2.SignedAccountabilityReport) -> str:
+    """:func:`report_document` as indented JSON text."""
+    return json.dumps(report_document(signed), indent=2)
 
 
 def _fmt(x: float, unit: str = "") -> str:

@@ -36,7 +36,7 @@ from federation.tre.signing import SigningKey, sign_grant
 from federation.tre.trust import TrustStore
 from federation.tre.validate import timestamp_from_seconds
 
-__all__ = ["AuditedRun", "signed_contract", "shift_egress", "audited_run", "mm1_exceedance"]
+__all__ = ["AuditedRun", "signed_contract", "shift_egress", "receipts_log", "audited_run", "mm1_exceedance"]
 
 #: Unix time the scenarios' grants and batches are stamped with (2026-01-01T00:00:00Z).
 EPOCH_UNIX_S = 1_767_225_600.0
@@ -94,6 +94,14 @@ def shift_egress(log: DomainLog, by_s: float) -> DomainLog:
     return DomainLog(log.domain, log.flow, log.seq, log.tenant, log.ingress, eg, log.lost, log.error)
 
 
+def receipts_log(telemetry: Telemetry) -> DomainLog:
+    """The tenants' receipts of a run as a log: one row per delivered packet, ingress = egress = its
+    arrival at the tenant (s)."""
+    d = telemetry.delivered
+    n = len(telemetry.domains) if telemetry.domains is not None else 0
+    return DomainLog(n, d.flow, d.seq, d.tenant, d.egress, d.egress, np.zeros(len(d), bool), d.error)
+
+
 @dataclass(frozen=True, eq=False)
 class AuditedRun:
     """A simulated, signed run: the domains' keys, their trust store, the contract, the batches."""
@@ -103,10 +111,12 @@ class AuditedRun:
     contract: services_pb2.ServiceContract
     telemetry: Telemetry
     batches: dict[str, list[telemetry_pb2.SignedTelemetryBatch]]
+    tenant_key: SigningKey | None = None
 
     def all_batches(self) -> list[telemetry_pb2.SignedTelemetryBatch]:
-        """Every domain's batches, domain after domain."""
-        return [b for k in self.keys for b in self.batches[k.domain_id]]
+        """Every domain's batches, domain after domain (then the tenant's receipts, if any)."""
+        ids = [k.domain_id for k in self.keys] + ([self.tenant_key.domain_id] if self.tenant_key else [])
+        return [b for d in ids for b in self.batches[d]]
 
 
 def audited_run(
@@ -117,6 +127,8 @@ def audited_run(
     budgets: Sequence[tuple[float, float]] | None = None,
     extra_delay: tuple[int, float] | None = None,
     liar: tuple[int, float] | None = None,
+    loss: tuple[int, float] | None = None,
+    receipts: bool = False,
     seed: int = 1,
     batch_packets: int = 5_000,
     keys: Sequence[SigningKey] | None = None,
@@ -134,6 +146,10 @@ def audited_run(
         ``(domain index, seconds)``: that domain delays every packet by that much more.
     liar
         ``(domain index, seconds)``: that domain reports its egress that much earlier.
+    loss
+        ``(domain index, probability)``: that domain loses packets independently.
+    receipts
+        The tenant also reports its receipts, signed with its own key (trusted for ``tenant_id``).
     keys
         The domains' keys (default: fresh ones).
     """
@@ -141,7 +157,8 @@ def audited_run(
     if budgets is None:
         budgets = [(math.log(400.0) / (1.0 - rate), 0.01)] * n
     keys = tuple(keys) if keys is not None else tuple(SigningKey.generate(d) for d in domain_ids)
-    doms = [Domain(rate=1.0, service=ServiceTimes("exp", 1.0), name=d) for d in domain_ids]
+    doms = [Domain(rate=1.0, service=ServiceTimes("exp", 1.0), name=d,
+                   loss=loss[1] if loss is not None and loss[0] == i else 0.0) for i, d in enumerate(domain_ids)]
     imps = [Impairment(extra_delay[0], "delay", 0.0, 1e12, extra_delay[1])] if extra_delay else []
     tel = simulate(doms, [Source(0, Poisson(rate))], seed=seed, packets=packets, impairments=imps)
     assert tel.domains is not None
@@ -154,5 +171,11 @@ def audited_run(
             log = shift_egress(log, liar[1])
         batches[k.domain_id] = build_batches(log, k.domain_id, k, tenant_ids={0: tenant_id},
                                              batch_packets=batch_packets, clock=lambda: EPOCH_UNIX_S)
+    tenant_key = None
+    if receipts:
+        tenant_key = SigningKey.generate(tenant_id)
+        trust.add_key(tenant_key)
+        batches[tenant_id] = build_batches(receipts_log(tel), tenant_id, tenant_key, tenant_ids={0: tenant_id},
+                                           batch_packets=batch_packets, clock=lambda: EPOCH_UNIX_S)
     contract = signed_contract(contract_id, tenant_id, keys, budgets)
-    return AuditedRun(keys, trust, contract, tel, batches)
+    return AuditedRun(keys, trust, contract, tel, batches, tenant_key)

@@ -160,13 +160,17 @@ class DelayAccumulator:
     >= p). Beyond that it keeps (i) the exact largest ``ceil(tail * expected) + 1`` delays when the
     total count ``expected`` is known in advance, so that quantiles at ``p >= 1 - tail`` stay exact,
     and (ii) a log-spaced histogram (relative bin width ``rel``) for lower quantiles, which are then
-    exact to within a factor ``1 + rel``. Exceedance counts of the ``thresholds`` are always exact.
+    exact to within a factor ``1 + rel``. Exceedance counts of the ``thresholds`` are always exact,
+    and kept per :meth:`add` call in time order (:meth:`exceed_series`), so that an estimate for
+    autocorrelated delays (``federation.stats.batch_vif``) can be made in streaming mode too.
     """
 
     def __init__(self, thresholds: Sequence[float] = (), *, expected: int | None = None,
                  exact_limit: int = 1 << 24, tail: float = 0.011, rel: float = 1e-4) -> None:
         self.thresholds = tuple(float(x) for x in thresholds)
         self.exceed = [0] * len(self.thresholds)
+        self._block_exceed: list[list[int]] = [[] for _ in self.thresholds]
+        self._block_sizes: list[int] = []
         self.n = 0
         self.expected = expected
         self.exact_limit = exact_limit
@@ -196,8 +200,11 @@ class DelayAccumulator:
             return
         n0 = self.n
         self.n += len(delays)
+        self._block_sizes.append(len(delays))
         for k, d in enumerate(self.thresholds):
-            self.exceed[k] += int(np.count_nonzero(delays > d))
+            c = int(np.count_nonzero(delays > d))
+            self.exceed[k] += c
+            self._block_exceed[k].append(c)
         self.max = max(self.max, float(delays.max()))
         if not self._streaming:
             if self._use_buf and self._buf is None:
@@ -263,6 +270,10 @@ class DelayAccumulator:
                 top = np.partition(top, len(top) - self._k)[-self._k:]
                 self._cut = float(top.min())
             self._top = top
+
+    def exceed_series(self, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(exceedances of threshold ``k``, delays) per :meth:`add` call, in time order."""
+        return np.array(self._block_exceed[k], np.int64), np.array(self._block_sizes, np.int64)
 
     @property
     def exact(self) -> bool:
