@@ -354,3 +354,29 @@ async def test_the_agent_in_process_serves_the_ledger_and_learns_contracts_from_
         await agent.stop()
         await agent.stop()  # idempotent
         await broker.stop(0)
+
+
+async def test_batches_are_accepted_while_a_report_is_being_made(auditor):
+    """The analysis runs in a worker thread: a slow report does not hold the server's event loop."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    real = auditor.ledger.report
+
+    def slow_report(contract_id, confidence=0.95):  # noqa: ANN001, ANN202
+        entered.set()
+        release.wait(10)  # bounded: on the event loop this would hold every other call for 10 s
+        return real(contract_id, confidence)
+
+    auditor.ledger.report = slow_report
+    served = await serve(auditor)
+    try:
+        report = asyncio.ensure_future(served.stub.GetReport(services_pb2.ReportRequest(contract_id="c1"), timeout=30))
+        assert await asyncio.to_thread(entered.wait, 10)
+        ok = await served.stub.SubmitTelemetry(telemetry_pb2.SignedTelemetryBatch(body=b"during"), timeout=2)
+        assert ok.accepted and not report.done()
+        release.set()
+        assert (await report).body == b"c1@0.95"
+    finally:
+        release.set()
+        await served.close()
