@@ -155,3 +155,17 @@ def test_reading_bad_files_is_an_input_error(tmp_path):
     (tmp_path / BATCHES_FILE).write_bytes(b"not parquet")
     with pytest.raises(InputError, match="not a Parquet file"):
         read_batches(tmp_path)
+
+
+def test_an_empty_log_is_one_empty_signed_batch_and_files_may_be_empty(tmp_path):
+    key = SigningKey.generate("access")
+    empty = DomainLog(0, *(np.empty(0, t) for t in (np.int16, np.int64, np.int32, float, float, bool, bool)))
+    (signed,) = build_batches(empty, "access", key, tenant_ids={}, window_start_s=5.0, clock=lambda: CLOCK)
+    trust = TrustStore()
+    trust.add_key(key)
+    body = _verify(trust, signed)
+    assert body.window_start_s == body.window_end_s == 5.0 and not body.packets.packet_id
+    write_batches([signed], tmp_path / "one")
+    assert [b.SerializeToString() for b in read_batches(tmp_path / "one")] == [signed.SerializeToString()]
+    write_batches([], tmp_path / "none")
+    assert read_batches(tmp_path / "none") == []

@@ -102,3 +102,53 @@ def test_analyse_checks_its_inputs():
         analyse(terms, [])
     with pytest.raises(InputError, match="link_delay_s"):
         analyse(terms, [None], link_delay_s=[1.0])
+
+
+def test_the_attribution_benchmark_in_small(tmp_path):
+    """benchmarks/bench_attribution.py at a fixed seed, 8 + 4 trials: every impaired domain with a true
+    rate >= 2 eps_i is VIOLATING, no domain with a true rate <= eps_i is, every liar is caught."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attribution.py"
+    spec = importlib.util.spec_from_file_location("bench_attribution", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "attribution.json"
+    code = bench.main(["--trials", "8", "--lying", "4", "--packets", "20000", "--truth-factor", "5",
+                       "--out", str(out)])
+    import json
+
+    s = json.loads(out.read_text())["summary"]
+    assert s["recall"]["n"] >= 2 and s["recall"]["violating"] == 1.0
+    assert s["false_blame"]["n"] >= 20 and s["false_blame"]["violating"] == 0.0
+    assert s["lying"]["caught"] == 1.0 and s["lying"]["false_accusations"] == 0
+    assert code == 0
+
+
+def test_two_tenants_on_one_path_are_audited_apart():
+    from federation.audit.batches import batches_from_telemetry
+    from federation.audit.scenario import signed_contract
+    from federation.dataplane.engine import simulate
+    from federation.dataplane.path import Domain, ServiceTimes, Source
+    from federation.dataplane.traffic import Poisson
+    from federation.tre.trust import TrustStore
+
+    keys = [SigningKey.generate(d) for d in ("access", "cloud")]
+    doms = [Domain(rate=1.0, service=ServiceTimes("exp", 1.0)) for _ in keys]
+    tel = simulate(doms, [Source(0, Poisson(0.2)), Source(1, Poisson(0.3))], seed=4, packets=4000)
+    trust = TrustStore()
+    for k in keys:
+        trust.add_key(k)
+    led = AuditLedger(trust, SigningKey.generate("auditor"), auditor_id="auditor", clock=lambda: 1.8e9)
+    led.add_contract(signed_contract("ct-a", "tenant-a", keys, [(20.0, 0.01)] * 2))
+    led.add_contract(signed_contract("ct-b", "tenant-b", keys, [(1.0, 0.01)] * 2))  # d_i far too short
+    for chain in batches_from_telemetry(tel, keys, tenant_ids={0: "tenant-a", 1: "tenant-b"},
+                                        batch_packets=1500).values():
+        assert all(r.accepted for r in led.submit_all(chain))
+    a = telemetry_pb2.AccountabilityReportBody.FromString(led.report("ct-a").body)
+    b = telemetry_pb2.AccountabilityReportBody.FromString(led.report("ct-b").body)
+    assert a.packets == 4000 and b.packets == int((tel.delivered.tenant == 1).sum())
+    assert [verdict(d) for d in b.domains] == ["VIOLATING", "VIOLATING"]
+    assert "VIOLATING" not in [verdict(d) for d in a.domains]
+    assert not a.finding_details and not b.finding_details

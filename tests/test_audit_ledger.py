@@ -284,3 +284,16 @@ def test_the_tenants_receipts_witness_the_last_domain():
     led = ledger_for(lying, SigningKey.generate("auditor"))
     led.submit_all([b for k in lying.keys for b in lying.batches[k.domain_id]])
     assert not report_body(led).finding_details
+
+
+def test_a_huge_sequence_jump_is_one_gap_found_at_once(run, auditor):
+    """A batch numbered 10^15 must not make the report walk every missing number."""
+    led = ledger_for(run, auditor)
+    chain = run.batches["access"]
+    led.submit(chain[0])
+    far = telemetry_pb2.TelemetryBatchBody.FromString(chain[1].body)
+    far.batch_sequence = 10**15
+    assert led.submit(sign(far, run.keys[0], telemetry_pb2.SignedTelemetryBatch)).accepted
+    (gap,) = led.findings("access")
+    assert gap.kind == FindingKind.GAP and gap.batch_sequence == 2
+    assert f"batches 2-{10**15 - 1} never arrived" in gap.detail

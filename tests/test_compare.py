@@ -268,3 +268,46 @@ def test_typed_build_model_is_the_bound_clis_model():
     assert isinstance(m.services[1], Leftover) and m.services[1].cross.mean_rate == pytest.approx(0.5)
     with pytest.raises(SpecError, match="discrete time"):
         build_model([parse_arrival("poisson:rate=0.3", "discrete")], hops)
+
+
+def _point(d: float, p_value: float) -> cmpmod.GridPoint:
+    return cmpmod.GridPoint(d, 0.01, "product-form", math.nan, 0.012, 100, 0.009, 0.015, 0.009, 8000.0, True,
+                            p_value)
+
+
+def test_many_grid_points_at_one_percent_each_are_one_family():
+    """150 points each at p = 0.005 are not a violation at family-wise error 1 % (Holm); one at 1e-6 is.
+
+    Before issue 9 every point was tested at 1 % without correction: an exact bound was flagged.
+    """
+    base = compare(["poisson:rate=0.7,size=exp"], ["rate=1"], packets=20_000, seed=1)
+    from dataclasses import replace
+
+    grid = tuple(_point(float(d), 0.005) for d in np.linspace(1, 10, 150))
+    r = cmpmod.joint_verdict(replace(base, grid=grid))
+    assert r.valid and r.verdict == "VALID" and r.tested == 150 and not any(g.rejected for g in r.grid)
+    r = cmpmod.joint_verdict(replace(base, grid=(*grid[:-1], _point(10.0, 1e-6))))
+    assert not r.valid and r.grid[-1].rejected and r.worst_delay == 10.0
+
+
+def test_verdict_and_exit_code_agree_over_a_sweep(tmp_path, capsys, monkeypatch):
+    """A violation found at one load of --loads makes the printed verdict VIOLATED, and the exit code 1.
+
+    Before issue 9 the summary printed VALID (the main model's verdict) while exiting 1.
+    """
+    real = cmpmod.compare_loads
+
+    def one_bad(*a, **k):
+        rows = real(*a, **k)
+        bad = tuple(_point(g.delay, 1e-9) if i == 3 else g for i, g in enumerate(rows[0].grid))
+        return (cmpmod.LoadRow(rows[0].load, rows[0].scale, rows[0].epsilons, True, bad), *rows[1:])
+
+    monkeypatch.setattr(cmpmod, "compare_loads", one_bad)
+    rc = main(["compare", "--arrival", "poisson:rate=0.5", "--hop", "rate=1", "--packets", "10000",
+               "--out", str(tmp_path / "l"), "--loads", "0.5,0.8", "--epsilons", "1e-2", "--no-plot"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "VIOLATED" in out and "VALID:" not in out
+    rc = main(["compare", "--arrival", "poisson:rate=0.5", "--hop", "rate=1", "--packets", "10000",
+               "--out", str(tmp_path / "j"), "--loads", "0.5,0.8", "--epsilons", "1e-2", "--no-plot", "--json"])
+    js = json.loads(capsys.readouterr().out)
+    assert rc == 1 and js["verdict"] == "VIOLATED" and [row["valid"] for row in js["loads"]] == [False, True]

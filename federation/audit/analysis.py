@@ -13,7 +13,9 @@ with :math:`\\ell_i` the link delay between them (0 in the data plane, whose dom
 propagation in their own sojourn). A packet with
 :math:`|\\mathrm{ingress}_{i+1} - \\mathrm{egress}_i - \\ell_i| > \\tau` (tolerance ``tau`` s) is a
 contradiction, and the finding (``inconsistent``) names domain ``i``: its egress is what the
-neighbour contradicts (a domain that under-reports its delay shifts its egress earlier). Its
+neighbour contradicts (a domain that under-reports its delay shifts its egress earlier). Times
+alone cannot tell that from ``i+1`` shifting its *ingress* later (the same gap on the same link),
+so the finding's sentence says so; the threat model is the former. Domain ``i``'s
 delays are then re-measured with the neighbour's witness,
 :math:`\\mathrm{egress}_i := \\mathrm{ingress}_{i+1} - \\ell_i`, before it is judged. A packet
 ``i`` delivered whose arrival time at ``i+1`` lies in a window ``i+1`` reported, but which
@@ -267,8 +269,9 @@ def _check_link(a: Observed, b: Observed, name_a: str, name_b: str, link: float,
     bad = np.abs(gap) > tolerance_s
     if bad.any():
         early = int(np.count_nonzero(gap[bad] > 0))
-        why = (f"{early} reported leaving before {name_b} saw them arrive: {name_a} under-reports its delay"
-               if early else f"{name_a} reports them leaving after {name_b} saw them arrive")
+        why = (f"{early} reported leaving before {name_b} saw them arrive: {name_a} under-reports its delay, "
+               f"unless {name_b} reports them arriving late" if early
+               else f"{name_a} reports them leaving after {name_b} saw them arrive")
         findings.append(Finding(
             FindingKind.INCONSISTENT, name_a,
             f"egress times of {name_a} contradicted by the ingress times of {name_b} for {int(bad.sum())} of "

@@ -14,13 +14,17 @@ end-to-end delay; ``virtual``, the horizontal deviation between the flow's cumul
 and departures at time-uniform probe instants.
 
 Statistics (:mod:`federation.stats`). The first ``warmup`` fraction of the packets is discarded
-(the run starts empty). Clopper-Pearson intervals assume independent samples, but delays in a
-queue are strongly autocorrelated, so the verdict uses an honest lower limit: the exceedance
-indicator's variance inflation is estimated by batch means (``batches`` contiguous batches) and
-the Clopper-Pearson limit is taken at the effective sample size ``n / VIF`` (one-sided,
-``confidence``). A grid point has enough data when it has at least ``min_effective`` effective
-exceedances. The verdict is VALID if the bound is at least that lower limit at every such point,
-else VIOLATED at the point with the largest lower limit / bound.
+(the run starts empty). Delays in a queue are strongly autocorrelated, so every interval is the
+dependent-data one of :func:`~federation.stats.tail_probability` (batch means with a chosen
+batch count, Clopper-Pearson at the effective sample size). A grid point enters the verdict when
+it has at least ``min_effective`` effective exceedances (below that the batch variance rests on
+too few clusters to be trusted). Each such point tests ``H0: P(D > d) <= bound(d)`` (one-sided
+p-value); the verdict is VIOLATED when Holm's step-down procedure rejects any of them at
+family-wise error ``1 - confidence`` (:func:`~federation.stats.holm`), over the whole grid and,
+with ``--loads``, over every load of the sweep together (:func:`joint_verdict`), so an exact
+bound is flagged with probability at most ``1 - confidence`` however many points are tested.
+``sim_lower`` is the Bonferroni (simultaneous) lower limit of each tested point at that family
+level; the CCDF band (``ci95_low``/``ci95_high``) is pointwise.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from federation.dataplane.path import Admission, Domain, Scheduler, Source
 from federation.dataplane.traffic import traffic_from_spec
 from federation.errors import InputError, NoFiniteBound
 from federation.specs import parse_arrival
-from federation.stats import batch_lower_limit, quantile_estimate, violation_estimate
+from federation.stats import holm, tail_probability, tail_quantiles
 
 __all__ = [
     "GridPoint",
@@ -55,6 +59,7 @@ __all__ = [
     "CompareResult",
     "compare",
     "compare_loads",
+    "joint_verdict",
     "DEFAULT_EPSILONS",
 ]
 
@@ -65,8 +70,11 @@ DEFAULT_EPSILONS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
 class GridPoint:
     """One delay ``d`` (s) of the grid: the bound and the simulated ``P(D > d)``.
 
-    ``sim_lower`` is the one-sided lower confidence limit (level ``CompareResult.confidence``) at
-    the batch-means effective sample size; ``enough`` says whether the point enters the verdict.
+    ``ci95_low``/``ci95_high`` is the pointwise 95 % interval for autocorrelated samples;
+    ``sim_lower`` the simultaneous (Bonferroni over the tested points) one-sided lower limit at
+    ``CompareResult.confidence``; ``enough`` says whether the point enters the verdict,
+    ``p_value`` is that of ``H0: P(D > d) <= bound`` (1 if not tested), ``rejected`` whether
+    Holm's procedure rejects it.
     """
 
     delay: float
@@ -75,11 +83,13 @@ class GridPoint:
     theta: float  # the bound's optimising theta (1/bit, or 1/s for mgf-maxplus); nan if none
     sim: float
     count: int  # samples with delay > d
-    ci95_low: float  # exact Clopper-Pearson (independent samples)
+    ci95_low: float  # pointwise, batch means + Clopper-Pearson (autocorrelated samples)
     ci95_high: float
-    sim_lower: float  # batch-corrected one-sided lower limit used by the verdict
+    sim_lower: float  # simultaneous one-sided lower limit (Bonferroni over the tested points)
     effective_n: float
     enough: bool
+    p_value: float = 1.0
+    rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,9 @@ class EpsilonRow:
     bound_method: str
     sim_delay: float
     sim_ci95_low: float
-    sim_ci95_high: float  # inf when too few samples for an upper order statistic
+    sim_ci95_high: float  # inf when too few effective samples for an upper order statistic
     ratio: float  # bound_delay / sim_delay
-    enough: bool  # at least 10 samples beyond the quantile
+    enough: bool  # at least 10 samples beyond the quantile and a finite interval (conclusive)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class LoadRow:
     scale: float
     epsilons: tuple[EpsilonRow, ...]
     valid: bool
+    grid: tuple[GridPoint, ...] = ()  # for the joint verdict (not in JSON)
 
 
 @dataclass(frozen=True)
@@ -126,17 +137,18 @@ class CompareResult:
     grid: tuple[GridPoint, ...]
     epsilons: tuple[EpsilonRow, ...]
     valid: bool
-    worst_delay: float  # the d with the largest sim_lower / bound (nan if no point has enough data)
-    worst_ratio: float  # that sim_lower / bound (> 1 means violated)
+    worst_delay: float  # the largest sim_lower / bound (among the rejected d if violated)
+    worst_ratio: float  # that sim_lower / bound (nan if no point has enough data)
     confidence: float
     elapsed_bound: float  # s
     elapsed_sim: float  # s
     sim_delays: np.ndarray | None = None  # sorted samples (for plots; not in JSON)
     loads: tuple[LoadRow, ...] = ()
+    tested: int = 0  # hypotheses in the family of the verdict (grid points with enough data)
 
     @property
     def verdict(self) -> str:
-        """``"VALID"`` or ``"VIOLATED"``."""
+        """``"VALID"`` or ``"VIOLATED"`` (with ``--loads``: over the whole sweep, see :func:`joint_verdict`)."""
         return "VALID" if self.valid else "VIOLATED"
 
     def to_json(self) -> dict[str, Any]:
@@ -168,6 +180,8 @@ class CompareResult:
             "verdict": self.verdict,
             "worst_delay": clean(self.worst_delay),
             "worst_ratio": clean(self.worst_ratio),
+            "tested": self.tested,
+            "family_wise_error": 1.0 - self.confidence,
             "grid": [row(g) for g in self.grid],
             "epsilons": [row(e) for e in self.epsilons],
             "loads": [{"load": r.load, "scale": r.scale, "valid": r.valid,
@@ -272,8 +286,7 @@ def compare(
     grid_points: int = 60,
     confidence: float = 0.99,
     warmup: float = 0.02,
-    batches: int = 20,
-    min_effective: float = 5.0,
+    min_effective: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CompareResult:
     """Bound versus packet-level simulation of one model (continuous time).
@@ -298,12 +311,11 @@ def compare(
         Number of delays ``d`` (s) on the grid, from the path latency to past both the largest
         simulated delay and the bound's delay at the smallest epsilon.
     confidence
-        One-sided level of the lower limit used by the verdict.
+        ``1 -`` the family-wise error of the verdict (Holm over the tested grid points).
     warmup
         Fraction of the samples discarded at the start (the run starts empty).
-    batches, min_effective
-        Batch means for the autocorrelation correction, and the effective exceedance count a grid
-        point needs to enter the verdict.
+    min_effective
+        The effective exceedance count (``P n_eff``) a grid point needs to enter the verdict.
     progress
         Called as ``progress(done, total)`` packets of flow 0 after every simulation chunk.
 
@@ -362,47 +374,71 @@ def compare(
         if bounds[i][0] > bounds[i - 1][0]:
             bounds[i] = bounds[i - 1]
     rows = []
-    nb = max(2, min(batches, n // 50))
-    edges = np.linspace(0, n, nb + 1).astype(np.int64)
-    sizes = np.diff(edges).astype(float)
+    qs = tail_quantiles(x, [1.0 - r for r in eps])
     for r in eps:
         bd, bm = inverted[r]
-        q = quantile_estimate(xs, 1.0 - r).value
-        counts = np.add.reduceat((x > q).astype(np.int64), edges[:-1]).astype(float)
-        _, neff = batch_lower_limit(counts, sizes, 0.95)  # the variance inflation of the indicator x > q
-        qci = quantile_estimate(xs, 1.0 - r, vif=n / neff if neff > 0 else 1.0).interval(0.95)
+        qe = qs[1.0 - r]
+        q = qe.value
+        qci = qe.interval(0.95)
         beyond = int(n - np.searchsorted(xs, q, side="right"))
         rows.append(EpsilonRow(r, bd, bm, q, qci.low, qci.high, bd / q if q > 0 else math.inf,
-                               beyond >= 10 and math.isfinite(qci.high)))
+                               beyond >= 10 and qe.conclusive(0.95)))
     t_bound = time.perf_counter() - t0
 
-    # simulated CCDF, exact CP intervals, batch-corrected lower limits
+    # simulated CCDF: pointwise intervals for autocorrelated samples; the verdict by Holm
+    ests = [tail_probability(x > d) for d in grid]
+    enough = [est.count > 0 and est.value * est.n_eff >= min_effective for est in ests]
+    tested = sum(enough)
+    alpha = 1.0 - confidence
     points = []
-    worst, worst_d = -math.inf, math.nan
-    violated_any = False
-    for d, (bv, bmeth, bth) in zip(grid, bounds):
-        above = x > d
-        k = int(above.sum())
-        ci = violation_estimate(k, n).interval(0.95)
-        counts = np.add.reduceat(above.astype(np.int64), edges[:-1])
-        lower, neff = batch_lower_limit(counts.astype(float), sizes, confidence)
-        enough = k > 0 and (k / n) * neff >= min_effective
-        if enough:
-            ratio = lower / bv if bv > 0 else math.inf
-            violated_any = violated_any or ratio > 1.0
-            # the worst point; among the non-trivial ones (bound < 1) unless the bound is violated
-            if (bv < 1.0 or ratio > 1.0) and ratio > worst:
-                worst, worst_d = ratio, float(d)
-        points.append(GridPoint(float(d), float(bv), bmeth, float(bth), k / n, k, float(ci.low), float(ci.high),
-                                lower, float(neff), bool(enough)))
-    valid = not violated_any
-    return CompareResult(
+    for d, (bv, bmeth, bth), est, ok in zip(grid, bounds, ests, enough):
+        ci = est.interval(0.95)
+        lower = est.lower_limit(1.0 - alpha / max(tested, 1)) if ok else 0.0
+        pv = est.p_value_above(min(1.0, float(bv))) if ok else 1.0
+        points.append(GridPoint(float(d), float(bv), bmeth, float(bth), est.value, est.count, float(ci.low),
+                                float(ci.high), float(lower), float(est.n_eff), bool(ok), float(pv)))
+    res = CompareResult(
         arrivals=tuple(arrivals), hops=tuple(hops), cross=tuple(cross), scheduler=scheduler, packets=packets,
         seed=seed, packet_size=packet_size, notion=m.notion, notion_reason=m.notion_reason,
         conversion=m.conversion, utilisation=util, samples=n, latency=m.latency, grid=tuple(points),
-        epsilons=tuple(rows), valid=valid, worst_delay=worst_d, worst_ratio=worst if worst > -math.inf else math.nan,
-        confidence=confidence, elapsed_bound=t_bound, elapsed_sim=t_sim, sim_delays=xs,
+        epsilons=tuple(rows), valid=True, worst_delay=math.nan, worst_ratio=math.nan,
+        confidence=confidence, elapsed_bound=t_bound, elapsed_sim=t_sim, sim_delays=xs, tested=tested,
     )
+    return joint_verdict(res)
+
+
+def _worst(grid: Sequence[GridPoint]) -> tuple[float, float]:
+    """(d, sim_lower / bound) of the worst point: the largest ratio among the rejected points (the
+    non-trivial ones, bound < 1, past the first grid point d = latency if any: the delay's atom is
+    there), else among the tested non-trivial points; nan if none."""
+    rej = [g for g in grid[1:] if g.rejected] or [g for g in grid if g.rejected]
+    pool = [g for g in rej if g.bound < 1.0] or rej or [g for g in grid if g.enough and g.bound < 1.0]
+    cand = [(g.sim_lower / g.bound if g.bound > 0 else math.inf, g.delay) for g in pool]
+    if not cand:
+        return math.nan, math.nan
+    ratio, d = max(cand)
+    return d, ratio
+
+
+def joint_verdict(result: CompareResult) -> CompareResult:
+    """The verdict over ``result``'s grid and every load row's grid together (Holm, one family).
+
+    Family-wise error ``1 - result.confidence`` over all tested points; each point's
+    ``rejected``, each load row's ``valid`` and ``result.valid`` are set from the one procedure,
+    so the verdict printed and the exit code (``valid``) cannot disagree.
+    """
+    from dataclasses import replace
+
+    grids = [result.grid, *(row.grid for row in result.loads)]
+    pv = [g.p_value for grid in grids for g in grid if g.enough]
+    rej = iter(holm(pv, 1.0 - result.confidence).tolist())
+    new = [tuple(replace(g, rejected=bool(next(rej))) if g.enough else replace(g, rejected=False) for g in grid)
+           for grid in grids]
+    rows = tuple(replace(row, grid=g, valid=not any(p.rejected for p in g)) for row, g in zip(result.loads, new[1:]))
+    wd, wr = _worst(new[0])
+    valid = not any(p.rejected for g in new for p in g)
+    return replace(result, grid=new[0], loads=rows, valid=valid, worst_delay=wd, worst_ratio=wr,
+                   tested=len(pv))
 
 
 def _scale_spec(text: str, factor: float) -> str:
@@ -432,7 +468,9 @@ def compare_loads(
     """Run :func:`compare` with every ``--arrival`` rate scaled so the bottleneck is at each ``load``.
 
     Poisson rates and on-off peaks are scaled by one common factor (cross traffic unchanged), so
-    that the most loaded hop (all flows there) has utilisation ``load`` in (0, 1).
+    that the most loaded hop (all flows there) has utilisation ``load`` in (0, 1). Each row's
+    ``valid`` is its own verdict; put the rows in a :class:`CompareResult` and call
+    :func:`joint_verdict` for the verdict over the sweep.
     """
     m = compared_model(arrivals, hops, cross, kwargs.get("scheduler", "fifo"), kwargs.get("packet_size", 1.0),
                kwargs.get("notion", "auto"))
@@ -448,5 +486,5 @@ def compare_loads(
                 raise InputError(f"--loads {u:g}: the cross traffic alone loads hop {i} beyond it")
             f = min(f, (u * h.rate - c) / m.flow.mean_rate)
         r = compare([_scale_spec(a, f) for a in arrivals], hops, cross, **kwargs)
-        out.append(LoadRow(float(u), float(f), r.epsilons, r.valid))
+        out.append(LoadRow(float(u), float(f), r.epsilons, r.valid, r.grid))
     return tuple(out)

@@ -1,0 +1,240 @@
+"""Coverage of trefed's tail intervals on data with a known answer (issue 9).
+
+For every model, ``R`` independent replications of a series of ``n`` samples (in time order), and
+per replication the nominal 95 % intervals trefed reports by default (``independent=False``,
+:mod:`federation.stats.dependent`):
+
+* ``P(X > q99)`` and ``P(X > q999)`` at the *true* p99 and p99.9 (:func:`tail_probability`);
+* the p99.9 itself (:func:`tail_quantile`).
+
+Coverage is the fraction of replications whose interval holds the truth; it must lie in
+93-97 %. An inconclusive quantile (upper end inf: too few effective samples beyond it) covers
+trivially and is counted apart (``inconclusive``); ``coverage`` counts it as covering and
+``coverage_conclusive`` is over the conclusive replications only. For the i.i.d. models the
+exact intervals (``independent=True``: Clopper-Pearson, order statistics) are measured too.
+
+Models (truth in brackets): i.i.d. exponential, lognormal(0, 1) and Pareto with xi = 0.25
+(closed forms); M/M/1 waiting times at u = 0.9 (``P(W > x) = u e^{-(mu - lambda) x}``); the
+3-hop Jackson tandem of exponential servers at u = 0.8, end-to-end sojourn times (Erlang(3,
+mu - lambda)); a FIFO exponential server fed by 4 exponential on-off sources (MMOO, Markov-
+modulated Poisson, load 0.7; truth from one run 100 times as long as all replications' samples
+together would need: ``100 n`` samples). Series are simulated by compiled (numba) recursions, one
+replication at a time; the stationary start (M/M/1) or a discarded warm-up (tandem, MMOO) makes
+them stationary.
+
+Writes benchmarks/out/coverage.json and prints the table.
+
+Run: python benchmarks/bench_coverage.py [--quick] [--reps R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from federation.stats import tail_probability, tail_quantile  # noqa: E402
+
+LEVEL = 0.95
+PS = (0.99, 0.999)
+
+
+# ------------------------------------------------------------------------------------------ kernels
+
+
+def _kernels() -> dict[str, Callable[..., np.ndarray]]:
+    import numba
+
+    @numba.njit(cache=True)
+    def lindley(w0: float, s: np.ndarray, a: np.ndarray) -> np.ndarray:  # waiting times W_k
+        w = np.empty(len(s))
+        x = w0
+        for i in range(len(s)):
+            w[i] = x
+            x = max(0.0, x + s[i] - a[i])
+        return w
+
+    @numba.njit(cache=True)
+    def tandem(t: np.ndarray, s: np.ndarray) -> np.ndarray:  # sojourn of FIFO hops s[h, k]
+        d = t.copy()
+        for h in range(s.shape[0]):
+            prev = -1e300
+            for k in range(len(t)):
+                x = max(d[k], prev) + s[h, k]
+                d[k] = x
+                prev = x
+        return d - t
+
+    @numba.njit(cache=True)
+    def mmpp(n: int, sources: int, on_rate: float, off_rate: float, peak: float, seed: int) -> np.ndarray:
+        """Arrival times of n packets from `sources` on-off sources (Poisson at `peak` when on)."""
+        np.random.seed(seed)
+        out = np.empty(n)
+        k = 0  # sources on; start in the stationary binomial distribution
+        for _ in range(sources):
+            if np.random.random() < off_rate / (on_rate + off_rate):
+                k += 1
+        t = 0.0
+        i = 0
+        while i < n:
+            r = (sources - k) * off_rate + k * on_rate + k * peak
+            t += np.random.exponential(1.0 / r)
+            u = np.random.random() * r
+            if u < k * peak:
+                out[i] = t
+                i += 1
+            elif u < k * peak + k * on_rate:
+                k -= 1
+            else:
+                k += 1
+        return out
+
+    return {"lindley": lindley, "tandem": tandem, "mmpp": mmpp}
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+@dataclass(frozen=True)
+class Model:
+    """A series generator ``sample(rng, n)`` and the true quantiles ``q[p]`` (None: from a long run)."""
+
+    name: str
+    n: int
+    sample: Callable[[np.random.Generator, int], np.ndarray]
+    quantile: Callable[[float], float] | None
+    iid: bool
+
+
+def models(n_iid: int, n_queue: int) -> list[Model]:
+    from scipy import stats
+
+    k = _kernels()
+    lam, mu = 0.9, 1.0
+
+    def mm1(rng: np.random.Generator, n: int) -> np.ndarray:
+        w0 = rng.exponential(1 / (mu - lam)) if rng.random() < lam / mu else 0.0
+        return k["lindley"](w0, rng.exponential(1 / mu, n), rng.exponential(1 / lam, n))
+
+    lt, mt = 0.8, 1.0
+
+    def jackson(rng: np.random.Generator, n: int) -> np.ndarray:
+        warm = n // 20
+        t = np.cumsum(rng.exponential(1 / lt, n + warm))
+        return k["tandem"](t, rng.exponential(1 / mt, (3, n + warm)))[warm:]
+
+    # MMOO: 4 sources, mean on 10, mean off 10 (rates 0.1), peak 0.35 packets/s -> mean rate 0.7
+    def mmoo(rng: np.random.Generator, n: int) -> np.ndarray:
+        warm = n // 20
+        seed = int(rng.integers(2**31 - 1))
+        t = k["mmpp"](n + warm + 1, 4, 0.1, 0.1, 0.35, seed)
+        return k["lindley"](0.0, rng.exponential(1.0, n + warm), np.diff(t))[warm:]
+
+    return [
+        Model("iid exponential", n_iid, lambda rng, n: rng.exponential(1.0, n), lambda p: -math.log1p(-p), True),
+        Model("iid lognormal", n_iid, lambda rng, n: rng.lognormal(0.0, 1.0, n),
+              lambda p: float(math.exp(stats.norm.ppf(p))), True),
+        Model("iid Pareto xi=0.25", n_iid, lambda rng, n: rng.random(n) ** -0.25, lambda p: (1 - p) ** -0.25, True),
+        Model("M/M/1 waiting u=0.9", n_queue, mm1, lambda p: math.log(lam / mu / (1 - p)) / (mu - lam), False),
+        Model("3-hop Jackson u=0.8", n_queue, jackson,
+              lambda p: float(stats.gamma.isf(1 - p, 3, scale=1 / (mt - lt))), False),
+        Model("MMOO -> M queue u=0.7", n_queue, mmoo, None, False),
+    ]
+
+
+# ------------------------------------------------------------------------------------------ coverage
+
+
+def _truth(m: Model, rng: np.random.Generator) -> dict[float, float]:
+    if m.quantile is not None:
+        return {p: m.quantile(p) for p in PS}
+    long = m.sample(rng, 100 * m.n)  # truth from a run 100 times as long as one replication
+    return {p: float(np.quantile(long, p, method="inverted_cdf")) for p in PS}
+
+
+def coverage(m: Model, reps: int, seed: int) -> dict[str, object]:
+    """Coverage of the intervals over ``reps`` replications of ``m`` (see the module notes)."""
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    q = _truth(m, rng)
+    modes = [False, True] if m.iid else [False]
+    hits = {(ind, what): 0 for ind in modes for what in ("P>q99", "P>q999", "q999")}
+    inconclusive = {ind: 0 for ind in modes}
+    conclusive_hits = {ind: 0 for ind in modes}
+    neff = []
+    for _ in range(reps):
+        x = m.sample(rng, m.n)
+        for ind in modes:
+            for p, key in ((0.99, "P>q99"), (0.999, "P>q999")):
+                ci = tail_probability(x > q[p], independent=ind).interval(LEVEL)
+                hits[(ind, key)] += ci.low <= 1 - p <= ci.high
+            e = tail_quantile(x, 0.999, independent=ind)
+            ci = e.interval(LEVEL)
+            ok = ci.low <= q[0.999] <= ci.high
+            hits[(ind, "q999")] += ok
+            if e.conclusive(LEVEL):
+                conclusive_hits[ind] += ok
+            else:
+                inconclusive[ind] += 1
+            if not ind:
+                neff.append(e.n_eff)
+    out: dict[str, object] = {"model": m.name, "n": m.n, "reps": reps, "truth": {str(p): q[p] for p in PS},
+                              "median_n_eff_q999": float(np.median(neff)), "seconds": time.perf_counter() - t0}
+    for ind in modes:
+        tag = "exact" if ind else "dependent"
+        conc = reps - inconclusive[ind]
+        out[tag] = {
+            "P>q99": hits[(ind, "P>q99")] / reps,
+            "P>q999": hits[(ind, "P>q999")] / reps,
+            "q999": hits[(ind, "q999")] / reps,
+            "q999_conclusive": conclusive_hits[ind] / conc if conc else math.nan,
+            "q999_inconclusive": inconclusive[ind] / reps,
+        }
+    return out
+
+
+def _table(rows: list[dict]) -> str:
+    head = ("model", "n", "method", "P>q99", "P>q99.9", "q99.9", "q99.9 concl.", "inconcl.")
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for tag in ("dependent", "exact"):
+            if tag in r:
+                c = r[tag]
+                lines.append(f"| {r['model']} | {r['n']:,} | {tag} | {c['P>q99']:.3f} | {c['P>q999']:.3f} | "
+                             f"{c['q999']:.3f} | {c['q999_conclusive']:.3f} | {c['q999_inconclusive']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="100 replications, shorter series")
+    ap.add_argument("--reps", type=int, default=None, help="replications per model (default 1000; quick 100)")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "coverage.json"))
+    a = ap.parse_args(argv)
+    reps = a.reps or (100 if a.quick else 1000)
+    n_iid, n_queue = (20_000, 200_000) if a.quick else (100_000, 1_000_000)
+    rows = []
+    for i, m in enumerate(models(n_iid, n_queue)):
+        r = coverage(m, reps, a.seed + i)
+        rows.append(r)
+        print(f"{m.name}: {r['seconds']:.0f} s", file=sys.stderr, flush=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"level": LEVEL, "reps": reps, "rows": rows}, indent=2) + "\n")
+    print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
