@@ -17,7 +17,8 @@ The tree::
     └── Unavailable                    UNAVAILABLE        a peer cannot be reached
 
 Other trefed errors map by kind (:func:`status_code_for`): ``InputError`` -> INVALID_ARGUMENT,
-``VerificationError`` and ``NoFiniteBound`` -> FAILED_PRECONDITION. Anything else is a bug: it
+``NotFoundError`` (the pure core's unknown id, e.g. a contract the audit ledger never saw) ->
+NOT_FOUND, ``VerificationError`` and ``NoFiniteBound`` -> FAILED_PRECONDITION. Anything else is a bug: it
 is logged with its traceback and answered with INTERNAL; the server keeps serving.
 
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import grpc
 
-from federation.errors import InputError, NoFiniteBound, TrefedError, VerificationError
+from federation.errors import InputError, NoFiniteBound, NotFoundError, TrefedError, VerificationError
 
 __all__ = [
     "ServiceError",
@@ -110,6 +111,8 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
         return exc.code
     if isinstance(exc, InputError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, (VerificationError, NoFiniteBound)):
         return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.INTERNAL

@@ -1,7 +1,8 @@
 """The federation runner: start a federation from a config on Ray, let tenants request service, stop.
 
 :class:`Federation` places one :class:`~agents.domain.servicer.DomainControllerAgent` actor per domain,
-one :class:`~agents.broker.servicer.BrokerAgent` actor and, on demand, one
+one :class:`~agents.broker.servicer.BrokerAgent` actor, one :class:`~agents.auditor.servicer.AuditorAgent`
+actor (started after the broker, whose contracts it audits) and, on demand, one
 :class:`~agents.tenant.TenantAgent` actor per tenant, all through :class:`~agents.runtime.Runtime`
 (the only module that touches Ray). Agents talk to each other over gRPC on 127.0.0.1 (or the
 host given); the runner talks to them through the runtime (start, addresses, stop) and to the
@@ -9,7 +10,9 @@ domains' ``GetStatus`` over gRPC.
 
 Keys: with ``keys_dir`` in the config, domain ``NAME`` signs with ``keys_dir/NAME.key``, created
 (with ``NAME.pub``) when absent; without it every domain gets a fresh key. The broker trusts the
-public halves of exactly these keys. State: each domain's reservation table is the SQLite file
+public halves of exactly these keys. The auditor signs its reports with ``keys_dir/auditor.key``
+(with ``auditor.pub`` beside it, so ``--trust KEYS_DIR`` verifies the reports), created when absent,
+or a fresh key; it trusts exactly the domains' keys. State: each domain's reservation table is the SQLite file
 ``STATE_DIR/NAME.db``; without a state dir a temporary one is made and removed on :meth:`stop`.
 """
 
@@ -25,31 +28,50 @@ from typing import Any
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+from agents.auditor.servicer import AuditorAgent
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DomainControllerAgent
 from agents.runtime import ActorRef, Runtime
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig, TenantConfig
+from federation.errors import ConfigError
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
 
-__all__ = ["Federation", "load_domain_keys"]
+__all__ = ["AUDITOR_ID", "Federation", "load_auditor_key", "load_domain_keys"]
+
+#: The auditor's identity: its reports' ``auditor_id`` and the name of its key files.
+AUDITOR_ID = "auditor"
+
+
+def _load_key(config: FederationConfig, name: str) -> SigningKey:
+    """``keys_dir/NAME.key`` (written with ``NAME.pub`` when absent), or a fresh key without keys_dir."""
+    if config.keys_dir is None:
+        return SigningKey.generate(name)
+    path = Path(config.keys_dir) / f"{name}.key"
+    if not path.exists():
+        Path(config.keys_dir).mkdir(parents=True, exist_ok=True)
+        write_key_pair(name, config.keys_dir)
+    return load_key_file(path)
 
 
 def load_domain_keys(config: FederationConfig) -> dict[str, SigningKey]:
     """Every domain's signing key: from ``config.keys_dir`` (created when absent) or fresh."""
-    keys: dict[str, SigningKey] = {}
-    for d in config.domains:
-        if config.keys_dir is None:
-            keys[d.id] = SigningKey.generate(d.id)
-            continue
-        path = Path(config.keys_dir) / f"{d.id}.key"
-        if not path.exists():
-            Path(config.keys_dir).mkdir(parents=True, exist_ok=True)
-            write_key_pair(d.id, config.keys_dir)
-        keys[d.id] = load_key_file(path)
-    return keys
+    return {d.id: _load_key(config, d.id) for d in config.domains}
+
+
+def load_auditor_key(config: FederationConfig, auditor_id: str = AUDITOR_ID) -> SigningKey:
+    """The auditor's signing key: ``keys_dir/AUDITOR_ID.key`` (written with its ``.pub`` when absent) or fresh.
+
+    Raises
+    ------
+    ConfigError
+        If a domain of the config is named ``auditor_id`` (its key files would be the auditor's).
+    """
+    if any(d.id == auditor_id for d in config.domains):
+        raise ConfigError(f"domains: a domain is named {auditor_id!r}, the auditor's id (rename the domain)")
+    return _load_key(config, auditor_id)
 
 
 class Federation:
@@ -67,11 +89,13 @@ class Federation:
         Interface every agent's gRPC server binds (default loopback).
     broker_port : int
         The broker's port (0: a free one).
+    auditor_port : int
+        The auditor's port (0: a free one).
     sweep_interval_s : float
         Expiry sweep period of the domain controllers, s.
     on_phase : callable, optional
         Progress hook: called with a short sentence as each phase begins (starting Ray, each
-        domain controller and the broker once listening, with their addresses, each tenant's
+        domain controller, the broker and the auditor once listening, with their addresses, each tenant's
         request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
     """
 
@@ -83,6 +107,7 @@ class Federation:
         state_dir: str | Path | None = None,
         host: str = "127.0.0.1",
         broker_port: int = 0,
+        auditor_port: int = 0,
         sweep_interval_s: float = 0.25,
         on_phase: Callable[[str], None] | None = None,
     ) -> None:
@@ -97,12 +122,17 @@ class Federation:
         self.state_dir = Path(state_dir)
         self.host = host
         self.broker_port = int(broker_port)
+        self.auditor_port = int(auditor_port)
         self.sweep_interval_s = sweep_interval_s
         self.keys: dict[str, SigningKey] = {}
         self.domain_actors: dict[str, ActorRef] = {}
         self.domain_addresses: dict[str, str] = {}
         self.broker_actor: ActorRef | None = None
         self.broker_address: str = ""
+        self.auditor_key: SigningKey | None = None
+        """The auditor's key (after :meth:`start`); its public half verifies the reports."""
+        self.auditor_actor: ActorRef | None = None
+        self.auditor_address: str = ""
         self.tenant_actors: dict[str, ActorRef] = {}
         self._generation: dict[str, int] = {}
         self._channels: dict[str, grpc.Channel] = {}
@@ -115,11 +145,12 @@ class Federation:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Federation:
-        """Start Ray (if needed), the domain controllers and the broker; return self."""
+        """Start Ray (if needed), the domain controllers, the broker and the auditor; return self."""
         if self._started:
             return self
         # The keys first: a bad key file fails in a moment, before Ray takes its seconds to start.
         self.keys = load_domain_keys(self.config)
+        self.auditor_key = load_auditor_key(self.config)
         address = self.runtime.address
         self._phase(f"starting Ray: joining the cluster at {address}" if address
                     else "starting Ray: a local instance on 127.0.0.1")
@@ -156,11 +187,30 @@ class Federation:
             self.runtime.call(self.broker_actor, "start", timeout=120)
             self.broker_address = self.runtime.call(self.broker_actor, "address")
             self._phase(f"broker started on {self.broker_address}")
+            self._start_auditor(self.auditor_key)
         except BaseException:
             self.stop()
             raise
         self._started = True
         return self
+
+    def _start_auditor(self, key: SigningKey) -> None:
+        self._phase("starting the auditor")
+        trust = [(k.key_id, k.domain_id, k.public_key_bytes()) for k in self.keys.values()]
+        self.auditor_actor = self.runtime.spawn(
+            AuditorAgent,
+            key.private_pem(),
+            trust,
+            self.broker_address,
+            auditor_id=key.domain_id,
+            host=self.host,
+            port=self.auditor_port,
+            rpc_timeout_s=self.config.broker.rpc_timeout_s,
+            name=f"{self.config.name}:auditor",
+        )
+        self.runtime.call(self.auditor_actor, "start", timeout=120)
+        self.auditor_address = self.runtime.call(self.auditor_actor, "address")
+        self._phase(f"auditor started on {self.auditor_address}")
 
     def _spawn_domain(self, domain_id: str, port: int) -> ActorRef:
         d = self.config.domain(domain_id)
@@ -186,6 +236,8 @@ class Federation:
             ch.close()
         self._channels.clear()
         actors: list[tuple[ActorRef, str]] = [(a, "close") for a in self.tenant_actors.values()]
+        if self.auditor_actor is not None:
+            actors.append((self.auditor_actor, "stop"))
         if self.broker_actor is not None:
             actors.append((self.broker_actor, "stop"))
         actors += [(a, "stop") for a in self.domain_actors.values()]
@@ -198,6 +250,7 @@ class Federation:
         self.tenant_actors.clear()
         self.domain_actors.clear()
         self.broker_actor = None
+        self.auditor_actor = None
         self._started = False
         if self._own_runtime:
             self.runtime.shutdown()
@@ -295,3 +348,8 @@ class Federation:
         """The broker's counters (admitted, rejected, plans computed, cache hits, ...)."""
         assert self.broker_actor is not None
         return self.runtime.call(self.broker_actor, "stats")
+
+    def auditor_stats(self) -> dict:
+        """The auditor's counters (batches accepted and rejected, contracts learnt, reports signed)."""
+        assert self.auditor_actor is not None
+        return self.runtime.call(self.auditor_actor, "stats")

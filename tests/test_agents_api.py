@@ -27,7 +27,7 @@ CONTRACT = {
     },
     "agents.server": {"MalformedRequest", "add_servicer", "start_grpc_server"},
     "agents.runtime": {"Runtime", "ActorRef", "ActorCallError", "is_loopback_address"},
-    "agents.runner": {"Federation", "load_domain_keys"},
+    "agents.runner": {"AUDITOR_ID", "Federation", "load_auditor_key", "load_domain_keys"},
     "agents.tenant": {"BudgetSummary", "TenantOutcome", "TenantAgent", "outcome_from_contract"},
     "agents.broker.client": {"DEFINITE_REFUSALS", "DomainCallError", "DomainClient", "GrpcDomainClient"},
     "agents.broker.envelopes": {"EnvelopeCache"},
@@ -39,6 +39,9 @@ CONTRACT = {
     "agents.domain.logic": {"DomainService", "MAX_BATCH", "STATE_NAMES"},
     "agents.domain.store": {"ReservationRecord", "ReservationStore", "StoredResponse"},
     "agents.domain.servicer": {"DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"},
+    "agents.auditor.logic": {"DEFAULT_CONFIDENCE", "Auditor", "AuditLedgerLike", "ContractSource"},
+    "agents.auditor.client": {"GrpcContractSource"},
+    "agents.auditor.servicer": {"AUDITOR_SERVICE", "AuditorServicer", "AuditorAgent"},
 }
 
 #: Exception classes whose constructor is not ``cls(message)``: a sample instance of each.
@@ -61,6 +64,7 @@ def test_contract_modules_export_exactly_their_public_definitions(name):
 
 
 def test_contract_signatures():
+    from agents.auditor.servicer import AuditorAgent
     from agents.broker.logic import Broker
     from agents.broker.servicer import BrokerAgent
     from agents.domain.servicer import DomainControllerAgent
@@ -69,10 +73,11 @@ def test_contract_signatures():
 
     fed = inspect.signature(Federation).parameters
     assert list(fed)[:1] == ["config"]
-    assert {"runtime", "state_dir", "host", "broker_port", "sweep_interval_s", "on_phase"} <= set(fed)
+    assert {"runtime", "state_dir", "host", "broker_port", "auditor_port", "sweep_interval_s", "on_phase"} <= set(fed)
     assert fed["on_phase"].default is None and fed["on_phase"].kind is inspect.Parameter.KEYWORD_ONLY
     assert {"tenant_ids", "concurrent", "timeout_s"} <= set(inspect.signature(Federation.run_tenants).parameters)
-    for method in ("start", "stop", "run_tenants", "domain_status", "kill_domain", "restart_domain", "broker_stats"):
+    for method in ("start", "stop", "run_tenants", "domain_status", "kill_domain", "restart_domain", "broker_stats",
+                   "auditor_stats"):
         assert callable(getattr(Federation, method)), method
     assert {"address", "num_cpus", "log_to_driver"} <= set(inspect.signature(Runtime).parameters)
     broker = inspect.signature(Broker).parameters
@@ -82,6 +87,11 @@ def test_contract_signatures():
         inspect.signature(DomainControllerAgent).parameters)
     for method in ("start", "stop", "address", "stall", "held_answers"):
         assert inspect.iscoroutinefunction(getattr(DomainControllerAgent, method)), method
+    auditor = inspect.signature(AuditorAgent).parameters
+    assert list(auditor)[:3] == ["key_pem", "trust", "broker_address"]
+    assert {"auditor_id", "host", "port", "rpc_timeout_s", "clock"} <= set(auditor)
+    for method in ("start", "stop", "address", "public_key", "stats"):
+        assert inspect.iscoroutinefunction(getattr(AuditorAgent, method)), method
 
 
 # Every exception class of agents survives pickling: tests/test_errors.py (both packages).

@@ -1,8 +1,9 @@
 """``trefed serve`` and ``trefed run``: the sub-commands that start a federation on Ray.
 
 ``trefed serve CONFIG [--host H] [--port P] [--address RAY_ADDRESS] [--state-dir DIR]``
-    starts the domain controllers and the broker, prints ``broker listening on HOST:PORT`` (and
-    each domain's address), serves until SIGINT or SIGTERM, then shuts everything down.
+    starts the domain controllers, the broker and the auditor, prints ``broker listening on
+    HOST:PORT``, ``auditor listening on HOST:PORT`` (its ``trefed.v1.Auditor`` service) and each
+    domain's address, serves until SIGINT or SIGTERM, then shuts everything down.
 
 ``trefed run CONFIG [--json] [--concurrent] [--address RAY_ADDRESS] [--state-dir DIR]``
     starts the federation, lets every tenant of the config request service (in config order),
@@ -12,13 +13,15 @@
 
 Both report each phase of the start-up and shut-down (starting Ray, the domains, the broker,
 the tenants' requests, ...) on stderr as it begins, so nothing of it mixes with the output
-(``--json`` stays pure JSON). The phases are the sentences ``agents.runner.Federation`` passes
+(``--json`` stays pure JSON: while ``run``'s federation runs, anything else printed on stdout,
+such as the raylet warnings Ray's driver prints there, is sent to stderr). The phases are the sentences ``agents.runner.Federation`` passes
 to its ``on_phase`` hook.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -45,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``serve`` and ``run`` to the ``trefed`` parser."""
     serve = subparsers.add_parser(
         "serve",
-        help="start a federation (domains + broker) and serve the broker's gRPC API until interrupted",
+        help="start a federation (domains + broker + auditor) and serve the broker's gRPC API until interrupted",
         description="Start the federation of CONFIG on a local Ray (or the cluster at --address), "
         "print the broker's address and serve until SIGINT/SIGTERM.",
     )
@@ -144,6 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # After Ray started: Ray installs its own SIGTERM handler, ours must replace it.
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         print(f"broker listening on {fed.broker_address}", flush=True)
+        print(f"auditor listening on {fed.auditor_address}", flush=True)
         for d, a in fed.domain_addresses.items():
             print(f"domain {d} listening on {a}", flush=True)
         print("serving; press Ctrl-C to stop", flush=True)
@@ -164,7 +168,9 @@ def run_run(args: argparse.Namespace) -> int:
     """``trefed run``: print every tenant's outcome; exit code 0."""
     on_phase = phase_printer()
     config = _load(args, on_phase)
-    with _federation(args, config, on_phase) as fed:
+    # While the federation runs, whatever else prints on stdout goes to stderr: Ray's driver prints
+    # the raylet's warnings on stdout from a background thread, and stdout is the outcomes' alone.
+    with contextlib.redirect_stdout(sys.stderr), _federation(args, config, on_phase) as fed:
         outcomes = fed.run_tenants(concurrent=args.concurrent)
         domains = [fed.domain_status(d.id) for d in config.domains]
         broker = fed.broker_address
