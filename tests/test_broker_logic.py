@@ -334,3 +334,16 @@ def test_the_planning_is_pure():
     code = "import sys, agents.broker.plan; print(sorted(m for m in ('grpc', 'asyncio', 'ray') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_no_offer_because_a_domain_is_unreachable_is_unavailable_not_an_answer(tmp_path, fast_config):
+    """A candidate lost only to an unreachable domain (its envelope cannot be fetched) makes "no offer"
+    a temporary state: UNAVAILABLE (retry), not FAILED_PRECONDITION (the intent cannot be met)."""
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        fed.broker.forget_envelope("transport")
+        fed.clients["transport"].faults.update(GetEnvelope="down")
+        with pytest.raises(Unavailable, match=r"domain 'transport': unreachable"):
+            await fed.broker.request_service(fed.request("r1"))
+        fed.clients["transport"].faults.clear()
+        contract = await fed.broker.request_service(fed.request("r2"))
+        assert len(contract.grants) == 3

@@ -245,18 +245,21 @@ class Broker:
     async def resolve(self, msg: services_pb2.Intent) -> services_pb2.ResolveIntentResponse:
         """``ResolveIntent``: ranked offers and the reasons other candidates failed. Reserves nothing."""
         intent = self._parse_intent(msg)
-        offers, rejections = await self._offers(msg.tenant_id, intent, msg.access_domain)
+        offers, rejections, _ = await self._offers(msg.tenant_id, intent, msg.access_domain)
         return services_pb2.ResolveIntentResponse(offers=offers[: self.settings.max_offers], rejections=rejections)
 
     async def _offers(
         self, tenant_id: str, intent: IntentConfig, access_domain: str = ""
-    ) -> tuple[list[services_pb2.Offer], list[str]]:
+    ) -> tuple[list[services_pb2.Offer], list[str], bool]:
+        """(ranked offers, why the other candidates failed, whether a candidate failed only because
+        a domain could not be reached -- then "no offer" is not an answer, the domain may be back)."""
         offers: list[services_pb2.Offer] = []
         rejections: list[str] = []
+        unreachable = False
         models = [m for m in self.config.models if m.task == intent.task]
         if not models:
             tasks = sorted({m.task for m in self.config.models})
-            return [], [f"no model in the catalogue for task {intent.task!r} (tasks: {', '.join(tasks)})"]
+            return [], [f"no model in the catalogue for task {intent.task!r} (tasks: {', '.join(tasks)})"], False
         access = self._access_for(tenant_id, access_domain)
         for m in models:
             if m.error_probability > intent.max_error_probability:
@@ -280,6 +283,7 @@ class Broker:
                         why = f"envelope refused ({exc.reason}{': ' + exc.detail if exc.detail else ''})"
                     elif isinstance(exc, DomainCallError):
                         why = f"unreachable ({exc.code.name}: {exc.details})"
+                        unreachable = True
                     else:
                         raise exc
                     rejections.append(f"model {m.id!r} via {_fmt_path(path)}: domain {d!r}: {why}")
@@ -297,7 +301,7 @@ class Broker:
                     continue
                 offers.append(plan)
         offers.sort(key=lambda o: (o.price_per_hour, o.bound.delay_s, o.offer_id))
-        return offers, rejections
+        return offers, rejections, unreachable
 
     async def _plan(
         self,
@@ -392,7 +396,7 @@ class Broker:
     async def _admit(
         self, tenant_id: str, intent: IntentConfig, offer_id: str, access_domain: str = ""
     ) -> services_pb2.ServiceContract:
-        offers, rejections = await self._offers(tenant_id, intent, access_domain)
+        offers, rejections, unreachable = await self._offers(tenant_id, intent, access_domain)
         if offer_id:
             offers = [o for o in offers if o.offer_id == offer_id]
             if not offers:
@@ -400,7 +404,9 @@ class Broker:
                     f"tenant {tenant_id!r}: offer {offer_id!r} is not (or no longer) available for this intent"
                 )
         if not offers:
-            raise FailedPrecondition(
+            # A candidate lost to an unreachable domain is no answer: UNAVAILABLE, retry later.
+            error = Unavailable if unreachable else FailedPrecondition
+            raise error(
                 f"tenant {tenant_id!r}: no offer meets the intent: " + "; ".join(rejections or ["no candidate"])
             )
         failures: list[tuple[services_pb2.Offer, ServiceError]] = []

@@ -632,7 +632,7 @@ class Broker:
 
 class AuditorStub:
     """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
-    section 6). Defined here; no agent serves it yet (planned).
+    section 6). Served by the auditor agent (agents/auditor/) beside the domains and the broker.
     """
 
     def __init__(self, channel):
@@ -655,7 +655,7 @@ class AuditorStub:
 
 class AuditorServicer:
     """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
-    section 6). Defined here; no agent serves it yet (planned).
+    section 6). Served by the auditor agent (agents/auditor/) beside the domains and the broker.
     """
 
     def SubmitTelemetry(self, request, context):
@@ -695,7 +695,7 @@ def add_AuditorServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Auditor:
     """Consumes the domains' signed telemetry and signs accountability reports (docs/design.md
-    section 6). Defined here; no agent serves it yet (planned).
+    section 6). Served by the auditor agent (agents/auditor/) beside the domains and the broker.
     """
 
     @staticmethod
