@@ -104,7 +104,7 @@ def test_p_value_agrees_with_the_lower_limit():
 def test_quantile_dependent_is_wider_and_p9999_from_1000_is_inconclusive():
     x, _ = _ar_indicator(200_000, 0.99, 7)
     dep, ind = tail_quantile(x, 0.99), tail_quantile(x, 0.99, independent=True)
-    assert isinstance(dep, QuantileEstimate) and dep.method == "batch-means order-statistic"
+    assert isinstance(dep, QuantileEstimate) and dep.method == "batch-means inverted clopper-pearson"
     assert dep.n_eff < ind.n_eff / 10
     w = dep.interval(0.95)
     v = ind.interval(0.95)

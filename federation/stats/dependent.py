@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -230,23 +230,87 @@ class BatchProportionEstimate(ProportionEstimate):
 
 @dataclass(frozen=True, eq=False)
 class BatchQuantileEstimate(QuantileEstimate):
-    """The order-statistic quantile of an autocorrelated series, ranks at the batch-means size.
+    r"""The ``p``-quantile of an autocorrelated series, its interval the inversion of :func:`tail_probability`.
 
-    ``vif`` is that of the indicator ``X > value`` (:func:`batch_vif`), ``batches`` its batch
-    count; the interval takes the ranks from the binomial at ``n / (vif (t_dof/z)^2)``
-    (:class:`~federation.stats.independent.QuantileEstimate`'s Notes, with the Student factor of
-    :class:`BatchProportionEstimate`).
+    Attributes
+    ----------
+    series
+        The samples in time order (kept by reference).
+    vif, batches, dof
+        :func:`batch_vif` of the indicator ``X > value`` (``n_eff = n / vif``).
+
+    Notes
+    -----
+    With :math:`[L(x), U(x)]` the interval at ``level`` of :math:`P(X > x)` from the indicator
+    series ``X_t > x`` (:class:`BatchProportionEstimate`), the interval of the quantile is
+
+    .. math::
+
+        \{x:\ L(x) \le 1 - p \le U(x)\} = [\inf\{x: L(x) \le 1 - p\},\ \sup\{x: U(x) \ge 1 - p\}],
+
+    the values of the quantile that the proportion test does not reject. It holds the true
+    quantile :math:`q_p` exactly when the proportion interval at :math:`x = q_p` holds
+    :math:`1 - p`, so its coverage is that of :func:`tail_probability` at the quantile (the
+    ``P(X > q)`` cells of ``benchmarks/bench_coverage.py``). ``L`` and ``U`` are step functions
+    of ``x`` (constant between order statistics) and decrease with ``x`` up to the noise of the
+    batch variance; each end is found by bisection over the order statistics (about
+    ``2 log2 n`` passes over the series). ``high`` is inf when even beyond the largest sample the
+    upper limit is at least ``1 - p``: the data cannot bound the quantile (inconclusive).
     """
 
-    method: ClassVar[str] = "batch-means order-statistic"
+    method: ClassVar[str] = "batch-means inverted clopper-pearson"
 
+    series: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     batches: int = 0
     dof: int = 0
 
+    def _limits(self, i: int, level: float) -> Interval:
+        """The proportion interval of ``P(X > x)`` at the ``i``-th order statistic (0-based; -1: below all)."""
+        x = self.series
+        e = np.ones(len(x), bool) if i < 0 else x > self.sorted_samples[i]
+        est = tail_probability(e)
+        assert isinstance(est, BatchProportionEstimate)
+        if est.dof >= 1:  # the larger of the two inflations, the fewer degrees of freedom
+            est = BatchProportionEstimate(est.count, est.n, max(est.vif, self.vif), est.batches,
+                                          min(est.dof, self.dof) if self.dof >= 1 else est.dof)
+        else:  # too few exceedances at x to estimate the correlation: that at the point estimate
+            est = BatchProportionEstimate(est.count, est.n, self.vif, est.batches, self.dof)
+        return est.interval(level)
+
     def interval(self, level: float = 0.95) -> Interval:
-        """The order-statistic interval at the effective size."""
+        """The inverted proportion interval at ``level`` (Notes); nan when empty."""
         level = _check_level(level)
-        return self._ranks_interval(level, self.vif * _t_over_z_sq(level, self.dof))
+        n, xs, tail = self.n, self.sorted_samples, 1.0 - self.p
+        if n == 0:
+            return Interval(math.nan, math.nan)
+        # high: sup{x: U(x) >= tail}; U is constant on [xs[i], xs[i+1])
+        if self._limits(n - 1, level).high >= tail:
+            hi = math.inf
+        else:
+            a, b = -1, n - 1  # U(a) >= tail (U(-1): all exceed), U(b) < tail
+            if self._limits(a, level).high < tail:
+                hi = float(xs[0])
+            else:
+                while b - a > 1:
+                    mid = (a + b) // 2
+                    if self._limits(mid, level).high >= tail:
+                        a = mid
+                    else:
+                        b = mid
+                hi = float(xs[b])
+        # low: inf{x: L(x) <= tail}
+        if self._limits(-1, level).low <= tail:
+            lo = -math.inf
+        else:
+            a, b = -1, n - 1  # L(a) > tail, L(b) <= tail (nothing exceeds the largest sample)
+            while b - a > 1:
+                mid = (a + b) // 2
+                if self._limits(mid, level).low > tail:
+                    a = mid
+                else:
+                    b = mid
+            lo = float(xs[b])
+        return Interval(lo, hi)
 
 
 def _series(x: np.ndarray, what: str) -> np.ndarray:
@@ -323,8 +387,8 @@ def tail_quantiles(samples: np.ndarray, ps: Sequence[float], *,
         if independent:
             out[p] = QuantileEstimate(xs, p)
         elif len(x) == 0:
-            out[p] = BatchQuantileEstimate(xs, p, 1.0, 0, 0)
+            out[p] = BatchQuantileEstimate(xs, p, 1.0, x, 0, 0)
         else:
             v = batch_vif(x > QuantileEstimate(xs, p).value)
-            out[p] = BatchQuantileEstimate(xs, p, v.vif, v.batches, v.dof)
+            out[p] = BatchQuantileEstimate(xs, p, v.vif, x, v.batches, v.dof)
     return out
