@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -264,17 +265,38 @@ class BatchQuantileEstimate(QuantileEstimate):
     batches: int = 0
     dof: int = 0
 
+    @cached_property
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted keys, first key index of each block, block sizes, c(xs)) for fast exceedance counts.
+
+        ``c(v)`` = samples ``<= v``; ``x_t > xs[i]`` iff ``c(x_t) > c(xs[i])`` (ties included).
+        The blocks are the starting batches of :func:`batch_vif`, so its answer from the block
+        counts equals its answer from the indicator itself.
+        """
+        x, xs = self.series, self.sorted_samples
+        n = len(x)
+        b = max(1, min(MAX_BATCHES, n, 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1)))))))
+        edges = np.linspace(0, n, b + 1).astype(np.int64)
+        c = np.searchsorted(xs, x, side="right").astype(np.int64)
+        row = np.repeat(np.arange(b, dtype=np.int64), np.diff(edges))
+        keys = np.sort(row * (n + 1) + c)
+        return keys, edges, np.diff(edges), np.searchsorted(xs, xs, side="right").astype(np.int64)
+
     def _limits(self, i: int, level: float) -> Interval:
         """The proportion interval of ``P(X > x)`` at the ``i``-th order statistic (0-based; -1: below all)."""
-        x = self.series
-        e = np.ones(len(x), bool) if i < 0 else x > self.sorted_samples[i]
-        est = tail_probability(e)
-        assert isinstance(est, BatchProportionEstimate)
-        if est.dof >= 1:  # the larger of the two inflations, the fewer degrees of freedom
-            est = BatchProportionEstimate(est.count, est.n, max(est.vif, self.vif), est.batches,
-                                          min(est.dof, self.dof) if self.dof >= 1 else est.dof)
+        keys, edges, sizes, cx = self._blocks
+        n = len(self.series)
+        b = len(sizes)
+        thr = 0 if i < 0 else int(cx[i])
+        base = np.arange(b, dtype=np.int64) * (n + 1)
+        counts = edges[1:] - np.searchsorted(keys, base + thr, side="right")
+        k = int(counts.sum())
+        v = batch_vif(counts, sizes)
+        if v.dof >= 1:  # the larger of the two inflations, the fewer degrees of freedom
+            est = BatchProportionEstimate(k, n, max(v.vif, self.vif), v.batches,
+                                          min(v.dof, self.dof) if self.dof >= 1 else v.dof)
         else:  # too few exceedances at x to estimate the correlation: that at the point estimate
-            est = BatchProportionEstimate(est.count, est.n, self.vif, est.batches, self.dof)
+            est = BatchProportionEstimate(k, n, self.vif, v.batches, self.dof)
         return est.interval(level)
 
     def interval(self, level: float = 0.95) -> Interval:
