@@ -16,7 +16,19 @@ end-to-end delay of a tandem has none that are frequent), cost one pass, and str
 block), which the auditor needs. A block bootstrap (``arch``) estimates the same long-run variance
 with a tuning parameter of the same kind (the block length) at ``B`` times the cost and a new
 dependency; regenerative cycles exist for one FIFO queue only (busy periods), not for the
-indicator of a multi-hop path. So: batch means, with the batch count chosen from the data.
+indicator of a multi-hop path; statsmodels offers HAC (Newey-West) variances, the same estimate
+with a kernel instead of batches, at 1-2 s of import. So: batch means, with the batch count chosen
+from the data (:func:`batch_vif`), in numpy, with ``scipy.special`` for the quantiles.
+
+Assumptions: the series is stationary (discard the warm-up of a run that starts empty) and its
+correlation time is shorter than the chosen batches. Two refinements make rare events honest:
+the Student factor's degrees of freedom are those of the batches the event actually occurs in (a
+p99.9 count in 512 batches rests on a few dozen clusters, not on 511 degrees of freedom), and with
+no exceedance at all each batch counts as one sample. Where even that is not enough -- a few
+effective exceedances -- intervals still undercover a little (``benchmarks/bench_coverage.py``);
+``trefed compare`` therefore tests only grid points with at least 10 effective exceedances, and
+:func:`~federation.stats.base.judge` answers INCONCLUSIVE whenever the interval straddles the
+budget.
 """
 
 from __future__ import annotations
