@@ -278,30 +278,27 @@ class BatchQuantileEstimate(QuantileEstimate):
     dof: int = 0
 
     @cached_property
-    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(sorted keys, first key index of each block, block sizes, c(xs)) for fast exceedance counts.
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the series as a padded matrix, one row per starting batch of :func:`batch_vif`; sizes).
 
-        ``c(v)`` = samples ``<= v``; ``x_t > xs[i]`` iff ``c(x_t) > c(xs[i])`` (ties included).
-        The blocks are the starting batches of :func:`batch_vif`, so its answer from the block
-        counts equals its answer from the indicator itself.
+        The exceedance counts per row at any threshold are then one vectorised comparison, and
+        :func:`batch_vif` gives from them its answer from the indicator itself.
         """
-        x, xs = self.series, self.sorted_samples
+        x = self.series
         n = len(x)
         b = max(1, min(MAX_BATCHES, n, 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1)))))))
         edges = np.linspace(0, n, b + 1).astype(np.int64)
-        c = np.searchsorted(xs, x, side="right").astype(np.int64)
-        row = np.repeat(np.arange(b, dtype=np.int64), np.diff(edges))
-        keys = np.sort(row * (n + 1) + c)
-        return keys, edges, np.diff(edges), np.searchsorted(xs, xs, side="right").astype(np.int64)
+        sizes = np.diff(edges)
+        row = np.repeat(np.arange(b, dtype=np.int64), sizes)
+        grid = np.full((b, int(sizes.max())), -np.inf)  # padding never exceeds
+        grid[row, np.arange(n, dtype=np.int64) - edges[row]] = x
+        return grid, sizes
 
     def _limits(self, i: int, level: float) -> Interval:
         """The proportion interval of ``P(X > x)`` at the ``i``-th order statistic (0-based; -1: below all)."""
-        keys, edges, sizes, cx = self._blocks
+        grid, sizes = self._blocks
         n = len(self.series)
-        b = len(sizes)
-        thr = 0 if i < 0 else int(cx[i])
-        base = np.arange(b, dtype=np.int64) * (n + 1)
-        counts = edges[1:] - np.searchsorted(keys, base + thr, side="right")
+        counts = sizes if i < 0 else np.count_nonzero(grid > self.sorted_samples[i], axis=1)
         k = int(counts.sum())
         v = batch_vif(counts, sizes)
         if v.dof >= 1:  # the larger of the two inflations, the fewer degrees of freedom
