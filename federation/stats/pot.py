@@ -27,8 +27,9 @@ log-likelihood of :math:`\zeta` by ``1 / VIF`` of the threshold indicator
 likelihood one: :math:`\{x_p : 2(\ell_{\max} - \ell_p(x_p)) \le \chi^2_{1}(\mathrm{level})\}`,
 maximising over :math:`(\xi, \zeta)` at each :math:`x_p`.
 
-Measured (``benchmarks/bench_coverage.py``): on independent samples the interval covers at its
-level; on queueing delays (M/M/1 at u = 0.9, ``10^6`` waiting times, ``p = 0.9999``) the
+Measured (``benchmarks/bench_coverage.py``, p99.99 from ``10^4`` i.i.d. samples, 300
+replications, nominal 95 %): 0.92 for the exponential (``xi = 0``: the profile interval is a
+little short when the shape is estimated on a light tail), 0.96 lognormal, 0.96 Pareto; on queueing delays (M/M/1 at u = 0.9, ``10^6`` waiting times, ``p = 0.9999``) the
 cluster-weighted likelihood is too optimistic (coverage about 0.6: the shape estimated from some
 40 clusters is noisier than the weighting admits). So for a series (``independent=False``) the
 estimate is never :attr:`~PotQuantileEstimate.supported`: the point estimate is reported, the
