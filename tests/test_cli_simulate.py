@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -196,3 +197,24 @@ def test_readme_mm1_interval_covers_the_exact_tail(capsys):
     small = _json(capsys, *MM1, "--packets", "1000", "--seed", "0")
     assert small["delay_quantile_intervals"]["p99.99"]["conclusive"] is False  # p99.99 from 10^3 delays
     assert small["delay_quantile_intervals"]["p99.99"]["ci95_high"] == math.inf
+
+
+def test_streaming_mode_keeps_an_interval_for_dependent_delays(capsys, monkeypatch):
+    """Beyond the in-memory limit the violation interval comes from per-chunk exceedance counts."""
+    import federation.dataplane.telemetry as tm
+
+    class Small(tm.DelayAccumulator):
+        def __init__(self, thresholds=(), **kw):
+            super().__init__(thresholds, **{**kw, "exact_limit": 1000})
+
+    monkeypatch.setattr(tm, "DelayAccumulator", Small)
+    r = _json(capsys, *MM1, "--packets", "200000", "--delay", "40", "--seed", "3", "--chunk", "500")
+    v = r["violation_probability"]
+    assert r["quantiles_exact"] is False and r["delay_quantile_intervals"]["p99"] is None
+    assert v["method"] == "batch-means clopper-pearson" and v["n_eff"] < v["n"] / 5
+    assert v["ci95_low"] <= v["value"] <= v["ci95_high"]
+    acc = Small([1.0])
+    acc.add(np.array([0.5, 2.0, 3.0]))
+    acc.add(np.array([2.0]))
+    counts, sizes = acc.exceed_series(0)
+    assert counts.tolist() == [2, 1] and sizes.tolist() == [3, 1]

@@ -104,7 +104,7 @@ def test_p_value_agrees_with_the_lower_limit():
 def test_quantile_dependent_is_wider_and_p9999_from_1000_is_inconclusive():
     x, _ = _ar_indicator(200_000, 0.99, 7)
     dep, ind = tail_quantile(x, 0.99), tail_quantile(x, 0.99, independent=True)
-    assert isinstance(dep, QuantileEstimate) and dep.method == "batch-means order-statistic"
+    assert isinstance(dep, QuantileEstimate) and dep.method == "batch-means inverted clopper-pearson"
     assert dep.n_eff < ind.n_eff / 10
     w = dep.interval(0.95)
     v = ind.interval(0.95)
@@ -133,3 +133,20 @@ def test_holm_step_down():
     assert holm(p, 0.05).tolist() == [True, False, False, True]
     assert holm(np.array([0.001, 0.002]), 0.05).all()
     assert not holm(np.array([0.9]), 0.05).any() and holm(np.empty(0), 0.05).size == 0
+
+
+def test_quantile_block_counts_equal_the_indicator_estimate():
+    """The inversion's exceedance counts per starting batch (ties included) give batch_vif's own answer."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(0)
+    x = lfilter([1.0], [1.0, -0.99], rng.standard_normal(300_000))
+    x[rng.random(len(x)) < 0.1] = 0.0  # ties
+    q = tail_quantile(x, 0.999)
+    grid, sizes = q._blocks
+    n = len(x)
+    for i in (0, 5000, n // 2, n - 1000, n - 3):
+        counts = np.count_nonzero(grid > q.sorted_samples[i], axis=1)
+        fast, slow = batch_vif(counts, sizes), batch_vif(x > q.sorted_samples[i])
+        assert int(counts.sum()) == int(np.count_nonzero(x > q.sorted_samples[i]))
+        assert (fast.batches, fast.dof) == (slow.batches, slow.dof) and fast.vif == pytest.approx(slow.vif, rel=1e-12)

@@ -1,7 +1,7 @@
 """Matplotlib figures of ``trefed compare`` (Agg backend, PNG out).
 
-* :func:`ccdf_figure`: the simulated delay CCDF ``P(D > d)`` on a log scale with its 95 %
-  Clopper-Pearson band, the calculus bound overlaid, horizontal lines at the target epsilons and
+* :func:`ccdf_figure`: the simulated delay CCDF ``P(D > d)`` on a log scale with its pointwise 95 %
+  band for autocorrelated delays (batch means), the calculus bound overlaid, horizontal lines at the target epsilons and
   the bounded / simulated delay at each of them.
 * :func:`delay_vs_load_figure`: bounded delay at each epsilon against the simulated quantile,
   versus the bottleneck utilisation (``--loads``).
@@ -62,11 +62,11 @@ def ccdf_figure(result: CompareResult, path: str | Path | None = None) -> bytes:
     lo = np.array([max(g.ci95_low, floor) for g in result.grid])[:m]
     hi = np.array([max(g.ci95_high, floor) for g in result.grid])[:m]
     ax.fill_between(d[:m], lo, hi, step="post", color="0.6", alpha=0.35, lw=0,
-                    label="simulated, 95 % Clopper-Pearson band")
+                    label="simulated, pointwise 95 % band (batch means)")
     sl = np.array([g.sim_lower if g.enough else np.nan for g in result.grid])
     if np.any(np.isfinite(sl)):
         ax.step(d, sl, where="post", color="0.35", ls=":", lw=1.2,
-                label=f"verdict's lower limit ({result.confidence:.0%}, autocorrelation-corrected)")
+                label=f"simultaneous lower limit ({result.confidence:.0%}, Bonferroni over tested points)")
     b = np.array([max(g.bound, floor / 10) for g in result.grid])
     ax.plot(d, b, color="#d62728", lw=2.0, label="calculus bound")
     for i, row in enumerate(result.epsilons):

@@ -12,6 +12,8 @@ sample size.
   series (queueing delays): batch means with a chosen batch count, :func:`batch_vif`.
 * :mod:`~federation.stats.independent`: exact Clopper-Pearson (:func:`violation_estimate`) and
   order-statistic (:func:`quantile_estimate`) intervals for independent samples.
+* :mod:`~federation.stats.pot`: peaks over threshold (generalised Pareto, extremal index,
+  profile likelihood) for quantiles beyond the data: :func:`pot_quantile`.
 * :mod:`~federation.stats.multiple`: :func:`holm` for many tests at once.
 * :mod:`~federation.stats.batch`: the reference simulators' :class:`BatchMeansEstimate` and
   :func:`batch_lower_limit`.
@@ -38,6 +40,7 @@ from federation.stats.independent import (
     violation_estimate,
 )
 from federation.stats.multiple import holm
+from federation.stats.pot import PotQuantileEstimate, extremal_index, pot_quantile
 
 __all__ = [
     "Interval",
@@ -57,6 +60,9 @@ __all__ = [
     "QuantileEstimate",
     "quantile_estimate",
     "holm",
+    "pot_quantile",
+    "PotQuantileEstimate",
+    "extremal_index",
     "BatchMeansEstimate",
     "batch_lower_limit",
 ]
