@@ -130,3 +130,25 @@ def test_audit_help_starts_fast():
     assert res.returncode == 0, res.stderr
     loaded = set(json.loads(res.stdout.strip().splitlines()[-1].replace("'", '"')))
     assert not loaded & {"numpy", "pyarrow", "scipy", "cryptography", "google", "grpc", "ray"}
+
+
+def test_audit_demo_writes_what_audit_reads(tmp_path, capsys):
+    """``trefed audit-demo``: clean -> exit 0; an impaired domain -> exit 1 naming it; a lying
+    domain -> named by its neighbour; a bad flag -> exit 2 naming it."""
+
+    def demo_then_audit(name: str, *flags: str) -> tuple[int, str]:
+        out = tmp_path / name
+        assert main(["audit-demo", str(out), *flags]) == 0
+        capsys.readouterr()
+        code = main(["audit", str(out / "telemetry"), "--contracts", str(out / "contracts.json"),
+                     "--trust", str(out / "keys"), "--out", str(out / "audit")])
+        return code, capsys.readouterr().out
+
+    code, out = demo_then_audit("clean")
+    assert code == 0 and "end to end COMPLIANT" in out
+    code, out = demo_then_audit("slow", "--impair", "transport=30")
+    assert code == 1 and "violating: transport;" in out
+    code, out = demo_then_audit("liar", "--lie", "transport=5")
+    assert code == 1 and "inconsistent[transport]" in out
+    assert main(["audit-demo", str(tmp_path / "bad"), "--impair", "nowhere=3"]) == 2
+    assert "--impair(='nowhere=3')" in capsys.readouterr().err

@@ -29,14 +29,21 @@ README = ROOT / "README.md"
 
 def readme_commands() -> list[str]:
     """``trefed ...`` lines of the README's bash blocks (continuations joined, comments cut)."""
+    return [command for command, _ in readme_commands_and_codes()]
+
+
+def readme_commands_and_codes() -> list[tuple[str, int]]:
+    """(command, the exit code the README promises: 0, or N when its comment says ``exit N``)."""
     text = README.read_text()
-    commands: list[str] = []
+    out: list[tuple[str, int]] = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #", 1)[0].strip()
+            line, _, comment = line.partition(" #")
+            line = line.strip()
             if line.startswith("trefed "):
-                commands.append(line)
-    return commands
+                promised = re.search(r"\bexit (\d)\b", comment)
+                out.append((line, int(promised.group(1)) if promised else 0))
+    return out
 
 
 def test_readme_opens_with_the_two_commands() -> None:
@@ -52,15 +59,15 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_trefed_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    commands = [c for c in readme_commands() if c.split()[1] not in ("run", "serve")]
-    assert {c.split()[1] for c in commands} >= {"bound", "simulate", "compare", "keys", "tre"}
-    for command in commands:
+    commands = [(c, e) for c, e in readme_commands_and_codes() if c.split()[1] not in ("run", "serve")]
+    assert {c.split()[1] for c, _ in commands} >= {"bound", "simulate", "compare", "keys", "tre", "audit"}
+    for command, expected in commands:
         argv, _, redirect = command.partition(">")
         code = main(shlex.split(argv)[1:])
         out = capsys.readouterr().out
         if redirect.strip():
             (tmp_path / redirect.strip()).write_text(out)
-        assert code == 0, f"README example failed (exit {code}): {command}"
+        assert code == expected, f"README example exited {code}, the README says {expected}: {command}"
 
 
 def readme_python() -> str:
