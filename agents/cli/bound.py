@@ -12,17 +12,14 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agents.cli.stability import HopLoad, require_stable
 from federation.errors import InputError
 
 if TYPE_CHECKING:  # the calculus (numpy, scipy) is imported when the command runs
-    from federation.calculus.arrivals import Arrival
-    from federation.calculus.services import Service
+    pass
 
-__all__ = ["register", "run", "hop_loads"]
+__all__ = ["register", "run"]
 
 _EPILOG = """\
 What is bounded. The flow of interest (the aggregate of the --arrival flags) crosses the hops in
@@ -92,25 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def hop_loads(flow: Arrival, services: Sequence[Service]) -> list[HopLoad]:
-    """The load of every hop (from 1): the flow's and the hop's cross traffic's mean rate over the
-    hop's mean rate (see :mod:`agents.cli.stability`)."""
-    from federation.calculus.services import Leftover
-
-    loads = []
-    for i, s in enumerate(services, start=1):
-        base, cross = (s.base, s.cross) if isinstance(s, Leftover) else (s, None)
-        c = cross.mean_rate if cross is not None else 0.0
-        loads.append(HopLoad(i, flow.mean_rate + c, base.mean_rate, bounded_at_one=s.deterministic
-                             and flow.deterministic, cross=c))
-    return loads
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print the bound; returns 0 (exit 2 on bad input or an unstable model)."""
     from federation.calculus.compose import delay_bound, split_bound, violation_bound
-    from federation.calculus.model import build_model
+    from federation.calculus.model import build_model, tandem_loads
     from federation.specs import parse_arrival, parse_cross, parse_hop
+    from federation.stability import require_stable
 
     if args.delay is not None and not (args.delay >= 0 and math.isfinite(args.delay)):
         raise InputError(f"--delay(={args.delay!r}) must be >= 0 and finite")
@@ -121,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     cross = [parse_cross(c, len(hops), args.time) for c in args.cross]
     model = build_model(arrivals, hops, cross, time=args.time, dependent=args.dependent)
     flow, services = model.flow, list(model.services)
-    require_stable(hop_loads(flow, services), "bits/s" if args.time == "continuous" else "bits/slot")
+    require_stable(tandem_loads(flow, services), "bits/s" if args.time == "continuous" else "bits/slot")
     names = [f"hop {i}" for i in range(1, len(services) + 1)]
     if args.delay is not None:
         b = violation_bound(flow, services, args.delay, names=names)

@@ -28,11 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agents.cli.stability import HopLoad, require_stable
 from agents.cli.text import plain
 from federation.errors import InputError
 
@@ -40,7 +39,7 @@ if TYPE_CHECKING:  # the data plane (numpy, scipy, numba) is imported when the c
     from federation.dataplane.path import Admission, Domain, Source
     from federation.dataplane.telemetry import DelayAccumulator
 
-__all__ = ["register", "run", "QUANTILES", "SCHEDULERS", "hop_loads"]
+__all__ = ["register", "run", "QUANTILES", "SCHEDULERS"]
 
 #: Reported quantiles of the end-to-end delay: JSON key -> probability.
 QUANTILES: dict[str, float] = {"p50": 0.5, "p99": 0.99, "p99.9": 0.999, "p99.99": 0.9999}
@@ -112,51 +111,6 @@ def _reservations(args: argparse.Namespace, sources: list[Source], domains: list
     return Admission.proportional(sources, domains)
 
 
-def hop_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: Admission,
-              packet_size: float) -> list[HopLoad]:
-    """The load of every hop (from 1), and of every tenant's partition under ``partition``.
-
-    A flow's offered work at a hop is its packet rate times its mean size (bits/s), or times
-    ``packet_size`` on ``service=exp`` hops (one such packet per completion); Bernoulli loss on
-    the hops before thins it. Under ``partition`` each tenant's reserved server is checked as well
-    (the unreserved tenants share what is left). Hops with a finite buffer or latency ceiling are
-    never unstable (they drop what they cannot serve) and pass at most their rate on.
-    """
-    nh = len(domains)
-    through = [1.0] * len(sources)  # fraction of each flow's packets still on the path
-    loads: list[HopLoad] = []
-    for h, d in enumerate(domains):
-        here = [f for f, s in enumerate(sources) if s.entry <= h <= (nh - 1 if s.exit is None else s.exit)]
-
-        def work(f: int, d: Domain = d) -> float:
-            t = sources[f].traffic
-            return through[f] * t.packet_rate * (packet_size if d.service is not None else t.sizes.mean)
-
-        offered = sum(work(f) for f in here)
-        cross = sum(work(f) for f in here if sources[f].entry == h == sources[f].exit)
-        if d.buffer < math.inf or d.ceiling < math.inf:
-            for f in here:
-                through[f] *= min(1.0, d.rate / offered) if offered > 0 else 1.0
-        else:
-            loads.append(HopLoad(h + 1, offered, d.rate, cross=cross))
-        if d.scheduler == "partition" and d.buffer == math.inf and d.ceiling == math.inf:
-            reserved: dict[int, float] = {}
-            for f in here:
-                r = admission.reservations.get(sources[f].tenant)
-                if r is not None:
-                    reserved[f] = float(r[h] if isinstance(r, tuple) else r)
-            for f, r in reserved.items():
-                loads.append(HopLoad(h + 1, work(f), r, who=f"tenant {sources[f].tenant}'s partition",
-                                     rate_name="reserved rate"))
-            rest = [f for f in here if f not in reserved]
-            if rest:
-                left = d.rate - sum(reserved.values())
-                if left > 0:
-                    loads.append(HopLoad(h + 1, sum(work(f) for f in rest), left,
-                                         who="the unreserved tenants' share", rate_name="left-over rate"))
-        for f in here:
-            through[f] *= 1.0 - d.loss
-    return loads
 
 
 def _summary(acc: DelayAccumulator, generated: int, lost: int, errors: int, delay: float | None) -> dict[str, Any]:
@@ -213,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
     from federation.dataplane.engine import Simulation
     from federation.dataplane.impairments import parse_impairment
-    from federation.dataplane.path import Domain, Source
+    from federation.dataplane.path import Domain, Source, path_loads
     from federation.dataplane.telemetry import DelayAccumulator
     from federation.dataplane.traffic import traffic_from_spec
     from federation.specs import parse_arrival, parse_cross, parse_hop
+    from federation.stability import require_stable
 
     if args.time != "continuous":
         raise InputError("--time discrete: the data plane simulates packets in continuous time; "
@@ -244,9 +199,11 @@ def run(args: argparse.Namespace) -> int:
         specs.append(text)
     impairments = [parse_impairment(x) for x in args.impair]
     admission = _reservations(args, sources, domains)
-    loads = hop_loads(sources, domains, admission, size)
+    loads = path_loads(sources, domains, admission, size)
     unstable = require_stable(loads, "bits/s", allow=args.allow_unstable,
                               what="or give --allow-unstable for a transient study")
+    for x in unstable:
+        print(x.warning("bits/s"), file=sys.stderr)
     # --packets counts the flow of interest; the engine stops on flow 0's count: its share of N.
     first = args.packets if k == 1 else max(1, round(args.packets * rates[0] / sum(rates)))
     sim = Simulation(domains, sources, seed=args.seed, packets=first, admission=admission,

@@ -16,8 +16,9 @@ from federation.calculus.arrivals import Arrival, aggregate, arrival_from_spec
 from federation.calculus.services import Leftover, Service, service_from_hop
 from federation.errors import SpecError
 from federation.specs import ArrivalSpec, CrossSpec, HopSpec, TimeModel
+from federation.stability import HopLoad
 
-__all__ = ["TandemModel", "build_model"]
+__all__ = ["TandemModel", "build_model", "tandem_loads"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,15 @@ def build_model(
             base = replace(base, latency=base.latency + h.prop)
         services.append(Leftover(base, aggregate(crosses[i])) if i in crosses else base)
     return TandemModel(flow, tuple(services))
+
+
+def tandem_loads(flow: Arrival, services: Sequence[Service]) -> list[HopLoad]:
+    """The load of every hop (from 1): the flow's and the hop's cross traffic's mean rate over the
+    hop's mean rate (see :mod:`federation.stability`)."""
+    loads = []
+    for i, s in enumerate(services, start=1):
+        base, cross = (s.base, s.cross) if isinstance(s, Leftover) else (s, None)
+        c = cross.mean_rate if cross is not None else 0.0
+        loads.append(HopLoad(i, flow.mean_rate + c, base.mean_rate, bounded_at_one=s.deterministic
+                             and flow.deterministic, cross=c))
+    return loads

@@ -23,7 +23,8 @@ flows without a reservation share a FIFO server of the left-over rate) and ``wfq
 
 A :class:`Source` is one tenant's traffic entering at domain ``entry`` and leaving after domain
 ``exit``. :class:`Admission` gives the admitted tenant set and their reservations: traffic of
-rejected tenants never enters.
+rejected tenants never enters. :func:`path_loads` gives every hop's long-run load (and every
+tenant partition's), which :func:`federation.stability.require_stable` checks.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ import numpy as np
 from federation.dataplane.traffic import TrafficModel, exponentials
 from federation.errors import InputError
 from federation.specs import HopSpec
+from federation.stability import HopLoad
 
 __all__ = [
+    "path_loads",
     "Scheduler",
     "SCHEDULERS",
     "ServiceTimes",
@@ -210,3 +213,50 @@ class Admission:
             for s in sources:
                 per[s.tenant].append(d.rate * load(s) / total if s in here else d.rate)
         return cls(None, {t: tuple(v) for t, v in per.items()})
+
+
+def path_loads(sources: Sequence[Source], domains: Sequence[Domain], admission: Admission,
+              packet_size: float) -> list[HopLoad]:
+    """The load of every hop (from 1), and of every tenant's partition under ``partition``.
+
+    A flow's offered work at a hop is its packet rate times its mean size (bits/s), or times
+    ``packet_size`` on ``service=exp`` hops (one such packet per completion); Bernoulli loss on
+    the hops before thins it. Under ``partition`` each tenant's reserved server is checked as well
+    (the unreserved tenants share what is left). Hops with a finite buffer or latency ceiling are
+    never unstable (they drop what they cannot serve) and pass at most their rate on.
+    """
+    nh = len(domains)
+    through = [1.0] * len(sources)  # fraction of each flow's packets still on the path
+    loads: list[HopLoad] = []
+    for h, d in enumerate(domains):
+        here = [f for f, s in enumerate(sources) if s.entry <= h <= (nh - 1 if s.exit is None else s.exit)]
+
+        def work(f: int, d: Domain = d) -> float:
+            t = sources[f].traffic
+            return through[f] * t.packet_rate * (packet_size if d.service is not None else t.sizes.mean)
+
+        offered = sum(work(f) for f in here)
+        cross = sum(work(f) for f in here if sources[f].entry == h == sources[f].exit)
+        if d.buffer < math.inf or d.ceiling < math.inf:
+            for f in here:
+                through[f] *= min(1.0, d.rate / offered) if offered > 0 else 1.0
+        else:
+            loads.append(HopLoad(h + 1, offered, d.rate, cross=cross))
+        if d.scheduler == "partition" and d.buffer == math.inf and d.ceiling == math.inf:
+            reserved: dict[int, float] = {}
+            for f in here:
+                r = admission.reservations.get(sources[f].tenant)
+                if r is not None:
+                    reserved[f] = float(r[h] if isinstance(r, tuple) else r)
+            for f, r in reserved.items():
+                loads.append(HopLoad(h + 1, work(f), r, who=f"tenant {sources[f].tenant}'s partition",
+                                     rate_name="reserved rate"))
+            rest = [f for f in here if f not in reserved]
+            if rest:
+                left = d.rate - sum(reserved.values())
+                if left > 0:
+                    loads.append(HopLoad(h + 1, sum(work(f) for f in rest), left,
+                                         who="the unreserved tenants' share", rate_name="left-over rate"))
+        for f in here:
+            through[f] *= 1.0 - d.loss
+    return loads

@@ -1,4 +1,8 @@
-"""Is a tandem model stable? The load check of ``trefed bound`` and ``trefed simulate``.
+"""Is a tandem model stable? The load of every hop, and the check that refuses an unstable model.
+
+The loads come from :func:`federation.calculus.model.tandem_loads` (the calculus' flow and
+services) and :func:`federation.dataplane.path.path_loads` (the data plane's sources and domains);
+``trefed bound`` and ``trefed simulate`` check them here.
 
 A hop whose long-run offered work is at least its long-run service rate (load ``rho >= 1``) has
 no stationary delay: the calculus has no finite bound and a simulation's delays grow with its
@@ -23,10 +27,8 @@ as 1: the mean rates carry rounding (ten on-off sources of mean 0.5 sum to 4.999
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TextIO
 
 from federation.errors import InputError
 
@@ -75,6 +77,11 @@ class HopLoad:
         """True when the hop has a stationary (finite) delay."""
         return self.rho < _ONE or (self.bounded_at_one and self.rho <= 1.0 + 1e-12)
 
+    def warning(self, unit: str) -> str:
+        """The warning for a run that goes on although this hop is unstable (a transient study)."""
+        return (f"warning: unstable model: {self.describe(unit)}: the delays grow with the length of the run "
+                "(a transient study, not a stationary one)")
+
     def describe(self, unit: str) -> str:
         """``load rho = 1.2 >= 1 at hop 1 (mean arrival rate 1.2 bits/s >= service rate 1 bits/s)``."""
         where = f"hop {self.hop}" + (f", {self.who}" if self.who else "")
@@ -84,8 +91,7 @@ class HopLoad:
                 f"{self.rate_name} {self.capacity:g} {unit})")
 
 
-def require_stable(loads: Iterable[HopLoad], unit: str, *, allow: bool = False, what: str = "",
-                   stream: TextIO | None = None) -> list[HopLoad]:
+def require_stable(loads: Iterable[HopLoad], unit: str, *, allow: bool = False, what: str = "") -> list[HopLoad]:
     """Raise :class:`~federation.errors.InputError` naming the first unstable hop, unless ``allow``.
 
     Parameters
@@ -95,7 +101,7 @@ def require_stable(loads: Iterable[HopLoad], unit: str, *, allow: bool = False, 
     unit
         Unit of the rates in the message (``"bits/s"`` or ``"bits/slot"``).
     allow
-        Do not raise: write a warning per unstable hop to ``stream`` (default stderr) instead.
+        Do not raise: return the unstable hops (the caller warns, e.g. with :meth:`HopLoad.warning`).
     what
         What the caller can do about it, appended to the message.
 
@@ -108,8 +114,5 @@ def require_stable(loads: Iterable[HopLoad], unit: str, *, allow: bool = False, 
     if bad and not allow:
         raise InputError(f"unstable model: {bad[0].describe(unit)}: no stationary delay exists; lower the arrival "
                          f"rate or raise the hop's rate" + (f" ({what})" if what else ""))
-    for x in bad:
-        print(f"warning: unstable model: {x.describe(unit)}: the delays grow with the length of the run "
-              "(a transient study, not a stationary one)", file=stream or sys.stderr)
     return bad
 
