@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.cli.progress import packet_progress
 from agents.cli.simulate import SCHEDULERS
 from agents.cli.text import plain
 from federation.errors import InputError
@@ -166,30 +167,13 @@ def run(args: argparse.Namespace) -> int:
     eps = _floats(args.epsilons, "--epsilons")
     loads = _floats(args.loads, "--loads") if args.loads else []
     show = args.progress if args.progress is not None else args.packets >= 2_000_000
-    progress = None
-    bar = None
-    if show:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("simulate"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("simulate", total=args.packets)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
     kw: dict[str, Any] = dict(packets=args.packets, seed=args.seed, scheduler=args.scheduler, epsilons=eps,
                               notion=args.notion, packet_size=args.packet_size, confidence=args.confidence)
-    try:
+    with packet_progress(show, args.packets) as progress:
         r = compare(args.arrival, args.hop, args.cross, progress=progress, **kw)
         if loads:  # one verdict over the model and the sweep together
             r = joint_verdict(replace(r, loads=compare_loads(args.arrival, args.hop, args.cross, loads=loads,
                                                              progress=progress, **kw)))
-    finally:
-        if bar is not None:
-            bar.stop()
     out = _out_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = r.to_json()

@@ -32,6 +32,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from agents.cli.progress import packet_progress
 from agents.cli.text import plain
 from federation.errors import InputError
 
@@ -218,16 +219,7 @@ def run(args: argparse.Namespace) -> int:
     errors = np.zeros(nflows, np.int64)
     show = args.progress if args.progress is not None else args.packets >= 5_000_000
     t0 = time.perf_counter()
-    progress = None
-    if show:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        progress = Progress(TextColumn("simulate"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        progress.start()
-        task = progress.add_task("simulate", total=args.packets)
-    try:
+    with packet_progress(show, args.packets) as progress:
         for chunk in sim.chunks():
             d = chunk.delivered
             if len(d):
@@ -243,10 +235,7 @@ def run(args: argparse.Namespace) -> int:
             lost += chunk.lost
             generated += chunk.generated
             if progress is not None:
-                progress.update(task, completed=int(generated[:k].sum()))
-    finally:
-        if progress is not None:
-            progress.stop()
+                progress(int(generated[:k].sum()))
     total, gone = int(generated[:k].sum()), int(lost[:k].sum())
     if acc.n + gone != total:  # pragma: no cover - an engine invariant
         raise RuntimeError(f"accounting error: {acc.n} delivered + {gone} lost != {total} generated")
