@@ -26,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from trefed.v1 import services_pb2, services_pb2_grpc
+from trefed.v1 import services_pb2, services_pb2_grpc, telemetry_pb2
 
 from agents.auditor.servicer import AuditorAgent
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DomainControllerAgent
+from agents.domain.telemetry import TelemetryReceipt
 from agents.runtime import ActorRef, Runtime
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig, TenantConfig
+from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
@@ -299,6 +301,20 @@ class Federation:
             final.append(out)
         return final
 
+    def request_tenant(self, tenant_id: str, *, timeout_s: float = 300.0) -> TenantOutcome:
+        """One tenant requests service now (its agent is started on first use); its outcome."""
+        t = next(x for x in self.config.tenants if x.id == tenant_id)
+        if t.id not in self.tenant_actors:
+            self.tenant_actors[t.id] = self.runtime.spawn(
+                TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
+            )
+        return self.runtime.call(self.tenant_actors[t.id], "request", timeout=timeout_s)
+
+    def release_tenant(self, tenant_id: str, *, timeout_s: float = 60.0) -> bool:
+        """The tenant releases its contract (True when released, or nothing was held)."""
+        actor = self.tenant_actors.get(tenant_id)
+        return True if actor is None else bool(self.runtime.call(actor, "release", timeout=timeout_s))
+
     @staticmethod
     def _request_sentence(t: TenantConfig) -> str:
         i = t.intent
@@ -307,13 +323,41 @@ class Federation:
 
     # ------------------------------------------------------------------ domains
 
-    def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
-        """A domain's ``GetStatus`` over gRPC."""
-        address = self.domain_addresses[domain_id]
+    def _channel(self, address: str) -> grpc.Channel:
         ch = self._channels.get(address)
         if ch is None:
             ch = self._channels[address] = grpc.insecure_channel(address)
-        stub = services_pb2_grpc.DomainControllerStub(ch)
+        return ch
+
+    def contract(self, contract_id: str) -> services_pb2.ServiceContract:
+        """The broker's record of a contract (``Broker.GetContract`` over gRPC)."""
+        stub = services_pb2_grpc.BrokerStub(self._channel(self.broker_address))
+        return stub.GetContract(services_pb2.GetContractRequest(contract_id=contract_id), timeout=30)
+
+    def report_telemetry(self, logs: dict[str, DomainLog], tenant_ids: dict[int, str], *, window_start_s: float,
+                         window_end_s: float, under_report_s: dict[str, float] | None = None,
+                         batch_packets: int = 20_000, timeout_s: float = 300.0) -> dict[str, TelemetryReceipt]:
+        """Every domain of ``logs`` signs its log and submits it to the auditor itself (concurrently).
+
+        ``under_report_s``: domains that lie, and by how much (s). Returns each domain's receipt.
+        """
+        lies = under_report_s or {}
+        calls: list[tuple[ActorRef, str, tuple[Any, ...], dict[str, Any]]] = [
+            (self.domain_actors[d], "report_telemetry", (log, tenant_ids, self.auditor_address),
+             {"window_start_s": window_start_s, "window_end_s": window_end_s,
+              "under_report_s": lies.get(d, 0.0), "batch_packets": batch_packets})
+            for d, log in logs.items()
+        ]
+        return dict(zip(logs, self.runtime.call_many(calls, timeout=timeout_s)))
+
+    def report(self, contract_id: str, confidence: float = 0.95) -> telemetry_pb2.SignedAccountabilityReport:
+        """The auditor's signed accountability report of a contract (``Auditor.GetReport`` over gRPC)."""
+        stub = services_pb2_grpc.AuditorStub(self._channel(self.auditor_address))
+        return stub.GetReport(services_pb2.ReportRequest(contract_id=contract_id, confidence=confidence), timeout=120)
+
+    def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
+        """A domain's ``GetStatus`` over gRPC."""
+        stub = services_pb2_grpc.DomainControllerStub(self._channel(self.domain_addresses[domain_id]))
         return stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=include_reservations), timeout=10)
 
     def kill_domain(self, domain_id: str) -> None:

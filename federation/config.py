@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.errors import ConfigError, FieldError
+from federation.timeline import RunSettings
 from federation.tre.validate import (
     MAX_HOLD_S,
     check_domain_id,
@@ -393,12 +394,20 @@ def intent_from_proto(msg: services_pb2.Intent) -> IntentConfig:
 
 
 class TenantConfig(_Strict):
-    """A tenant: where it enters the federation and what it wants."""
+    """A tenant: where it enters the federation, what it wants, and when (s of the run's clock).
+
+    ``start_s``: when it requests service; ``hold_s``: how long it holds its contract before
+    releasing it (None: to the end of the run). In a file, ``replicas: N`` (with
+    ``replica_interval_s``, s) stands for ``N`` copies named ``ID-1 .. ID-N``, the ``k``-th
+    arriving ``(k - 1) * replica_interval_s`` after ``start_s``.
+    """
 
     id: _Id
     access: _Id
     intent: IntentConfig
     release_after: bool = False
+    start_s: _NonNeg = 0.0
+    hold_s: _Pos | None = None
 
 
 class FederationConfig(_Strict):
@@ -411,6 +420,14 @@ class FederationConfig(_Strict):
     links: tuple[tuple[_Id, _Id], ...] = ()
     models: Annotated[tuple[ModelConfig, ...], Field(min_length=1)]
     tenants: tuple[TenantConfig, ...] = ()
+    run: RunSettings = Field(default_factory=RunSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tenants"), list | tuple):
+            data = {**data, "tenants": _expand_replicas(data["tenants"])}
+        return data
 
     @field_validator("domains")
     @classmethod
@@ -446,6 +463,10 @@ class FederationConfig(_Strict):
         for i, t in enumerate(self.tenants):
             if t.access not in kinds:
                 raise FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
+            if t.start_s >= self.run.duration_s and t.start_s > 0:
+                raise FieldError(f"tenants[{i}].start_s",
+                                 f"(={t.start_s:g}) must be < run.duration_s(={self.run.duration_s:g})")
+        self.run.check_domains(set(kinds))
         _check_prices(self)
         return self
 
@@ -491,6 +512,30 @@ class FederationConfig(_Strict):
         walk(source, [source])
         found.sort(key=lambda p: (len(p), p))
         return found[:max_paths]
+
+
+_MAX_REPLICAS = 10_000
+
+
+def _expand_replicas(tenants: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """Tenants with ``replicas: N`` as ``N`` tenants ``ID-1 .. ID-N`` (see :class:`TenantConfig`)."""
+    out: list[Any] = []
+    for i, t in enumerate(tenants):
+        if not (isinstance(t, dict) and ("replicas" in t or "replica_interval_s" in t)):
+            out.append(t)
+            continue
+        t = dict(t)
+        n, gap = t.pop("replicas", 1), t.pop("replica_interval_s", 0.0)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_REPLICAS:
+            raise FieldError(f"tenants[{i}].replicas", f"(={n!r}) must be a whole number in [1, {_MAX_REPLICAS}]")
+        if isinstance(gap, bool) or not isinstance(gap, int | float) or not (math.isfinite(gap) and gap >= 0):
+            raise FieldError(f"tenants[{i}].replica_interval_s", f"(={gap!r}) must be a number >= 0 (s)")
+        start = t.get("start_s", 0.0)
+        if isinstance(start, bool) or not isinstance(start, int | float):
+            raise FieldError(f"tenants[{i}].start_s", f"(={start!r}) must be a number >= 0 (s)")
+        for k in range(n):
+            out.append({**t, "id": f"{t.get('id')}-{k + 1}", "start_s": start + k * gap})
+    return out
 
 
 def _check_prices(cfg: FederationConfig) -> None:

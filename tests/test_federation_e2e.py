@@ -243,7 +243,7 @@ def test_tenant_actors_and_trefed_run_json(fast_config, ray_runtime, capsys, tmp
 
     path = tmp_path / "fast.yaml"
     path.write_text(yaml.safe_dump(FAST_CONFIG))
-    assert trefed(["run", str(path), "--json"]) == 0
+    assert trefed(["run", str(path), "--admissions-only", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     outcomes = doc["tenants"]
     assert [o["tenant_id"] for o in outcomes] == [f"t{i}" for i in range(1, 7)]
@@ -277,7 +277,7 @@ def test_tenant_actors_and_trefed_run_json(fast_config, ray_runtime, capsys, tmp
 
 def test_quickstart_run_admits_then_rejects_for_capacity(ray_runtime, capsys):
     """The README's main job: ``trefed run configs/quickstart.yaml --json`` (on the session's Ray)."""
-    assert trefed(["run", "configs/quickstart.yaml", "--json"]) == 0
+    assert trefed(["run", "configs/quickstart.yaml", "--admissions-only", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     by_id = {o["tenant_id"]: o for o in doc["tenants"]}
     admitted = [o for o in doc["tenants"] if o["admitted"]]

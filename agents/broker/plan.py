@@ -44,7 +44,7 @@ from federation.errors import NoFiniteBound
 if TYPE_CHECKING:
     from federation.calculus.compose import DomainSlice
 
-__all__ = ["Infeasible", "arrival_of", "burst_of", "plan_key", "plan_offer"]
+__all__ = ["Infeasible", "arrival_of", "burst_of", "path_slices", "plan_key", "plan_offer"]
 
 
 class Infeasible(Exception):
@@ -125,6 +125,14 @@ def _slices(
             )
         )
     return out
+
+
+def path_slices(
+    model: ModelConfig, bodies: Sequence[envelope_pb2.EnvelopeBody], rates: Sequence[float]
+) -> list[DomainSlice]:
+    """The calculus' view of a path (envelope bodies, path order) at reserved ``rates`` (bits/s)
+    for ``model``: what an offer's bound is composed from (see the module docstring)."""
+    return _slices(model, bodies, rates)
 
 
 def plan_offer(

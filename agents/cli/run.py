@@ -5,11 +5,20 @@
     HOST:PORT``, ``auditor listening on HOST:PORT`` (its ``trefed.v1.Auditor`` service) and each
     domain's address, serves until SIGINT or SIGTERM, then shuts everything down.
 
-``trefed run CONFIG [--json] [--concurrent] [--address RAY_ADDRESS] [--state-dir DIR]``
-    starts the federation, lets every tenant of the config request service (in config order),
-    prints each tenant's outcome -- admitted with its contract (model, path, end-to-end bound,
-    per-domain budget) or rejected with the reason naming the domain and the limit -- and the
-    domains' capacity use, then shuts down. Exit code 0 whatever the admissions were.
+``trefed run CONFIG [--out DIR] [--json] [--no-figures] [--address RAY_ADDRESS] [--state-dir DIR]``
+    the whole loop (:mod:`agents.scenario`): starts the federation, lets the tenants request
+    service at their times (admission, two-phase reservation, signed grants), sends the traffic of
+    those let in through the data plane under the config's impairments and events, has every domain
+    sign and report its telemetry to the auditor, gets the auditor's signed reports and writes
+    ``report.json``, ``report.md``, the figures, the telemetry (Parquet), the contracts and the signed
+    reports into ``DIR`` (default ``runs/NAME-YYYYmmdd-HHMMSS``). Prints an 80-column summary (or,
+    with ``--json``, the report document) and where the report is. Exit code 0 when no violation
+    was found, 1 when one was (the report names the domain), 2 for bad input.
+
+``trefed run CONFIG --admissions-only [--json] [--concurrent] ...``
+    admission control only: prints each tenant's outcome -- admitted with its contract (model,
+    path, end-to-end bound, per-domain budget) or rejected with the reason naming the domain and the
+    limit -- and the domains' capacity use, then shuts down. Exit code 0 whatever the admissions were.
 
 Both report each phase of the start-up and shut-down (starting Ray, the domains, the broker,
 the tenants' requests, ...) on stderr as it begins, so nothing of it mixes with the output
@@ -60,14 +69,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = subparsers.add_parser(
         "run",
-        help="start a federation, let its tenants request service, print the outcomes, shut down",
-        description="Start the federation of CONFIG, let every tenant request service (config order), "
-        "print who was admitted (contract: model, path, bound, per-domain budget) and who was "
-        "rejected (reason naming the domain and the limit), then shut down.",
+        help="run a federation end to end: admissions, traffic, telemetry, audit; write the report",
+        description="Start the federation of CONFIG, let its tenants request service at their times, send "
+        "their traffic through the data plane under the config's impairments and events, have every domain "
+        "report its signed telemetry to the auditor, and write the accountability report (report.json, "
+        "report.md, figures, Parquet telemetry, signed reports) to --out. Exit 0: no violation; 1: a "
+        "violation (the report names the domain); 2: bad input. --admissions-only: admission control only.",
     )
     run.add_argument("config", metavar="CONFIG", help="federation config (YAML)")
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="where the report, figures, telemetry and signed reports go "
+                          "(default runs/NAME-YYYYmmdd-HHMMSS)")
     run.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    run.add_argument("--concurrent", action="store_true", help="issue all tenants' requests at once")
+    run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
+    run.add_argument("--admissions-only", action="store_true",
+                     help="admission control only: print who was admitted and who was rejected, no traffic")
+    run.add_argument("--concurrent", action="store_true",
+                     help="with --admissions-only: issue all tenants' requests at once")
     _common(run)
     run.set_defaults(func=run_run)
 
@@ -165,7 +183,51 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """``trefed run``: print every tenant's outcome; exit code 0."""
+    """``trefed run``: the whole loop (exit 0/1), or ``--admissions-only`` (exit 0)."""
+    if args.admissions_only:
+        return _run_admissions(args)
+    on_phase = phase_printer()
+    config = _load(args, on_phase)
+    from pathlib import Path
+
+    out = Path(args.out) if args.out else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out(={str(out)!r}) is not a directory")
+    from agents.scenario import run_scenario
+    from federation.experiment.report import summary_lines, write_run
+
+    with contextlib.redirect_stdout(sys.stderr), _federation(args, config, on_phase) as fed:
+        record = run_scenario(fed, on_phase=on_phase, on_progress=_sim_progress(on_phase, config.run.horizon_s))
+    on_phase(f"writing the report to {out}")
+    doc = write_run(record, out, figures=not args.no_figures)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        for line in summary_lines(doc):
+            print(line)
+        print(f"report: {out / 'report.md'} (and report.json, figures, telemetry/, accountability/)")
+    return int(doc["verdict"]["exit_code"])
+
+
+def _sim_progress(on_phase: Callable[[str], None], horizon_s: float) -> Callable[[float, int], None]:
+    """The simulation's progress as phase lines at each quarter: packets, packets/s, ETA."""
+    t0 = time.monotonic()
+    marks = [0.25, 0.5, 0.75, 1.0]
+
+    def update(frac: float, packets: int) -> None:
+        while marks and frac >= marks[0]:
+            mark = marks.pop(0)
+            dt = max(time.monotonic() - t0, 1e-9)
+            eta = dt * (1.0 - frac) / max(frac, 1e-9)
+            on_phase(f"simulation {mark:.0%} of {horizon_s:g} s: {packets:,} packets, "
+                     f"{packets / dt:,.0f} packets/s, ETA {eta:.1f} s")
+
+    return update
+
+
+def _run_admissions(args: argparse.Namespace) -> int:
+    """``trefed run --admissions-only``: print every tenant's outcome; exit code 0."""
     on_phase = phase_printer()
     config = _load(args, on_phase)
     # While the federation runs, whatever else prints on stdout goes to stderr: Ray's driver prints

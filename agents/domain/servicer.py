@@ -23,7 +23,9 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
 from agents.domain.logic import DomainService
 from agents.domain.store import ReservationStore
+from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
 from agents.server import add_servicer, start_grpc_server
+from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
 from federation.tre.signing import SigningKey
 
@@ -179,6 +181,7 @@ class DomainControllerAgent:
         self._sweeper: asyncio.Task | None = None
         self._stallable: _Stallable | None = None
         self._bound_port = 0
+        self._reporter: TelemetryReporter | None = None
 
     @property
     def service(self) -> DomainService:
@@ -268,3 +271,18 @@ class DomainControllerAgent:
     async def public_key(self) -> tuple[str, str, bytes]:
         """``(key_id, domain_id, raw 32-byte Ed25519 public key)``, for trust stores."""
         return self._key.key_id, self._key.domain_id, self._key.public_key_bytes()
+
+    async def report_telemetry(self, log: DomainLog, tenant_ids: dict[int, str], auditor_address: str, *,
+                               window_start_s: float, window_end_s: float, under_report_s: float = 0.0,
+                               batch_packets: int = 20_000, timeout_s: float = 30.0) -> TelemetryReceipt:
+        """Sign what this domain's meters saw (``log``) and submit it to the auditor at ``auditor_address``.
+
+        The chain continues from this agent's previous report (:mod:`agents.domain.telemetry`);
+        ``under_report_s`` > 0 makes the domain lie (every egress reported that much early).
+        """
+        if self._reporter is None:
+            self._reporter = TelemetryReporter(self._key, batch_packets=batch_packets, clock=self._clock)
+        batches = self._reporter.sign(log, tenant_ids, window_start_s=window_start_s, window_end_s=window_end_s,
+                                      under_report_s=under_report_s)
+        async with grpc.aio.insecure_channel(auditor_address) as channel:
+            return await self._reporter.submit(batches, channel, timeout_s=timeout_s, packets=len(log))

@@ -170,8 +170,10 @@ def read_batches(directory: str | Path) -> list[telemetry_pb2.SignedTelemetryBat
             tables[name] = table.select([f.name for f in schema]).cast(schema)
         except (pa.ArrowException, ValueError) as exc:
             raise InputError(f"{path}: a column has the wrong type ({exc})") from exc
-    b = tables[BATCHES_FILE].to_pydict()
-    b["reported_at"] = tables[BATCHES_FILE].column("reported_at").cast(pa.int64()).to_pylist()
+    # reported_at as integer ns: a wall-clock stamp with nanoseconds has no datetime (microseconds)
+    batches = tables[BATCHES_FILE]
+    b = batches.drop_columns(["reported_at"]).to_pydict()
+    b["reported_at"] = batches.column("reported_at").cast(pa.int64()).to_pylist()
     pt = tables[PACKETS_FILE]
     col = {k: pt.column(k).to_numpy(zero_copy_only=False) for k in
            ("batch_index", "row", "packet_id", "tenant_index", "ingress_s", "egress_s", "lost", "error")}

@@ -302,7 +302,10 @@ def compose_path(
     services = slice_services(path, traffic)
     names = [f"domain {s.domain_id!r}" for s in path]
     b = delay_bound(traffic, services, epsilon, names=names)
-    per = split_bound([s.domain_id for s in path], traffic, services, replace(b, epsilon=epsilon))
+    # The split's per-domain offsets are the latencies the bound used: the packetizer's included
+    # (a store-and-forward hop holds every packet at least L/R), or each non-last domain's d_i
+    # would be below the sojourn of a packet through it alone.
+    per = split_bound([s.domain_id for s in path], traffic, packetized(traffic, services), replace(b, epsilon=epsilon))
     loss = 1.0 - math.prod(1.0 - s.loss_probability for s in path)
     err = min(1.0, sum(s.error_probability for s in path))
     return EndToEndEnvelope(

@@ -41,6 +41,7 @@ __all__ = [
     "ParetoOnOff",
     "GreedyTokenBucket",
     "Shaped",
+    "Windowed",
     "PacketGenerator",
     "Stream",
     "generate",
@@ -571,3 +572,58 @@ def traffic_from_spec(spec: ArrivalSpec, *, packet_size: float = 1.0) -> Traffic
     if k == "token-bucket":
         return GreedyTokenBucket(spec.num("sigma"), spec.num("rho"), packet_size)
     raise InputError(f"arrival {spec.text!r}: kind {k!r} is not simulated by the data plane")
+
+
+# --------------------------------------------------------------------------- windows
+
+
+class _WindowedGen(PacketGenerator):
+    def __init__(self, inner: PacketGenerator, start: float, end: float) -> None:
+        super().__init__()
+        self.inner, self.start, self.end = inner, start, end
+
+    def _block(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - take() overridden
+        raise NotImplementedError
+
+    def take(self, until: float) -> tuple[np.ndarray, np.ndarray]:
+        if not until < math.inf:
+            raise InputError(f"until(={until}) must be finite")
+        upto = min(until, self.end) - self.start
+        if upto <= 0:
+            return np.empty(0), np.empty(0)
+        t, s = self.inner.take(upto)
+        t = t + self.start
+        self.count += len(t)
+        return t, s
+
+
+@dataclass(frozen=True)
+class Windowed(TrafficModel):
+    """``inner`` traffic switched on at ``start`` s and off at ``end`` s: a tenant that arrives at
+    ``start`` and leaves at ``end``.
+
+    The inner source starts afresh at ``start`` (its packets at ``start + t`` for its own times
+    ``t``) and packets at or after ``end`` are not sent. Its random streams are the inner model's.
+    """
+
+    inner: TrafficModel
+    start: float = 0.0
+    end: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not (self.start >= 0 and math.isfinite(self.start)):
+            raise InputError(f"window start(={self.start:g}) must be >= 0 and finite (s)")
+        if not self.end > self.start:
+            raise InputError(f"window end(={self.end:g}) must be > start(={self.start:g}) (s)")
+
+    @property
+    def sizes(self) -> PacketSizes:  # type: ignore[override]
+        return self.inner.sizes
+
+    @property
+    def packet_rate(self) -> float:
+        """The inner model's rate while on (packets/s): what the path must carry during the window."""
+        return self.inner.packet_rate
+
+    def generator(self, seedseq: np.random.SeedSequence) -> PacketGenerator:
+        return _WindowedGen(self.inner.generator(seedseq), self.start, self.end)

@@ -1,0 +1,217 @@
+"""The whole loop of a federation run: admissions over time, traffic, telemetry, audit.
+
+:func:`run_scenario` drives a started :class:`~agents.runner.Federation` through its config's
+``run:`` section and returns a :class:`~federation.experiment.record.RunRecord`:
+
+1. **Control plane, in simulated-time order** (wall time as fast as the agents answer): each
+   tenant's agent requests service at its ``start_s`` (resolution, admission, two-phase
+   reservation, signed grants) and releases its contract after ``hold_s``; a ``crash`` event
+   kills a domain controller and restarts it ``down_s`` later on its reservation table (requests
+   in between that need it fail). With ``admission_control: false`` a tenant the broker refuses
+   is let in all the same, unreserved, on the first path to a model of its task.
+2. **Data plane**: the tenants let in send their traffic for ``run.horizon_s`` s through their
+   paths' domains, each domain scheduling by its reservations, under the config's impairments
+   (:func:`federation.experiment.plane.simulate_run`).
+3. **Telemetry**: every domain's agent signs what its meters saw with its own key and submits it to
+   the auditor over gRPC (:meth:`agents.runner.Federation.report_telemetry`); a liar under-reports.
+4. **Audit**: for each contract the auditor, which learns the contract from the broker and sees only
+   what the domains reported, signs an accountability report (``Auditor.GetReport``); the runner
+   checks its signature against the auditor's public key.
+
+Each admitted tenant also gets the composed bound curve ``x -> P(D > x)`` at its reserved rates, the
+calculus the broker admitted it on (:func:`federation.calculus.compose.path_violation_probability`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from agents.broker.plan import arrival_of, path_slices
+from agents.runner import Federation
+from agents.tenant import TenantOutcome
+from federation.audit.report import verify_report
+from federation.config import FederationConfig, TenantConfig
+from federation.experiment.plane import ActiveTenant, simulate_run
+from federation.experiment.record import BudgetRecord, RunRecord, TelemetryRecord, TenantRecord
+from federation.tre.trust import TrustStore
+
+__all__ = ["run_scenario", "bound_curve", "unreserved_route"]
+
+#: Points of each tenant's bound curve.
+CURVE_POINTS = 40
+
+
+def unreserved_route(config: FederationConfig, tenant: TenantConfig) -> tuple[str, tuple[str, ...]] | None:
+    """``(model id, path)`` a tenant without a contract is served on: the first catalogue model of its
+    task within its error bound (else of its task) and the fewest-hop path to it; None if none."""
+    task = [m for m in config.models if m.task == tenant.intent.task]
+    fit = [m for m in task if m.error_probability <= tenant.intent.max_error_probability] or task
+    for m in fit:
+        paths = config.paths(tenant.access, m.compute_domain)
+        if paths:
+            return m.id, paths[0]
+    return None
+
+
+def bound_curve(config: FederationConfig, tenant: TenantConfig, outcome: TenantOutcome,
+                points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The composed bound ``P(D > x)`` (``x`` s) of an admitted tenant at its reserved rates."""
+    from federation.calculus.compose import path_violation_probability
+    from federation.errors import TrefedError
+
+    model = config.model(outcome.model_id)
+    bodies = [config.domain(d).envelope_body("k") for d in outcome.path]
+    slices = path_slices(model, bodies, [b.rate_bps for b in outcome.budgets])
+    arrival = arrival_of(tenant.intent.traffic, request_size_bits=model.request_size_bits)
+    fixed = sum(s.latency + s.propagation_delay for s in slices)
+    xs = np.linspace(fixed, fixed + 2.5 * max(outcome.delay_bound_s - fixed, 1e-6), points)[1:]
+    ps = []
+    for x in xs:
+        try:
+            ps.append(min(1.0, path_violation_probability(slices, arrival, delay=float(x))))
+        except TrefedError:
+            ps.append(1.0)
+    return xs, np.asarray(ps)
+
+
+def _record(t: TenantConfig, index: int, outcome: TenantOutcome | None, served: ActiveTenant | None) -> TenantRecord:
+    rec = TenantRecord(tenant_id=t.id, index=index, admitted=False, served=served is not None,
+                       deadline_s=t.intent.deadline_s, epsilon=t.intent.epsilon)
+    if served is not None:
+        rec = replace(rec, model_id=served.model_id, path=served.path, start_s=served.start_s, end_s=served.end_s)
+    if outcome is None:
+        return replace(rec, code="NOT_REQUESTED", reason="arrives after the end of the run")
+    if not outcome.admitted:
+        return replace(rec, code=outcome.code, reason=outcome.reason)
+    return replace(
+        rec, admitted=True, contract_id=outcome.contract_id, delay_bound_s=outcome.delay_bound_s,
+        epsilon_delay=outcome.epsilon_delay, epsilon_total=outcome.epsilon_total,
+        budgets=tuple(BudgetRecord(b.domain_id, b.delay_s, b.epsilon, b.rate_bps) for b in outcome.budgets))
+
+
+def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = None,
+                 on_progress: Callable[[float, int], None] | None = None) -> RunRecord:
+    """Run the loop of the module docstring on a started federation; return what happened.
+
+    Parameters
+    ----------
+    fed
+        A started federation (its config's ``run:`` section is what runs).
+    on_phase
+        Called with a sentence as each phase (and each control-plane event) begins.
+    on_progress
+        Called during the simulation with (fraction of simulated time done, packets so far).
+    """
+    say = on_phase or (lambda s: None)
+    config = fed.config
+    run = config.run
+    horizon = run.horizon_s
+    timings: dict[str, float] = {}
+    index = {t.id: i for i, t in enumerate(config.tenants)}
+
+    # 1. the control plane's timeline: (time, order, kind, subject, extra)
+    timeline: list[tuple[float, int, str, str, float]] = []
+    for t in config.tenants:
+        start = run.scaled(t.start_s)
+        if start < horizon:
+            timeline.append((start, 2, "arrive", t.id, 0.0))
+        if t.hold_s is not None and start + run.scaled(t.hold_s) < horizon:
+            timeline.append((start + run.scaled(t.hold_s), 1, "leave", t.id, 0.0))
+    for ev in run.events:
+        timeline.append((run.scaled(ev.at_s), 0, "crash", ev.domain, 0.0))
+        timeline.append((run.scaled(ev.at_s + ev.down_s), 0, "restart", ev.domain, 0.0))
+    timeline.sort(key=lambda e: (e[0], e[1]))
+    events: list[tuple[float, str]] = []
+    outcomes: dict[str, TenantOutcome] = {}
+    served: dict[str, ActiveTenant] = {}
+    down: set[str] = set()
+    t0 = time.perf_counter()
+    say(f"admissions: {len(config.tenants)} tenants over {horizon:g} s of simulated time")
+    for at, _, kind, who, _x in timeline:
+        if kind == "crash":
+            fed.kill_domain(who)
+            down.add(who)
+            events.append((at, f"domain {who} controller crashed"))
+        elif kind == "restart":
+            if who in down:
+                fed.restart_domain(who)
+                down.discard(who)
+                events.append((at, f"domain {who} controller restarted"))
+        elif kind == "arrive":
+            t = config.tenants[index[who]]
+            say(f"[t={at:7.2f} s] tenant {who} requests {t.intent.task} within {t.intent.deadline_s * 1e3:g} ms "
+                f"at epsilon {t.intent.epsilon:g}")
+            out = fed.request_tenant(who)
+            outcomes[who] = out
+            if out.admitted:
+                served[who] = ActiveTenant(who, index[who], out.path, out.model_id,
+                                           tuple(b.rate_bps for b in out.budgets), at, horizon)
+                events.append((at, f"tenant {who} admitted ({out.model_id} via {' > '.join(out.path)})"))
+            else:
+                events.append((at, f"tenant {who} refused ({out.code})"))
+                route = None if run.admission_control else unreserved_route(config, t)
+                if route is not None:
+                    served[who] = ActiveTenant(who, index[who], route[1], route[0], None, at, horizon)
+                    events.append((at, f"tenant {who} let in unreserved (admission control off)"))
+        elif kind == "leave" and who in outcomes:
+            if who in served:
+                s = served[who]
+                served[who] = ActiveTenant(s.tenant_id, s.index, s.path, s.model_id, s.rates_bps, s.start_s, at)
+            if outcomes[who].admitted:
+                released = fed.release_tenant(who)
+                events.append((at, f"tenant {who} left ({'released' if released else 'release pending'})"))
+    for who in sorted(down):  # a restart due after the end of the run
+        fed.restart_domain(who)
+        events.append((horizon, f"domain {who} controller restarted"))
+    timings["admissions_s"] = time.perf_counter() - t0
+
+    # 2. the data plane
+    t0 = time.perf_counter()
+    active = [served[t.id] for t in config.tenants if t.id in served]
+    say(f"data plane: {len(active)} tenants' traffic for {horizon:g} s (seed {run.seed})")
+    plane = simulate_run(config, active, on_progress=on_progress)
+    timings["data_plane_s"] = time.perf_counter() - t0
+
+    # 3. telemetry, by each domain's agent
+    t0 = time.perf_counter()
+    lies = {liar.domain: liar.under_report_s for liar in run.liars}
+    say(f"telemetry: {len(plane.logs)} domains sign and report {sum(len(x) for x in plane.logs.values())} rows")
+    names = {a.index: a.tenant_id for a in active}
+    receipts = fed.report_telemetry(plane.logs, names, window_start_s=0.0, window_end_s=horizon + 1e6,
+                                    under_report_s=lies, batch_packets=run.telemetry_batch_packets)
+    telemetry = {d: TelemetryRecord(d, r.batches, r.accepted, r.packets, r.reasons, lies.get(d, 0.0))
+                 for d, r in receipts.items()}
+    timings["telemetry_s"] = time.perf_counter() - t0
+
+    # 4. the audit
+    t0 = time.perf_counter()
+    assert fed.auditor_key is not None
+    trust = TrustStore()
+    trust.add_key(fed.auditor_key)
+    admitted = [o for o in outcomes.values() if o.admitted]
+    say(f"audit: {len(admitted)} contracts")
+    contracts = [fed.contract(o.contract_id) for o in admitted]
+    signed: dict[str, bytes] = {}
+    records = []
+    for i, t in enumerate(config.tenants):
+        got = outcomes.get(t.id)
+        rec = _record(t, i, got, served.get(t.id))
+        if got is not None and got.admitted:
+            report = fed.report(got.contract_id, run.confidence)
+            signed[got.contract_id] = report.SerializeToString()
+            xs, ps = bound_curve(config, t, got)
+            rec = replace(rec, report=verify_report(report, trust), bound_x_s=xs, bound_p=ps)
+        records.append(rec)
+    timings["audit_s"] = time.perf_counter() - t0
+    k = fed.auditor_key
+    pems = {d: key.public_pem() for d, key in fed.keys.items()}
+    pems[k.domain_id] = k.public_pem()
+    return RunRecord(config, tuple(records), plane, telemetry, tuple(events), timings,
+                     (k.key_id, k.domain_id, k.public_key_bytes()), contracts=tuple(contracts),
+                     signed_reports=signed, batches=tuple(b for r in receipts.values() for b in r.signed),
+                     public_pems=pems)
+

@@ -1,0 +1,162 @@
+"""``trefed run``, the whole loop: admissions over time, traffic through the reservations, signed
+telemetry from each domain's own agent, the auditor's reports, the outputs.
+
+The Ray tests share the session's Ray (``ray_runtime``); each run is a real federation (domain
+controllers, broker, auditor, tenants as actors over gRPC on loopback).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agents.cli.main import main as trefed
+from federation.config import parse_config
+from federation.errors import ConfigError
+from federation.experiment.plane import ActiveTenant, simulate_run
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+
+def _quickstart(**run: object) -> dict:
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["run"] = {**data["run"], **run}
+    return data
+
+
+# ------------------------------------------------------------------ the config's run section
+
+
+@pytest.mark.parametrize("run, field", [
+    ({"impairments": [{"domain": "nowhere", "kind": "delay", "start_s": 1, "end_s": 2, "value": 0.01}]},
+     "run.impairments[0].domain: unknown domain 'nowhere'"),
+    ({"impairments": [{"domain": "edge", "kind": "delay", "start_s": 3, "end_s": 2, "value": 0.01}]},
+     "run.impairments[0].end_s(=2) must be > start_s(=3)"),
+    ({"impairments": [{"domain": "edge", "kind": "degrade", "start_s": 1, "end_s": 2, "value": 2.0}]},
+     "run.impairments[0].value(=2) must be a capacity factor in (0, 1]"),
+    ({"impairments": [{"domain": "edge", "kind": "spikes", "start_s": 400, "end_s": 500, "value": 0.01}]},
+     "run.impairments[0].start_s(=400) must be < run.duration_s(=300)"),
+    ({"events": [{"kind": "crash", "domain": "edge", "at_s": 301}]},
+     "run.events[0].at_s(=301) must be < run.duration_s(=300)"),
+    ({"events": [{"kind": "explode", "domain": "edge", "at_s": 1}]}, "run.events[0]"),
+    ({"liars": [{"domain": "edge", "under_report_s": 0.1}, {"domain": "edge", "under_report_s": 0.2}]},
+     "run.liars[1].domain: domain 'edge' is listed twice"),
+    ({"scheduler": "lottery"}, "run.scheduler"),
+    ({"duration_s": -1}, "run.duration_s: must be > 0"),
+])
+def test_the_run_section_is_validated_naming_the_field(run, field):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_quickstart(**run))
+    assert field in str(err.value)
+
+
+def test_replicas_expand_into_tenants_arriving_in_turn():
+    data = _quickstart()
+    data["tenants"] = [{**data["tenants"][0], "replicas": 3, "replica_interval_s": 5.0, "start_s": 1.0}]
+    cfg = parse_config(data)
+    assert [(t.id, t.start_s) for t in cfg.tenants] == [("factory-vision-1", 1.0), ("factory-vision-2", 6.0),
+                                                       ("factory-vision-3", 11.0)]
+    data["tenants"][0]["replicas"] = 0
+    with pytest.raises(ConfigError, match=r"tenants\[0\]\.replicas\(=0\) must be a whole number"):
+        parse_config(data)
+
+
+# ------------------------------------------------------------------ the data plane of a run
+
+
+def test_the_data_plane_sends_only_in_each_tenants_window_and_adds_the_models_latency():
+    cfg = parse_config(_quickstart(duration_s=60.0, impairments=[]))
+    model = cfg.model("resnet50-int8")
+    path = ("access", "transport", "edge")
+    a = ActiveTenant("factory-vision", 0, path, model.id, (60e6, 60e6, 80e6), 10.0, 30.0)
+    b = ActiveTenant("retail-cams", 1, path, model.id, (30e6, 30e6, 40e6), 0.0, 60.0)
+    run = simulate_run(cfg, [a, b])
+    first = run.logs["access"]
+    ta = first.ingress[first.tenant == 0]
+    assert len(ta) > 1000 and ta.min() >= 10.0 and ta.max() < 30.0
+    assert run.logs["access"].ingress.tolist() == sorted(run.logs["access"].ingress.tolist())
+    edge = run.logs["edge"]
+    soj = edge.sojourn[(edge.tenant == 1) & ~edge.lost]
+    # at least the domain's latency, the model's mean inference latency and one exponential service
+    assert soj.min() >= cfg.domain("edge").model.latency_s + model.latency.mean_s
+    # the packet ids (flow = tenant index) are unique per domain, as the auditor matches them
+    ids = edge.flow.astype(np.int64) * 2**40 + edge.seq
+    assert len(np.unique(ids)) == len(ids)
+    again = simulate_run(cfg, [a, b], chunk_packets=4096)  # results do not depend on the chunking
+    assert again.logs["edge"].equals(run.logs["edge"])
+
+
+# ------------------------------------------------------------------ the whole loop on Ray
+
+
+def _run(tmp_path: Path, data: dict, capsys: pytest.CaptureFixture, name: str = "cfg") -> tuple[int, dict]:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code = trefed(["run", str(path), "--out", str(tmp_path / name), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_quickstart_blames_the_impaired_domain_and_reaudits_offline(ray_runtime, tmp_path, capsys):
+    code, doc = _run(tmp_path, _quickstart(), capsys, "qs")
+    assert doc["schema"] == "trefed.run/1"
+    assert code == 1 == doc["verdict"]["exit_code"] and doc["verdict"]["violation_found"]
+    assert doc["verdict"]["blamed"] == ["transport"]
+    admitted = [t for t in doc["tenants"] if t["admitted"]]
+    assert len(admitted) == 3 and not any(t["admitted"] for t in doc["tenants"][3:])
+    for t in admitted:
+        verdicts = {b["domain_id"]: b["verdict"] for b in t["budgets"]}
+        assert verdicts["transport"] == "VIOLATING", t
+        assert verdicts["access"] != "VIOLATING" and verdicts["edge"] != "VIOLATING", t
+        assert t["violation"]["source"] == "auditor" and t["violation"]["packets"] > 10_000
+    out = tmp_path / "qs"
+    for f in ("report.md", "report.json", "ccdf.png", "domains.png", "timeline.png", "contracts.json"):
+        assert (out / f).stat().st_size > 0, f
+    assert len(list((out / "accountability").glob("*.json"))) == 3
+    assert {p.stem for p in (out / "keys").glob("*.pub")} == {"access", "transport", "edge", "auditor"}
+    # every domain reported, every batch was accepted
+    assert all(d["accepted"] == d["batches"] > 0 and d["packets"] > 0 for d in doc["domains"])
+    # the files re-audit offline to the same blame
+    assert trefed(["audit", str(out / "telemetry"), "--contracts", str(out / "contracts.json"), "--trust",
+                   str(out / "keys"), "--out", str(tmp_path / "again")]) == 1
+    again = capsys.readouterr().out
+    assert "transport" in again
+    from federation.experiment.report import summary_lines
+
+    assert all(len(line) <= 80 for line in summary_lines(doc))
+
+
+def test_a_lying_domain_is_caught_by_its_neighbours_telemetry(ray_runtime, tmp_path, capsys):
+    data = _quickstart(duration_s=120.0, impairments=[], liars=[{"domain": "transport", "under_report_s": 0.004}])
+    data["tenants"] = data["tenants"][:1]
+    code, doc = _run(tmp_path, data, capsys, "liar")
+    assert code == 1
+    assert "transport" in doc["verdict"]["blamed"]
+    findings = " ".join(doc["tenants"][0]["findings"])
+    assert "inconsistent" in findings and "transport" in findings
+    assert next(d for d in doc["domains"] if d["domain_id"] == "transport")["under_report_s"] == 0.004
+
+
+def test_tenants_arrive_and_leave_and_a_crashed_domain_refuses_then_recovers(ray_runtime, tmp_path, capsys):
+    data = _quickstart(duration_s=60.0, impairments=[],
+                       events=[{"kind": "crash", "domain": "edge", "at_s": 10.0, "down_s": 10.0}])
+    first, second = data["tenants"][0], data["tenants"][1]
+    data["tenants"] = [
+        {**first, "id": "early", "start_s": 0.0, "hold_s": 30.0},
+        {**second, "id": "during-crash", "start_s": 15.0},
+        {**second, "id": "after-restart", "start_s": 25.0},
+    ]
+    code, doc = _run(tmp_path, data, capsys, "events")
+    by = {t["tenant_id"]: t for t in doc["tenants"]}
+    assert by["early"]["admitted"] and by["after-restart"]["admitted"]
+    assert not by["during-crash"]["admitted"] and not by["during-crash"]["served"]
+    assert by["early"]["end_s"] == 30.0 and by["after-restart"]["start_s"] == 25.0
+    sentences = [s for _, s in doc["events"]]
+    assert "domain edge controller crashed" in sentences and "domain edge controller restarted" in sentences
+    assert any(s.startswith("tenant early left (released") for s in sentences)
+    assert code == (1 if doc["verdict"]["violation_found"] else 0)
