@@ -160,3 +160,21 @@ def test_tenants_arrive_and_leave_and_a_crashed_domain_refuses_then_recovers(ray
     assert "domain edge controller crashed" in sentences and "domain edge controller restarted" in sentences
     assert any(s.startswith("tenant early left (released") for s in sentences)
     assert code == (1 if doc["verdict"]["violation_found"] else 0)
+
+
+def test_the_readmes_run_and_offline_reaudit_do_what_it_says(ray_runtime, tmp_path, monkeypatch, capsys):
+    """The README's ``trefed run ... --out runs/quickstart`` and the ``trefed audit runs/...`` after it."""
+    import shlex
+
+    from test_readme import readme_commands_and_codes
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "quickstart.yaml").write_text(QUICKSTART.read_text())
+    commands = [(c, e) for c, e in readme_commands_and_codes() if " runs/" in c]
+    assert [c.split()[1] for c, _ in commands] == ["run", "audit"]
+    for command, expected in commands:
+        code = trefed(shlex.split(command)[1:])
+        capsys.readouterr()
+        assert code == expected, f"README example exited {code}, the README says {expected}: {command}"
+    assert (tmp_path / "runs" / "quickstart" / "report.md").exists()
