@@ -178,3 +178,15 @@ def test_the_readmes_run_and_offline_reaudit_do_what_it_says(ray_runtime, tmp_pa
         capsys.readouterr()
         assert code == expected, f"README example exited {code}, the README says {expected}: {command}"
     assert (tmp_path / "runs" / "quickstart" / "report.md").exists()
+
+
+def test_a_bad_run_section_exits_2_naming_the_field_before_ray_starts(tmp_path, capsys):
+    data = _quickstart(impairments=[{"domain": "transport", "kind": "loss", "start_s": 0, "end_s": 10,
+                                     "value": 1.5}])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert trefed(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "run.impairments[0].value(=1.5) must be a probability in [0, 1]" in err
+    assert "Traceback" not in err and "starting Ray" not in err
+    assert not (tmp_path / "out").exists()
