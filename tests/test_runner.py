@@ -156,7 +156,7 @@ def test_trefed_run_json_stays_pure_when_ray_prints_on_stdout(fast_config, runti
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(agents.runner.Federation, "run_tenants", run_tenants)
-    assert trefed(["run", str(path), "--json"]) == 0
+    assert trefed(["run", str(path), "--admissions-only", "--json"]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert [t["admitted"] for t in doc["tenants"]] == [True, True]

@@ -84,17 +84,20 @@ def domains_figure(record: RunRecord, path: Path) -> Path:
             for v in t.report.domains:
                 if v.domain_id != dom:
                     continue
-                bad = v.verdict == telemetry_pb2.VIOLATING
-                rate = max(v.exceedance_rate, 1e-7)
-                lo, hi = max(v.exceedance_ci_low, 1e-7), max(v.exceedance_ci_high, 1e-7)
-                ax.errorbar([xs], [rate], yerr=[[rate - lo], [hi - rate]], fmt="o", capsize=3,
-                            color="C3" if bad else "C0")
+                color = "C3" if v.verdict == telemetry_pb2.VIOLATING else "C0"
+                if v.exceedances == 0:  # nothing observed: only the interval's upper limit says something
+                    ax.plot([xs], [v.exceedance_ci_high], "v", color=color, ms=7)
+                    ax.vlines(xs, v.exceedance_ci_high / 30, v.exceedance_ci_high, color=color, lw=1, ls=":")
+                else:
+                    rate, lo = v.exceedance_rate, max(v.exceedance_ci_low, v.exceedance_rate / 1e3)
+                    ax.errorbar([xs], [rate], yerr=[[rate - lo], [v.exceedance_ci_high - rate]], fmt="o", capsize=3,
+                                color=color)
                 ax.plot([xs - 0.3, xs + 0.3], [v.epsilon, v.epsilon], color="k", lw=1.5)
                 labels.append(t.tenant_id)
                 xs += 1
         ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7, ha="right")
         ax.set_yscale("log")
-        ax.set_ylabel("P(D_i > d_i): observed (dot, interval), eps_i (bar)", fontsize=7)
+        ax.set_ylabel("P(D_i > d_i): observed, interval;\nbar: eps_i; v: none seen, upper limit", fontsize=7)
         blamed = dom in record.blamed()
         ax.set_title(f"{dom}" + (" -- blamed" if blamed else ""), fontsize=9, color="C3" if blamed else "k")
         ax.grid(alpha=0.3, which="both", axis="y")
