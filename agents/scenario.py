@@ -34,7 +34,10 @@ from agents.broker.plan import arrival_of, path_slices
 from agents.runner import Federation
 from agents.tenant import TenantOutcome
 from federation.audit.report import verify_report
+from federation.calculus.arrivals import Arrival
+from federation.calculus.compose import DomainSlice
 from federation.config import FederationConfig, TenantConfig
+from federation.experiment.backing import domain_bounds
 from federation.experiment.plane import ActiveTenant, simulate_run
 from federation.experiment.record import BudgetRecord, RunRecord, TelemetryRecord, TenantRecord
 from federation.tre.trust import TrustStore
@@ -57,16 +60,22 @@ def unreserved_route(config: FederationConfig, tenant: TenantConfig) -> tuple[st
     return None
 
 
+def _calculus(config: FederationConfig, tenant: TenantConfig, outcome: TenantOutcome
+              ) -> tuple[list[DomainSlice], Arrival]:
+    """The calculus' view of an admitted tenant: its path's slices at its reserved rates, its traffic."""
+    model = config.model(outcome.model_id)
+    bodies = [config.domain(d).envelope_body("k") for d in outcome.path]
+    slices = path_slices(model, bodies, [b.rate_bps for b in outcome.budgets])
+    return slices, arrival_of(tenant.intent.traffic, request_size_bits=model.request_size_bits)
+
+
 def bound_curve(config: FederationConfig, tenant: TenantConfig, outcome: TenantOutcome,
                 points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """The composed bound ``P(D > x)`` (``x`` s) of an admitted tenant at its reserved rates."""
     from federation.calculus.compose import path_violation_probability
     from federation.errors import TrefedError
 
-    model = config.model(outcome.model_id)
-    bodies = [config.domain(d).envelope_body("k") for d in outcome.path]
-    slices = path_slices(model, bodies, [b.rate_bps for b in outcome.budgets])
-    arrival = arrival_of(tenant.intent.traffic, request_size_bits=model.request_size_bits)
+    slices, arrival = _calculus(config, tenant, outcome)
     fixed = sum(s.latency + s.propagation_delay for s in slices)
     xs = np.linspace(fixed, fixed + 2.5 * max(outcome.delay_bound_s - fixed, 1e-6), points)[1:]
     ps = []
@@ -204,7 +213,10 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
             report = fed.report(got.contract_id, run.confidence)
             signed[got.contract_id] = report.SerializeToString()
             xs, ps = bound_curve(config, t, got)
-            rec = replace(rec, report=verify_report(report, trust), bound_x_s=xs, bound_p=ps)
+            slices, arrival = _calculus(config, t, got)
+            backing = domain_bounds(slices, arrival, [b.delay_s for b in rec.budgets])
+            budgets = tuple(replace(b, bound_epsilon=e) for b, e in zip(rec.budgets, backing))
+            rec = replace(rec, report=verify_report(report, trust), bound_x_s=xs, bound_p=ps, budgets=budgets)
         records.append(rec)
     timings["audit_s"] = time.perf_counter() - t0
     k = fed.auditor_key

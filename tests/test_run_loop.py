@@ -190,3 +190,25 @@ def test_a_bad_run_section_exits_2_naming_the_field_before_ray_starts(tmp_path, 
     assert "run.impairments[0].value(=1.5) must be a probability in [0, 1]" in err
     assert "Traceback" not in err and "starting Ray" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_domain_bounds_are_valid_and_not_vacuous_on_an_mm1_domain():
+    """One rate-latency domain serving Poisson requests of exponential sizes is an M/M/1 queue plus
+    its latency: P(D > d) = exp(-(mu - lambda)(d - T)) (Kleinrock 1975, eq. 3.26). The calculus'
+    per-domain bound must be above it at every d, and below eps for a large enough d."""
+    import math
+
+    from federation.calculus.arrivals import PoissonArrival
+    from federation.calculus.compose import DomainSlice
+    from federation.experiment.backing import domain_bounds
+
+    lam, size, rate, latency = 50.0, 1e5, 1e7, 0.002  # mu = 100 requests/s
+    path = [DomainSlice("d", rate, latency=latency)]
+    traffic = PoissonArrival(rate=lam, mean_size=size, size="exp")
+    mu = rate / size
+    for d in (0.01, 0.05, 0.1, 0.2):
+        (bound,) = domain_bounds(path, traffic, [d])
+        truth = math.exp(-(mu - lam) * (d - latency))
+        assert truth <= bound <= 1.0, (d, truth, bound)
+    (far,) = domain_bounds(path, traffic, [0.5])  # the single-hop MGF bound: loose (5.7e-7 vs 1.5e-11), finite
+    assert far < 1e-3

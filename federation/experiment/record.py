@@ -22,12 +22,23 @@ __all__ = ["BudgetRecord", "TenantRecord", "TelemetryRecord", "RunRecord"]
 
 @dataclass(frozen=True)
 class BudgetRecord:
-    """One domain's sub-budget of a contract: ``P(D_i > delay_s) <= epsilon`` at ``rate_bps`` reserved."""
+    """One domain's sub-budget of a contract: ``P(D_i > delay_s) <= epsilon`` at ``rate_bps`` reserved.
+
+    ``bound_epsilon``: the calculus' own per-domain bound on ``P(D_i > delay_s)``
+    (:func:`federation.experiment.backing.domain_bounds`); the budget is *backed* when it is at
+    most ``epsilon`` (NaN: not computed).
+    """
 
     domain_id: str
     delay_s: float
     epsilon: float
     rate_bps: float
+    bound_epsilon: float = math.nan
+
+    @property
+    def backed(self) -> bool:
+        """The calculus proves the domain can meet it (``bound_epsilon <= epsilon``)."""
+        return self.bound_epsilon <= self.epsilon
 
 
 @dataclass(frozen=True, eq=False)
