@@ -14,6 +14,11 @@ public halves of exactly these keys. The auditor signs its reports with ``keys_d
 (with ``auditor.pub`` beside it, so ``--trust KEYS_DIR`` verifies the reports), created when absent,
 or a fresh key; it trusts exactly the domains' keys. State: each domain's reservation table is the SQLite file
 ``STATE_DIR/NAME.db``; without a state dir a temporary one is made and removed on :meth:`stop`.
+
+Security: agents talk mutual TLS (:mod:`agents.access`). The federation CA is ``keys_dir/ca.crt``
+with ``ca.key`` (created when absent; without keys_dir a CA in memory), and each agent's
+certificate ``keys_dir/ROLE-NAME.crt`` (issued when absent); each agent is given its own.
+``insecure=True`` (``trefed run --insecure``) starts every agent without TLS, loopback only.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ from typing import Any
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+from agents.access import BROKER
 from agents.auditor.servicer import AuditorAgent
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DomainControllerAgent
 from agents.runtime import ActorRef, Runtime
+from agents.server import open_channel
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig, TenantConfig
 from federation.errors import ConfigError
+from federation.tre.ca import CertificateAuthority, Credentials, PeerIdentity, Role, load_or_create_ca, load_or_issue
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
 
@@ -97,6 +105,8 @@ class Federation:
         Progress hook: called with a short sentence as each phase begins (starting Ray, each
         domain controller, the broker and the auditor once listening, with their addresses, each tenant's
         request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
+    insecure : bool
+        Start every agent without TLS (loopback hosts only); default mutual TLS.
     """
 
     def __init__(
@@ -110,8 +120,13 @@ class Federation:
         auditor_port: int = 0,
         sweep_interval_s: float = 0.25,
         on_phase: Callable[[str], None] | None = None,
+        insecure: bool = False,
     ) -> None:
         self.config = config
+        self.insecure = bool(insecure)
+        self.ca: CertificateAuthority | None = None
+        """The federation CA (after :meth:`start`; None when insecure)."""
+        self._credentials: dict[tuple[str, str], Credentials] = {}
         self._on_phase = on_phase
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime()
@@ -138,6 +153,18 @@ class Federation:
         self._channels: dict[str, grpc.Channel] = {}
         self._started = False
 
+    def credentials(self, role: Role | str, name: str) -> Credentials | None:
+        """``trefed://ROLE/NAME``'s credentials from the federation CA (None when insecure), e.g.
+        ``open_channel(fed.broker_address, fed.credentials("operator", "me"), BROKER)``."""
+        if self.insecure:
+            return None
+        if self.ca is None:
+            self.ca = load_or_create_ca(self.config.keys_dir)
+        key = (str(role), name)
+        if key not in self._credentials:
+            self._credentials[key] = load_or_issue(self.ca, self.config.keys_dir, role, name)
+        return self._credentials[key]
+
     def _phase(self, sentence: str) -> None:
         if self._on_phase is not None:
             self._on_phase(sentence)
@@ -151,6 +178,8 @@ class Federation:
         # The keys first: a bad key file fails in a moment, before Ray takes its seconds to start.
         self.keys = load_domain_keys(self.config)
         self.auditor_key = load_auditor_key(self.config)
+        if not self.insecure and self.ca is None:
+            self.ca = load_or_create_ca(self.config.keys_dir)
         address = self.runtime.address
         self._phase(f"starting Ray: joining the cluster at {address}" if address
                     else "starting Ray: a local instance on 127.0.0.1")
@@ -182,6 +211,7 @@ class Federation:
                 trust,
                 host=self.host,
                 port=self.broker_port,
+                credentials=self.credentials(Role.BROKER, BROKER.name),
                 name=f"{self.config.name}:broker",
             )
             self.runtime.call(self.broker_actor, "start", timeout=120)
@@ -206,6 +236,7 @@ class Federation:
             host=self.host,
             port=self.auditor_port,
             rpc_timeout_s=self.config.broker.rpc_timeout_s,
+            credentials=self.credentials(Role.AUDITOR, key.domain_id),
             name=f"{self.config.name}:auditor",
         )
         self.runtime.call(self.auditor_actor, "start", timeout=120)
@@ -227,6 +258,7 @@ class Federation:
             port=port,
             validity_s=d.validity_s,
             sweep_interval_s=self.sweep_interval_s,
+            credentials=self.credentials(Role.DOMAIN, domain_id),
             name=f"{self.config.name}:domain:{domain_id}:{gen}",
         )
 
@@ -278,7 +310,8 @@ class Federation:
         for t in tenants:
             if t.id not in self.tenant_actors:
                 self.tenant_actors[t.id] = self.runtime.spawn(
-                    TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
+                    TenantAgent, t, self.broker_address, credentials=self.credentials(Role.TENANT, t.id),
+                    name=f"{self.config.name}:tenant:{t.id}"
                 )
         if concurrent:
             for t in tenants:
@@ -312,7 +345,8 @@ class Federation:
         address = self.domain_addresses[domain_id]
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = grpc.insecure_channel(address)
+            ch = self._channels[address] = open_channel(
+                address, self.credentials(Role.OPERATOR, "runner"), PeerIdentity(Role.DOMAIN, domain_id), sync=True)
         stub = services_pb2_grpc.DomainControllerStub(ch)
         return stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=include_reservations), timeout=10)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+from agents.access import BROKER
 from agents.errors import InvalidArgument, NotFound, Unavailable
+from agents.server import open_channel
+from federation.tre.ca import Credentials
 
 __all__ = ["GrpcContractSource"]
 
@@ -25,17 +28,21 @@ class GrpcContractSource:
         ``host:port`` of the broker.
     timeout_s : float
         Deadline of each call, s.
+    credentials : Credentials, optional
+        The auditor's mTLS credentials (the broker must present ``trefed://broker/broker``);
+        None: plain TCP.
     """
 
-    def __init__(self, address: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 5.0, credentials: Credentials | None = None) -> None:
         self.address = address
+        self.credentials = credentials
         self.timeout_s = float(timeout_s)
         self._channel: grpc.aio.Channel | None = None
         self._stub: services_pb2_grpc.BrokerStub | None = None
 
     def _get_stub(self) -> services_pb2_grpc.BrokerStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = open_channel(self.address, self.credentials, BROKER)
             self._stub = services_pb2_grpc.BrokerStub(self._channel)
         return self._stub
 

@@ -21,10 +21,13 @@ import grpc
 from google.protobuf.message import DecodeError
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
+from agents.access import RESERVATION_READERS, caller
 from agents.domain.logic import DomainService
 from agents.domain.store import ReservationStore
-from agents.server import add_servicer, start_grpc_server
+from agents.errors import PermissionDenied
+from agents.server import add_servicer, open_channel, start_grpc_server
 from federation.errors import ConfigError
+from federation.tre.ca import Credentials, PeerIdentity, Role
 from federation.tre.signing import SigningKey
 
 __all__ = ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
@@ -37,7 +40,9 @@ DOMAIN_CONTROLLER_SERVICE: str = services_pb2.DESCRIPTOR.services_by_name["Domai
 class DomainControllerServicer:
     """Thin gRPC servicer: forwards each rpc to a :class:`DomainService`.
 
-    Errors raised by the service become status codes in :func:`agents.server.add_servicer`.
+    Errors raised by the service become status codes in :func:`agents.server.add_servicer`, which
+    also admits only the broker to the reservation calls (:mod:`agents.access`); reservation
+    details in ``GetStatus`` are for the broker, the auditor and an operator.
     """
 
     def __init__(self, service: DomainService) -> None:
@@ -65,6 +70,10 @@ class DomainControllerServicer:
 
     def GetStatus(self, request: services_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
                   ) -> services_pb2.DomainStatus:
+        who = caller(context)
+        if request.include_reservations and who is not None and who.role not in RESERVATION_READERS:
+            raise PermissionDenied(f"GetStatus(include_reservations) is for the roles broker, auditor, operator; "
+                                   f"the caller is {who.uri}")
         return self.service.status(request)
 
     def Batch(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
@@ -130,12 +139,17 @@ class DomainControllerAgent:
         Period of the background expiry sweep, s, > 0.
     clock : callable
         Unix time, s (default :func:`time.time`); injectable for tests.
+    credentials : Credentials, optional
+        The controller's mTLS credentials (``trefed://domain/DOMAIN``): it serves mutual TLS
+        and opens its channels to other agents with them (:meth:`open_channel`). None: plain
+        TCP, allowed on loopback only.
 
     Raises
     ------
     ConfigError
-        If the template does not parse, the key does not load, or a parameter is out of range
-        (the envelope itself is range-checked by :meth:`start`, which signs it).
+        If the template does not parse, the key does not load, a parameter is out of range, or
+        the credentials name another identity (the envelope itself is range-checked by
+        :meth:`start`, which signs it).
     """
 
     def __init__(
@@ -149,6 +163,7 @@ class DomainControllerAgent:
         validity_s: float = 3600.0,
         sweep_interval_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        credentials: Credentials | None = None,
     ) -> None:
         try:
             template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
@@ -165,6 +180,10 @@ class DomainControllerAgent:
             raise ConfigError(f"validity_s(={validity_s!r}) must be finite and > 0")
         if not 0 <= int(port) <= 65535:
             raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
+        if credentials is not None and credentials.identity != PeerIdentity(Role.DOMAIN, domain_id):
+            raise ConfigError(f"domain {domain_id!r}: credentials are those of {credentials.identity.uri}")
+        self.credentials = credentials
+        """The controller's mTLS credentials (None: insecure, loopback only)."""
         self._template = template
         self._db_path = str(db_path)
         self._host = host
@@ -202,6 +221,7 @@ class DomainControllerAgent:
                 [DOMAIN_CONTROLLER_SERVICE],
                 host=self._host,
                 port=self._port,
+                credentials=self.credentials,
             )
         except BaseException:
             store.close()
@@ -264,6 +284,12 @@ class DomainControllerAgent:
         """``host:port`` of the gRPC server (port 0 before :meth:`start`)."""
         host = f"[{self._host}]" if ":" in self._host and not self._host.startswith("[") else self._host
         return f"{host}:{self._bound_port}"
+
+    def open_channel(self, address: str, peer: PeerIdentity) -> grpc.aio.Channel:
+        """A grpc.aio channel to the agent ``peer`` at ``address`` (e.g. the auditor,
+        :data:`agents.access.AUDITOR`), authenticated with this controller's credentials (plain
+        TCP when it has none). Call it on the event loop that will use the channel."""
+        return open_channel(address, self.credentials, peer)
 
     async def public_key(self) -> tuple[str, str, bytes]:
         """``(key_id, domain_id, raw 32-byte Ed25519 public key)``, for trust stores."""

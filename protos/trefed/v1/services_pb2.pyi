@@ -80,6 +80,30 @@ class DomainStatus(_message.Message):
     reservations: _containers.RepeatedCompositeFieldContainer[_reservation_pb2.Reservation]
     def __init__(self, domain_id: _Optional[str] = ..., reservable_capacity_bps: _Optional[float] = ..., committed_bps: _Optional[float] = ..., prepared_bps: _Optional[float] = ..., available_bps: _Optional[float] = ..., reservations: _Optional[_Iterable[_Union[_reservation_pb2.Reservation, _Mapping]]] = ...) -> None: ...
 
+class ListDomainKeysRequest(_message.Message):
+    __slots__ = ("domain_id",)
+    DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    domain_id: str
+    def __init__(self, domain_id: _Optional[str] = ...) -> None: ...
+
+class DomainKey(_message.Message):
+    __slots__ = ("domain_id", "key_id", "public_key", "algorithm")
+    DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    domain_id: str
+    key_id: str
+    public_key: bytes
+    algorithm: _envelope_pb2.SignatureAlgorithm
+    def __init__(self, domain_id: _Optional[str] = ..., key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., algorithm: _Optional[_Union[_envelope_pb2.SignatureAlgorithm, str]] = ...) -> None: ...
+
+class ListDomainKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[DomainKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[DomainKey, _Mapping]]] = ...) -> None: ...
+
 class TokenBucketTraffic(_message.Message):
     __slots__ = ("sigma_bits", "rho_bps")
     SIGMA_BITS_FIELD_NUMBER: _ClassVar[int]
