@@ -97,16 +97,16 @@ def caller(context: Any) -> PeerIdentity | None:
 
     Parameters
     ----------
-    context : grpc.ServicerContext
+    context : grpc.ServicerContext or None
         The call's context (its ``auth_context()``: gRPC puts the verified certificate's URI
-        subjectAltNames under ``peer_uri``).
+        subjectAltNames under ``peer_uri``); None (a servicer called in-process) has no identity.
 
     Raises
     ------
     Unauthenticated
         If the connection is TLS but the certificate names no single valid ``trefed://`` identity.
     """
-    auth = context.auth_context() or {}
+    auth = context.auth_context() if context is not None else {}
     if auth.get("transport_security_type") != [b"ssl"]:
         return None
     uris = [u.decode("utf-8", "replace") for u in auth.get("peer_uri", ()) if u.startswith(b"trefed://")]

@@ -43,7 +43,14 @@ from agents.server import open_channel
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig, TenantConfig
 from federation.errors import ConfigError
-from federation.tre.ca import CertificateAuthority, Credentials, PeerIdentity, Role, load_or_create_ca, load_or_issue
+from federation.tre.ca import (
+    CertificateAuthority,
+    Credentials,
+    PeerIdentity,
+    Role,
+    load_or_create_ca,
+    load_or_issue,
+)
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
 
