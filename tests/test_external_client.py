@@ -85,7 +85,7 @@ def test_client_from_protos_only_against_trefed_serve(tmp_path):
     config = tmp_path / "fed.yaml"
     config.write_text(yaml.safe_dump(FAST_CONFIG))
 
-    with trefed_serve(config, tmp_path / "st", startup_s=120) as served:
+    with trefed_serve(config, tmp_path / "st", startup_s=120, args=("--insecure",)) as served:
         script = tmp_path / "client.py"
         stdlib = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
                   str(Path(sysconfig.get_paths()["stdlib"]) / "lib-dynload")]
