@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import FAST_CONFIG
 from serving import trefed_serve
-from test_external_client import _generate
+from test_external_client import _generate, _site_dirs
 
 CLIENT = textwrap.dedent(
     """
@@ -99,14 +99,6 @@ CLIENT = textwrap.dedent(
     print(json.dumps(out))
     """
 )
-
-
-def _site_dirs() -> list[str]:
-    """Where grpc and cryptography are installed (a layered venv may hold them outside its own site-packages)."""
-    import cryptography
-    import grpc
-
-    return sorted({sysconfig.get_paths()["purelib"], *(str(Path(m.__file__).parents[1]) for m in (grpc, cryptography))})
 
 
 def _trefed(*args: str) -> None:
