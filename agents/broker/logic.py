@@ -59,7 +59,7 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
 from agents.broker.client import DEFINITE_REFUSALS, DomainCallError, DomainClient
 from agents.broker.envelopes import EnvelopeCache
-from agents.broker.plan import Infeasible, burst_of, plan_key, plan_offer
+from agents.broker.plan import Infeasible, burst_of, check_physical, plan_key, plan_offer
 from agents.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -238,9 +238,11 @@ class Broker:
                 f"intent.access_domain(={shown!r}): unknown domain (domains: {', '.join(self._domain_cfg)})"
             )
         try:
-            return intent_from_proto(msg)
+            intent = intent_from_proto(msg)
+            check_physical(intent)
         except InputError as exc:
             raise InvalidArgument(str(exc)) from None
+        return intent
 
     async def resolve(self, msg: services_pb2.Intent) -> services_pb2.ResolveIntentResponse:
         """``ResolveIntent``: ranked offers and the reasons other candidates failed. Reserves nothing."""
@@ -332,6 +334,9 @@ class Broker:
                 return plan_offer(model, path, bodies, intent, prices)
             except Infeasible as exc:
                 return exc
+            except (ArithmeticError, ValueError) as exc:  # a numeric failure on in-range input: its input's fault
+                raise InvalidArgument(f"intent: the calculus cannot plan model {model.id!r} on path "
+                                      f"{_fmt_path(path)} for it ({type(exc).__name__}: {exc})") from exc
 
         task = asyncio.ensure_future(asyncio.to_thread(compute))
         self._planning[key] = task

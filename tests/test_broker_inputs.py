@@ -1,0 +1,78 @@
+"""Inputs that used to get through: in-range doubles that crashed planning, and huge fields echoed
+in error details (from the fuzz campaign of issue 12).
+
+Planning is checked on the broker's logic without a socket (``tests/inprocess.py``); the echo over
+real gRPC on 127.0.0.1, because the failure was gRPC's metadata limit.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from inprocess import in_process_federation
+from test_broker import federation as broker_federation
+from trefed.v1 import services_pb2, services_pb2_grpc
+
+from agents.broker.plan import PHYSICAL_RANGES
+from agents.errors import InvalidArgument
+from agents.server import MAX_DETAILS_CHARS
+
+
+def _poisson(intent: services_pb2.Intent, rate_pps: float, mean_size_bits: float) -> services_pb2.Intent:
+    intent.traffic.poisson.CopyFrom(services_pb2.PoissonTraffic(rate_pps=rate_pps, mean_size_bits=mean_size_bits,
+                                                                exponential_sizes=True))
+    return intent
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda i: _poisson(i, 1e3, 5e-324), "intent.traffic.poisson.mean_size_bits"),  # was ZeroDivisionError
+    (lambda i: setattr(i, "deadline_s", 1e300) or i, "intent.deadline_s"),         # was OverflowError
+    (lambda i: _poisson(i, 1e300, 1e3), "intent.traffic.poisson.rate_pps"),       # was a math domain error
+    (lambda i: i.traffic.token_bucket.__setattr__("rho_bps", 1e300) or i, "intent.traffic.token_bucket.rho_bps"),
+])
+async def test_intents_that_crashed_planning_are_invalid_arguments(tmp_path, fast_config, change, field):
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        intent = change(fed.intent("t1"))
+        for call in (fed.broker.resolve(intent),
+                     fed.broker.request_service(services_pb2.ServiceRequest(request_id="x", intent=intent))):
+            with pytest.raises(InvalidArgument, match=field.replace(".", r"\.")):
+                await call
+        assert field in PHYSICAL_RANGES
+        # nothing was held anywhere
+        assert all(fed.status(d).prepared_bps == 0 and fed.status(d).committed_bps == 0 for d in fed.services)
+
+
+async def test_a_numeric_failure_inside_planning_is_an_invalid_argument(tmp_path, fast_config, monkeypatch):
+    """The safety net: whatever in-range input the calculus still cannot handle is the input's fault."""
+    import agents.broker.logic
+
+    def overflow(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(agents.broker.logic, "plan_offer", overflow)
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        with pytest.raises(InvalidArgument, match=r"intent: the calculus cannot plan model .* \(OverflowError"):
+            await fed.broker.resolve(fed.intent("t1"))
+
+
+async def test_huge_fields_are_not_echoed_past_the_metadata_limit(tmp_path, fast_config):
+    """A 20 kB contract id is NOT_FOUND (not RESOURCE_EXHAUSTED, gRPC's answer to oversized details)."""
+    async with broker_federation(fast_config(), tmp_path) as fed:
+        huge = "c" * 20_000
+        for call, code in (
+            (fed.stub.GetContract(services_pb2.GetContractRequest(contract_id=huge), timeout=10),
+             grpc.StatusCode.NOT_FOUND),
+            (fed.stub.ReleaseService(services_pb2.ReleaseServiceRequest(request_id="r", contract_id=huge), timeout=10),
+             grpc.StatusCode.NOT_FOUND),
+            (fed.stub.ResolveIntent(services_pb2.Intent(tenant_id="t1", task="x" * 20_000), timeout=10),
+             grpc.StatusCode.INVALID_ARGUMENT),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call
+            assert info.value.code() == code, info.value.details()[:200]
+            assert len(info.value.details()) <= MAX_DETAILS_CHARS
+        async with grpc.aio.insecure_channel(await fed.domains["edge"].address()) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await services_pb2_grpc.DomainControllerStub(channel).GetEnvelope(
+                    services_pb2.GetEnvelopeRequest(tre_id="t" * 20_000), timeout=10)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND and "chars cut" in info.value.details()
