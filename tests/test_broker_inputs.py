@@ -7,6 +7,8 @@ real gRPC on 127.0.0.1, because the failure was gRPC's metadata limit.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from inprocess import in_process_federation
@@ -76,3 +78,40 @@ async def test_huge_fields_are_not_echoed_past_the_metadata_limit(tmp_path, fast
                 await services_pb2_grpc.DomainControllerStub(channel).GetEnvelope(
                     services_pb2.GetEnvelopeRequest(tre_id="t" * 20_000), timeout=10)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND and "chars cut" in info.value.details()
+
+
+async def test_a_release_a_domain_missed_is_retried_in_the_background(tmp_path, fast_config):
+    """ReleaseService with one domain down: UNAVAILABLE, the contract reads releasing, and the broker
+    retries there until the domain confirms; then the contract reads released everywhere."""
+    from agents.errors import Unavailable
+
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        contract = await fed.broker.request_service(fed.request("r1"))
+        cid = contract.contract_id
+        fed.clients["transport"].faults["Release"] = "down"
+        with pytest.raises(Unavailable, match="domain 'transport'.*retried in the background"):
+            await fed.broker.release_service(services_pb2.ReleaseServiceRequest(request_id="rel", contract_id=cid))
+        now = fed.broker.get_contract(services_pb2.GetContractRequest(contract_id=cid))
+        assert now.releasing and not now.released
+        assert fed.broker.pending_cleanups == 1
+        assert fed.status("access").committed_bps == 0 and fed.status("edge").committed_bps == 0
+        assert fed.status("transport").committed_bps > 0
+        assert await fed.broker.retry_cleanups() == 1  # still down
+        fed.clients["transport"].faults.clear()
+        assert await fed.broker.retry_cleanups() == 0
+        now = fed.broker.get_contract(services_pb2.GetContractRequest(contract_id=cid))
+        assert now.released and not now.releasing
+        assert all(fed.status(d).committed_bps == 0 for d in fed.services)
+        # the background task does the same on its own
+        contract = await fed.broker.request_service(fed.request("r2"))
+        fed.clients["edge"].faults["Release"] = "down"
+        with pytest.raises(Unavailable):
+            await fed.broker.release_service(services_pb2.ReleaseServiceRequest(request_id="rel2",
+                                                                                contract_id=contract.contract_id))
+        fed.clients["edge"].faults.clear()
+        for _ in range(100):
+            if fed.broker.pending_cleanups == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert fed.broker.get_contract(services_pb2.GetContractRequest(contract_id=contract.contract_id)).released
+        assert fed.status("edge").committed_bps == 0

@@ -185,6 +185,7 @@ class Broker:
         self._requests: dict[str, _Pending] = {}
         self._semaphore: asyncio.Semaphore | None = None
         self._cleanup: dict[tuple[str, str], float] = {}  # (domain, reservation) -> first attempt
+        self._releasing: dict[str, set[str]] = {}  # contract id -> domains yet to confirm its release
         self._cleanup_task: asyncio.Task | None = None
         self.stats = BrokerStats()
 
@@ -542,33 +543,40 @@ class Broker:
         for (d, rid), ok in zip(items, done):
             if not ok:
                 self._cleanup.setdefault((d, rid), self._monotonic())
-        self.stats.cleanups_pending = len(self._cleanup)
-        if self._cleanup and (self._cleanup_task is None or self._cleanup_task.done()):
-            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop())
+        self._start_cleanup()
 
     async def retry_cleanups(self, horizon_s: float = 600.0) -> int:
         """Retry every undelivered abort/release once, now; return how many are still pending.
 
-        The background clean-up calls this every 0.5 s while calls are pending; a call
-        undelivered for longer than ``horizon_s`` (monotonic s) is given up.
+        The background clean-up calls this every 0.5 s while calls are pending; an abort of a
+        failed admission undelivered for longer than ``horizon_s`` (monotonic s) is given up (its
+        hold expires at the domain anyway); the release of a contract is never given up.
         """
         items = list(self._cleanup.items())
         settled = await asyncio.gather(*(self._undo_one(d, rid) for (d, rid), _ in items))
         for ((d, rid), first), ok in zip(items, settled):
             if ok or self._monotonic() - first > horizon_s:
                 self._cleanup.pop((d, rid), None)
-        self.stats.cleanups_pending = len(self._cleanup)
-        return len(self._cleanup)
+        for contract_id in list(self._releasing):  # (a contract out of the history is still released)
+            await self._release_contract(self._contracts.get(contract_id)
+                                         or services_pb2.ServiceContract(contract_id=contract_id))
+        self.stats.cleanups_pending = self.pending_cleanups
+        return self.pending_cleanups
+
+    def _start_cleanup(self) -> None:
+        self.stats.cleanups_pending = self.pending_cleanups
+        if self.pending_cleanups and (self._cleanup_task is None or self._cleanup_task.done()):
+            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
     async def _cleanup_loop(self) -> None:
-        while self._cleanup:
+        while self._cleanup or self._releasing:
             await asyncio.sleep(_CLEANUP_PERIOD_S)
             await self.retry_cleanups()
 
     @property
     def pending_cleanups(self) -> int:
         """Reservations whose abort/release could not be delivered yet (retried in the background)."""
-        return len(self._cleanup)
+        return len(self._cleanup) + sum(len(v) for v in self._releasing.values())
 
     # ------------------------------------------------------------------ contracts
 
@@ -585,33 +593,45 @@ class Broker:
         return self._contract(request.contract_id)
 
     async def release_service(self, request: services_pb2.ReleaseServiceRequest) -> services_pb2.ReleaseServiceResponse:
-        """``ReleaseService``: release the contract's reservation in every domain. Idempotent."""
+        """``ReleaseService``: release the contract's reservation in every domain. Idempotent.
+
+        A domain that cannot be reached is retried in the background until it confirms; until
+        then the contract reads ``releasing`` and the call answers UNAVAILABLE naming it.
+        """
         contract = self._contract(request.contract_id)
         if not contract.released:
-            path = list(contract.offer.path)
-            rids = [f"{contract.contract_id}.{d}" for d in path]
-            results = await asyncio.gather(
-                *(
-                    self.domains[d].release(
-                        reservation_pb2.ReleaseRequest(request_id=f"{rid}:release", reservation_id=rid)
-                    )
-                    for d, rid in zip(path, rids)
-                ),
-                return_exceptions=True,
-            )
-            failed = [
-                (d, r) for d, r in zip(path, results)
-                if isinstance(r, BaseException)
-                and not (isinstance(r, DomainCallError) and r.code == grpc.StatusCode.FAILED_PRECONDITION)
-            ]
+            failed = await self._release_contract(contract)
             if failed:
+                self._start_cleanup()
                 raise Unavailable(
                     f"contract {contract.contract_id!r} not fully released: "
                     + "; ".join(f"domain {d!r}: {e}" for d, e in failed)
-                    + " (retry ReleaseService)"
+                    + " (retried in the background; the contract reads releasing until every domain confirms)"
                 )
-            contract.released = True
         return services_pb2.ReleaseServiceResponse(contract_id=contract.contract_id, released=True)
+
+    async def _release_contract(self, contract: services_pb2.ServiceContract) -> list[tuple[str, BaseException]]:
+        """Release ``contract`` at every domain not yet confirmed; return the failures (none: released)."""
+        cid = contract.contract_id
+        path = sorted(self._releasing.get(cid, set(contract.offer.path)))
+        results = await asyncio.gather(
+            *(self.domains[d].release(reservation_pb2.ReleaseRequest(request_id=f"{cid}.{d}:release",
+                                                                     reservation_id=f"{cid}.{d}"))
+              for d in path),
+            return_exceptions=True,
+        )
+        failed = [
+            (d, r) for d, r in zip(path, results)
+            if isinstance(r, BaseException)
+            and not (isinstance(r, DomainCallError) and r.code == grpc.StatusCode.FAILED_PRECONDITION)
+        ]
+        if failed:
+            self._releasing[cid] = {d for d, _ in failed}
+            contract.releasing = True
+        else:
+            self._releasing.pop(cid, None)
+            contract.released, contract.releasing = True, False
+        return failed
 
     async def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
         """A domain's ``GetStatus`` (for tests and the runner)."""

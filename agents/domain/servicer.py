@@ -29,6 +29,7 @@ from agents.server import add_servicer, open_channel, start_grpc_server
 from federation.errors import ConfigError
 from federation.tre.ca import Credentials, PeerIdentity, Role
 from federation.tre.signing import SigningKey
+from federation.tre.validate import MAX_HOLD_S
 
 __all__ = ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
 
@@ -139,6 +140,9 @@ class DomainControllerAgent:
         Period of the background expiry sweep, s, > 0.
     clock : callable
         Unix time, s (default :func:`time.time`); injectable for tests.
+    max_hold_s : float
+        Longest ``hold_timeout_s`` a Prepare may ask for, s, in (0, 3600]: the federation passes
+        its broker's hold timeout, so no hold outlasts what the broker asks for.
     credentials : Credentials, optional
         The controller's mTLS credentials (``trefed://domain/DOMAIN``): it serves mutual TLS
         and opens its channels to other agents with them (:meth:`open_channel`). None: plain
@@ -163,6 +167,7 @@ class DomainControllerAgent:
         validity_s: float = 3600.0,
         sweep_interval_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        max_hold_s: float = MAX_HOLD_S,
         credentials: Credentials | None = None,
     ) -> None:
         try:
@@ -178,6 +183,9 @@ class DomainControllerAgent:
             raise ConfigError(f"sweep_interval_s(={sweep_interval_s!r}) must be finite and > 0")
         if not (math.isfinite(validity_s) and validity_s > 0):
             raise ConfigError(f"validity_s(={validity_s!r}) must be finite and > 0")
+        if not (math.isfinite(max_hold_s) and 0 < max_hold_s <= MAX_HOLD_S):
+            raise ConfigError(f"max_hold_s(={max_hold_s!r}) must be in (0, {MAX_HOLD_S:g}]")
+        self._max_hold_s = float(max_hold_s)
         if not 0 <= int(port) <= 65535:
             raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
         if credentials is not None and credentials.identity != PeerIdentity(Role.DOMAIN, domain_id):
@@ -214,7 +222,8 @@ class DomainControllerAgent:
             Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
         store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
-            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock)
+            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock,
+                                    max_hold_s=self._max_hold_s)
             servicer = _Stallable(DomainControllerServicer(service))
             server, port = await start_grpc_server(
                 lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),

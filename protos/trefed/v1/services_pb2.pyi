@@ -267,20 +267,22 @@ class ServiceRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., offer_id: _Optional[str] = ...) -> None: ...
 
 class ServiceContract(_message.Message):
-    __slots__ = ("contract_id", "tenant_id", "offer", "grants", "created_at", "released")
+    __slots__ = ("contract_id", "tenant_id", "offer", "grants", "created_at", "released", "releasing")
     CONTRACT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    RELEASING_FIELD_NUMBER: _ClassVar[int]
     contract_id: str
     tenant_id: str
     offer: Offer
     grants: _containers.RepeatedCompositeFieldContainer[_reservation_pb2.SignedGrant]
     created_at: _timestamp_pb2.Timestamp
     released: bool
-    def __init__(self, contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., offer: _Optional[_Union[Offer, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[_reservation_pb2.SignedGrant, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., released: _Optional[bool] = ...) -> None: ...
+    releasing: bool
+    def __init__(self, contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., offer: _Optional[_Union[Offer, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[_reservation_pb2.SignedGrant, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., released: _Optional[bool] = ..., releasing: _Optional[bool] = ...) -> None: ...
 
 class ReleaseServiceRequest(_message.Message):
     __slots__ = ("request_id", "contract_id")
