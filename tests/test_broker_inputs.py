@@ -115,3 +115,25 @@ async def test_a_release_a_domain_missed_is_retried_in_the_background(tmp_path, 
             await asyncio.sleep(0.05)
         assert fed.broker.get_contract(services_pb2.GetContractRequest(contract_id=contract.contract_id)).released
         assert fed.status("edge").committed_bps == 0
+
+
+async def test_a_grant_of_another_tenant_is_refused(tmp_path, fast_config):
+    """The broker binds every grant to the contract's tenant (verify_grant(expected_tenant=...))."""
+    from trefed.v1 import reservation_pb2
+
+    from agents.errors import FailedPrecondition
+
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        edge = fed.clients["edge"]
+        honest_prepare = edge.service.prepare
+
+        def as_someone_else(request):  # a domain that books the reservation for another tenant
+            changed = reservation_pb2.PrepareRequest()
+            changed.CopyFrom(request)
+            changed.reservation.tenant_id = "mallory"
+            return honest_prepare(changed)
+
+        edge.service.prepare = as_someone_else
+        with pytest.raises(FailedPrecondition, match="domain 'edge': grant refused \\(not-bound-to-party: grant "
+                                                     "tenant_id is 'mallory', expected 't1'"):
+            await fed.broker.request_service(fed.request("r1"))

@@ -477,7 +477,7 @@ class Broker:
             signed = cast(list[reservation_pb2.SignedGrant], commits)  # none failed: all grants
             for d, rid, g, budget in zip(path, rids, signed, offer.budgets):
                 try:
-                    body = self.trust.verify_grant(g, now=now, expected_domain=d)
+                    body = self.trust.verify_grant(g, now=now, expected_domain=d, expected_tenant=tenant_id)
                     if body.reservation_id != rid or abs(body.rate_bps - budget.rate_bps) > 1e-6 * budget.rate_bps:
                         raise VerificationError(Reason.MALFORMED, f"grant does not match reservation {rid!r}")
                 except VerificationError as exc:

@@ -67,6 +67,8 @@ class Reason(enum.StrEnum):
     """Undecodable bytes, a non-canonical body, a missing part or inconsistent key ids."""
     OUT_OF_RANGE = "out-of-range"
     """A parameter is outside its valid range; the detail names the field."""
+    NOT_BOUND = "not-bound-to-party"
+    """A valid grant, but not of the tenant or the reservation the verifier expected."""
     UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
     """``signature.algorithm`` is not ED25519."""
 
