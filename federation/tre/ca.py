@@ -44,6 +44,7 @@ from federation.tre.validate import DOMAIN_ID_PATTERN
 __all__ = [
     "CA_CERT_FILE",
     "CA_KEY_FILE",
+    "DEFAULT_VALIDITY_DAYS",
     "CertificateAuthority",
     "Credentials",
     "PeerIdentity",
