@@ -16,6 +16,7 @@ from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc, telemetr
 
 import agents.access
 from agents.access import AUDITOR, BROKER, POLICY
+from agents.auditor.client import GrpcAuditorClient
 from agents.auditor.servicer import AuditorAgent
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
@@ -228,6 +229,17 @@ async def test_telemetry_only_from_its_own_domain(tmp_path, fast_config):
         # from edge itself the call reaches the ledger (which judges the batch on its merits)
         code, details = await code_of(auditor("domain", "edge").SubmitTelemetry(batch, timeout=5))
         assert code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED), details
+        # the same through a domain's client of the auditor (what a domain controller uses)
+        own = GrpcAuditorClient(fed.auditor_address, credentials=fed.creds("domain", "edge"))
+        other = GrpcAuditorClient(fed.auditor_address, credentials=fed.creds("domain", "access"))
+        try:
+            answer = await own.submit_telemetry(batch)
+            assert isinstance(answer, services_pb2.SubmitTelemetryResponse)
+            with pytest.raises(PermissionDenied, match="a batch of domain 'edge' from trefed://domain/access"):
+                await other.submit_telemetry(batch)
+        finally:
+            await own.close()
+            await other.close()
 
 
 async def test_published_keys_verify_a_grant(tmp_path, fast_config):
