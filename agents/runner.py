@@ -219,6 +219,7 @@ class Federation:
                 host=self.host,
                 port=self.broker_port,
                 credentials=self.credentials(Role.BROKER, BROKER.name),
+                state_path=str(self.state_dir / "_broker.db"),  # (no domain id starts with _)
                 name=f"{self.config.name}:broker",
             )
             self.runtime.call(self.broker_actor, "start", timeout=120)

@@ -38,6 +38,7 @@ CONTRACT = {
     "agents.broker.plan": {"PHYSICAL_RANGES", "Infeasible", "arrival_of", "burst_of", "check_physical", "plan_key",
                            "plan_offer"},
     "agents.broker.logic": {"Broker", "BrokerStats", "TrustEntry"},
+    "agents.broker.store": {"BrokerStore"},
     "agents.broker.servicer": {"BROKER_SERVICE", "BrokerServicer", "BrokerAgent", "domain_keys"},
     "agents.domain.books": {"Books", "CapacityUsage", "exact", "inexact"},
     "agents.domain.publication": {"ENVELOPE_SEQUENCE_KEY", "EnvelopePublisher"},

@@ -8,12 +8,14 @@ real gRPC on 127.0.0.1, because the failure was gRPC's metadata limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 
 import grpc
 import pytest
 from inprocess import in_process_federation
 from test_broker import federation as broker_federation
-from trefed.v1 import services_pb2, services_pb2_grpc
+from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc
 
 from agents.broker.plan import PHYSICAL_RANGES
 from agents.errors import InvalidArgument
@@ -137,3 +139,73 @@ async def test_a_grant_of_another_tenant_is_refused(tmp_path, fast_config):
         with pytest.raises(FailedPrecondition, match="domain 'edge': grant refused \\(not-bound-to-party: grant "
                                                      "tenant_id is 'mallory', expected 't1'"):
             await fed.broker.request_service(fed.request("r1"))
+
+
+async def test_a_restarted_broker_recovers_contracts_releases_and_unfinished_admissions(tmp_path, fast_config):
+    """The broker's state survives it (agents.broker.store): its contracts, a release in progress, and
+    an admission it died in the middle of -- after every domain committed, before the contract was
+    stored -- whose reservations a restarted broker releases."""
+    from inprocess import InProcessDomainClient
+
+    from agents.broker.logic import Broker, TrustEntry
+    from agents.broker.store import BrokerStore
+    from agents.errors import Unavailable
+
+    async with in_process_federation(fast_config(), tmp_path) as fed:
+        trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in fed.keys.values()]
+
+        def new_broker() -> Broker:
+            clients = {d: InProcessDomainClient(svc) for d, svc in fed.services.items()}
+            return Broker(fed.config, clients, trust, clock=fed.clock, monotonic=fed.clock,
+                          store=BrokerStore(tmp_path / "broker.db"))
+
+        first = new_broker()
+        kept = await first.request_service(fed.request("r1"))
+        releasing = await first.request_service(fed.request("r2", "t2"))
+        first.domains["edge"].faults["Release"] = "down"
+        with pytest.raises(Unavailable):
+            await first.release_service(services_pb2.ReleaseServiceRequest(request_id="x",
+                                                                           contract_id=releasing.contract_id))
+        # the broker "dies" after its commits reached the domains: their answers never come back
+        never = asyncio.Event()
+        for client in first.domains.values():
+            real = client.commit
+
+            async def commit_then_hang(request, real=real):
+                await real(request)
+                await never.wait()
+
+            client.commit = commit_then_hang
+        admission = asyncio.ensure_future(first.request_service(fed.request("r3", "t3")))
+        lost: dict[str, str] = {}
+        for _ in range(10_000):
+            inflight = first.store.inflight()  # the admission in flight, as the store recorded it
+            if inflight:
+                [(cid, path)] = inflight.items()
+                lost = {d: f"{cid}.{d}" for d in path}
+                if all(fed.states(d).get(rid) == reservation_pb2.COMMITTED for d, rid in lost.items()):
+                    break
+            await asyncio.sleep(0)
+        assert len(lost) == 3 and all(fed.states(d)[rid] == reservation_pb2.COMMITTED for d, rid in lost.items())
+        first._requests["r3"].future.cancel()  # what is left of the dead broker goes
+        with contextlib.suppress(asyncio.CancelledError):
+            await admission
+        await first.close()
+        first.store.close()
+
+        second = new_broker()
+        assert second.recover() == 4  # r3 in three domains, r2's release at the edge
+        assert await second.retry_cleanups() == 0
+        got = second.get_contract(services_pb2.GetContractRequest(contract_id=kept.contract_id))
+        assert got == kept and not got.released
+        again = second.get_contract(services_pb2.GetContractRequest(contract_id=releasing.contract_id))
+        assert again.released and not again.releasing
+        for d in fed.services:
+            assert fed.states(d)[lost[d]] == reservation_pb2.RELEASED
+            st = fed.status(d)
+            assert st.prepared_bps == 0
+            assert math.isclose(st.committed_bps, kept.offer.budgets[list(kept.offer.path).index(d)].rate_bps), d
+        await second.release_service(services_pb2.ReleaseServiceRequest(request_id="y", contract_id=kept.contract_id))
+        assert all(fed.status(d).committed_bps == 0 for d in fed.services)
+        await second.close()
+        second.store.close()

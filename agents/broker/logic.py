@@ -60,6 +60,7 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 from agents.broker.client import DEFINITE_REFUSALS, DomainCallError, DomainClient
 from agents.broker.envelopes import EnvelopeCache
 from agents.broker.plan import Infeasible, burst_of, check_physical, plan_key, plan_offer
+from agents.broker.store import BrokerStore
 from agents.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -151,6 +152,7 @@ class Broker:
         default_access: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        store: BrokerStore | None = None,
     ) -> None:
         missing = [d.id for d in config.domains if d.id not in domains]
         if missing:
@@ -187,6 +189,7 @@ class Broker:
         self._cleanup: dict[tuple[str, str], float] = {}  # (domain, reservation) -> first attempt
         self._releasing: dict[str, set[str]] = {}  # contract id -> domains yet to confirm its release
         self._cleanup_task: asyncio.Task | None = None
+        self.store = store if store is not None else BrokerStore()
         self.stats = BrokerStats()
 
     # ------------------------------------------------------------------ catalogue
@@ -436,6 +439,7 @@ class Broker:
         contract_id = "ct-" + uuid.uuid4().hex[:24]
         path = list(offer.path)
         rids = [f"{contract_id}.{d}" for d in path]
+        self.store.begin_admission(contract_id, path, self._clock())  # a restarted broker undoes it
         hold = self.settings.hold_timeout_s
         prepares = []
         for d, rid, b in zip(path, rids, offer.budgets):
@@ -462,6 +466,7 @@ class Broker:
                 if not (isinstance(r, DomainCallError) and r.code in DEFINITE_REFUSALS)
             ]
             await self._undo(undo)
+            self.store.end_admission(contract_id)
             raise self._rejection(failed, "prepare")
         commits = await asyncio.gather(
             *(
@@ -485,6 +490,7 @@ class Broker:
                 grants.append(g)
         if failed:
             await self._undo(list(zip(path, rids)))
+            self.store.end_admission(contract_id)
             raise self._rejection(failed, "commit")
         contract = services_pb2.ServiceContract(
             contract_id=contract_id,
@@ -493,6 +499,7 @@ class Broker:
             grants=grants,
             created_at=timestamp_from_seconds(self._clock()),
         )
+        self.store.put_contract(contract)
         self._contracts[contract_id] = contract
         if len(self._contracts) > _CONTRACT_HISTORY:
             self._contracts.popitem(last=False)
@@ -543,6 +550,7 @@ class Broker:
         for (d, rid), ok in zip(items, done):
             if not ok:
                 self._cleanup.setdefault((d, rid), self._monotonic())
+        self.store.put_cleanups({k: self._cleanup[k] for (k, ok) in zip(items, done) if not ok})
         self._start_cleanup()
 
     async def retry_cleanups(self, horizon_s: float = 600.0) -> int:
@@ -554,12 +562,15 @@ class Broker:
         """
         items = list(self._cleanup.items())
         settled = await asyncio.gather(*(self._undo_one(d, rid) for (d, rid), _ in items))
+        done = []
         for ((d, rid), first), ok in zip(items, settled):
             if ok or self._monotonic() - first > horizon_s:
                 self._cleanup.pop((d, rid), None)
-        for contract_id in list(self._releasing):  # (a contract out of the history is still released)
-            await self._release_contract(self._contracts.get(contract_id)
-                                         or services_pb2.ServiceContract(contract_id=contract_id))
+                done.append((d, rid))
+        self.store.drop_cleanups(done)
+        for contract_id in list(self._releasing):
+            contract = self._contracts.get(contract_id) or self.store.contract(contract_id)
+            await self._release_contract(contract or services_pb2.ServiceContract(contract_id=contract_id))
         self.stats.cleanups_pending = self.pending_cleanups
         return self.pending_cleanups
 
@@ -585,7 +596,12 @@ class Broker:
             raise InvalidArgument("contract_id: must not be empty")
         contract = self._contracts.get(contract_id)
         if contract is None:
-            raise NotFound(f"no contract {contract_id!r}")
+            contract = self.store.contract(contract_id)  # an older one, or one from before a restart
+            if contract is None:
+                raise NotFound(f"no contract {contract_id!r}")
+            self._contracts[contract_id] = contract
+            if len(self._contracts) > _CONTRACT_HISTORY:
+                self._contracts.popitem(last=False)
         return contract
 
     def get_contract(self, request: services_pb2.GetContractRequest) -> services_pb2.ServiceContract:
@@ -631,7 +647,27 @@ class Broker:
         else:
             self._releasing.pop(cid, None)
             contract.released, contract.releasing = True, False
+        if contract.tenant_id:  # (a stand-in for a contract the store lost is not stored)
+            self.store.put_contract(contract, self._releasing.get(cid))
         return failed
+
+    def recover(self) -> int:
+        """After a restart on the same store: resume releases in progress, undo every admission the
+        previous run left unfinished, retry its undelivered clean-ups (in the background, on the
+        running event loop); return how many reservations are to be settled."""
+        now = self._monotonic()
+        self._releasing.update({cid: {d for d in ds if d in self.domains} for cid, ds in self.store.releasing().items()})
+        items: dict[tuple[str, str], float] = {}
+        for cid, path in self.store.inflight().items():
+            items.update({(d, f"{cid}.{d}"): now for d in path if d in self.domains})
+        items.update({(d, rid): now for d, rid in self.store.cleanups() if d in self.domains})
+        for key, t in items.items():
+            self._cleanup.setdefault(key, t)
+        self.store.put_cleanups(items)
+        for cid in self.store.inflight():
+            self.store.end_admission(cid)
+        self._start_cleanup()
+        return self.pending_cleanups
 
     async def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
         """A domain's ``GetStatus`` (for tests and the runner)."""

@@ -28,6 +28,7 @@ from trefed.v1 import envelope_pb2, services_pb2
 from agents.access import caller, require_owner
 from agents.broker.client import GrpcDomainClient
 from agents.broker.logic import Broker, TrustEntry
+from agents.broker.store import BrokerStore
 from agents.errors import PermissionDenied
 from agents.server import add_servicer, start_grpc_server
 from federation.config import FederationConfig
@@ -119,6 +120,10 @@ class BrokerAgent:
     credentials : Credentials, optional
         The broker's mTLS credentials (``trefed://broker/broker``): it serves mutual TLS and
         talks to the domains with them. None: plain TCP, loopback only.
+    state_path : str, optional
+        The broker's SQLite file (:mod:`agents.broker.store`): a broker restarted on it recovers
+        its contracts, undoes the admissions it left unfinished and resumes its releases. None:
+        in memory (nothing survives the broker).
 
     Raises
     ------
@@ -136,10 +141,12 @@ class BrokerAgent:
         port: int = 0,
         clock: Callable[[], float] = time.time,
         credentials: Credentials | None = None,
+        state_path: str | None = None,
     ) -> None:
         if credentials is not None and credentials.identity.role is not Role.BROKER:
             raise ConfigError(f"broker: credentials are those of {credentials.identity.uri}")
         self.credentials = credentials
+        self.state_path = state_path
         self.config = config
         self._clock = clock
         self._addresses = dict(domain_addresses)
@@ -157,7 +164,11 @@ class BrokerAgent:
         timeout = self.config.broker.rpc_timeout_s
         clients = {d: GrpcDomainClient(d, a, timeout_s=timeout, credentials=self.credentials)
                    for d, a in self._addresses.items()}
-        self.broker = Broker(self.config, clients, self._trust, clock=self._clock)
+        store = BrokerStore(self.state_path or ":memory:")
+        self.broker = Broker(self.config, clients, self._trust, clock=self._clock, store=store)
+        recovering = self.broker.recover()
+        if recovering:
+            _log.info("broker: %d reservations of a previous run to settle", recovering)
         servicer = BrokerServicer(self.broker, self._trust)
         self._server, self._bound = await start_grpc_server(
             lambda s: add_servicer(s, servicer, BROKER_SERVICE), [BROKER_SERVICE], host=self._host, port=self._port,
@@ -195,3 +206,4 @@ class BrokerAgent:
             self._server = None
         if self.broker is not None:
             await self.broker.close()
+            self.broker.store.close()
