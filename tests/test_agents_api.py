@@ -39,6 +39,7 @@ CONTRACT = {
                            "plan_offer"},
     "agents.broker.logic": {"Broker", "BrokerStats", "TrustEntry"},
     "agents.broker.store": {"BrokerStore"},
+    "agents.broker.settle": {"Settlement"},
     "agents.broker.servicer": {"BROKER_SERVICE", "BrokerServicer", "BrokerAgent", "domain_keys"},
     "agents.domain.books": {"Books", "CapacityUsage", "exact", "inexact"},
     "agents.domain.publication": {"ENVELOPE_SEQUENCE_KEY", "EnvelopePublisher"},

@@ -5,9 +5,11 @@
 :class:`~agents.broker.client.GrpcDomainClient` speaks ``trefed.v1.DomainController`` over gRPC,
 tests call real domain logic in-process). The planning it calls is pure
 (:mod:`agents.broker.plan`), its envelopes come from :mod:`agents.broker.envelopes`;
-:mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``. What is left here (about
-600 lines) is one transaction manager: resolution, admission, the two-phase reservation, its
-clean-up and release share the plan cache, the request and contract books and the retry queue.
+:mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``; what it still owes the
+domains (aborts of failed admissions, releases not yet confirmed) is settled by
+:mod:`agents.broker.settle`, and what must survive a restart is kept in :mod:`agents.broker.store`.
+What is left here (about 600 lines) is one transaction manager: resolution, admission and the
+two-phase reservation share the plan cache and the request and contract books.
 
 Resolution (``ResolveIntent``). For each catalogue model of the intent's task whose error
 probability is within the intent and each path of the domain graph from the tenant's access
@@ -33,7 +35,9 @@ whose outcome is not a definite refusal (:data:`~agents.broker.client.DEFINITE_R
 ``Commit`` everywhere, whose signed grants are verified against the trust store. A failed commit
 releases (or aborts) everything again. Clean-up calls that cannot reach a domain are retried in
 the background until they succeed (a crashed domain's holds expire by themselves; a commit that
-landed before a crash is released once the domain is back). If the best offer is refused the
+landed before a crash is released once the domain is back). Every admission is recorded in the
+store before its first Prepare, so a broker killed half-way undoes it when restarted
+(:meth:`Broker.recover`). If the best offer is refused the
 next offers are tried, at most ``broker.max_offers``. Rejections name the domain and the limit:
 capacity is ``RESOURCE_EXHAUSTED``, guardrails and unmet intents ``FAILED_PRECONDITION``,
 unreachable domains ``UNAVAILABLE``, malformed requests ``INVALID_ARGUMENT``.
@@ -44,7 +48,6 @@ Units: seconds, bits, bits/s; prices per hour.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -60,6 +63,7 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 from agents.broker.client import DEFINITE_REFUSALS, DomainCallError, DomainClient
 from agents.broker.envelopes import EnvelopeCache
 from agents.broker.plan import Infeasible, burst_of, check_physical, plan_key, plan_offer
+from agents.broker.settle import Settlement
 from agents.broker.store import BrokerStore
 from agents.errors import (
     AlreadyExists,
@@ -82,7 +86,6 @@ _log = logging.getLogger(__name__)
 
 _PLAN_CACHE_SIZE = 4096
 _CONTRACT_HISTORY = 100_000
-_CLEANUP_PERIOD_S = 0.5  # period of the background retries of undelivered clean-up calls
 
 
 @dataclass(frozen=True)
@@ -186,11 +189,9 @@ class Broker:
         self._contracts: OrderedDict[str, services_pb2.ServiceContract] = OrderedDict()
         self._requests: dict[str, _Pending] = {}
         self._semaphore: asyncio.Semaphore | None = None
-        self._cleanup: dict[tuple[str, str], float] = {}  # (domain, reservation) -> first attempt
-        self._releasing: dict[str, set[str]] = {}  # contract id -> domains yet to confirm its release
-        self._cleanup_task: asyncio.Task | None = None
         self.store = store if store is not None else BrokerStore()
         self.stats = BrokerStats()
+        self.settle = Settlement(self.domains, self.store, self.stats, self._stored_contract, monotonic=monotonic)
 
     # ------------------------------------------------------------------ catalogue
 
@@ -465,7 +466,7 @@ class Broker:
                 for d, rid, r in zip(path, rids, results)
                 if not (isinstance(r, DomainCallError) and r.code in DEFINITE_REFUSALS)
             ]
-            await self._undo(undo)
+            await self.settle.undo(undo)
             self.store.end_admission(contract_id)
             raise self._rejection(failed, "prepare")
         commits = await asyncio.gather(
@@ -489,7 +490,7 @@ class Broker:
                     failed.append((d, exc))
                 grants.append(g)
         if failed:
-            await self._undo(list(zip(path, rids)))
+            await self.settle.undo(list(zip(path, rids)))
             self.store.end_admission(contract_id)
             raise self._rejection(failed, "commit")
         contract = services_pb2.ServiceContract(
@@ -527,67 +528,21 @@ class Broker:
             return FailedPrecondition(message)
         return Unavailable(f"{phase}: {message}")
 
-    # ------------------------------------------------------------------ clean-up
-
-    async def _undo_one(self, domain_id: str, rid: str) -> bool:
-        """Abort (or, once committed, release) one reservation; True when settled."""
-        client = self.domains[domain_id]
-        try:
-            await client.abort(reservation_pb2.AbortRequest(request_id=f"{rid}:abort", reservation_id=rid,
-                                                             reason="two-phase reservation failed"))
-            return True
-        except DomainCallError as exc:
-            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
-                return False
-        try:
-            await client.release(reservation_pb2.ReleaseRequest(request_id=f"{rid}:release", reservation_id=rid))
-            return True
-        except DomainCallError as exc:
-            return exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
-
-    async def _undo(self, items: Sequence[tuple[str, str]]) -> None:
-        done = await asyncio.gather(*(self._undo_one(d, rid) for d, rid in items))
-        for (d, rid), ok in zip(items, done):
-            if not ok:
-                self._cleanup.setdefault((d, rid), self._monotonic())
-        self.store.put_cleanups({k: self._cleanup[k] for (k, ok) in zip(items, done) if not ok})
-        self._start_cleanup()
+    # ------------------------------------------------------------------ clean-up (agents.broker.settle)
 
     async def retry_cleanups(self, horizon_s: float = 600.0) -> int:
-        """Retry every undelivered abort/release once, now; return how many are still pending.
-
-        The background clean-up calls this every 0.5 s while calls are pending; an abort of a
-        failed admission undelivered for longer than ``horizon_s`` (monotonic s) is given up (its
-        hold expires at the domain anyway); the release of a contract is never given up.
-        """
-        items = list(self._cleanup.items())
-        settled = await asyncio.gather(*(self._undo_one(d, rid) for (d, rid), _ in items))
-        done = []
-        for ((d, rid), first), ok in zip(items, settled):
-            if ok or self._monotonic() - first > horizon_s:
-                self._cleanup.pop((d, rid), None)
-                done.append((d, rid))
-        self.store.drop_cleanups(done)
-        for contract_id in list(self._releasing):
-            contract = self._contracts.get(contract_id) or self.store.contract(contract_id)
-            await self._release_contract(contract or services_pb2.ServiceContract(contract_id=contract_id))
-        self.stats.cleanups_pending = self.pending_cleanups
-        return self.pending_cleanups
-
-    def _start_cleanup(self) -> None:
-        self.stats.cleanups_pending = self.pending_cleanups
-        if self.pending_cleanups and (self._cleanup_task is None or self._cleanup_task.done()):
-            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop())
-
-    async def _cleanup_loop(self) -> None:
-        while self._cleanup or self._releasing:
-            await asyncio.sleep(_CLEANUP_PERIOD_S)
-            await self.retry_cleanups()
+        """Retry every undelivered abort/release once, now; return how many are still pending
+        (see :meth:`agents.broker.settle.Settlement.retry`)."""
+        return await self.settle.retry(horizon_s)
 
     @property
     def pending_cleanups(self) -> int:
         """Reservations whose abort/release could not be delivered yet (retried in the background)."""
-        return len(self._cleanup) + sum(len(v) for v in self._releasing.values())
+        return self.settle.pending
+
+    def recover(self) -> int:
+        """After a restart on the same store: see :meth:`agents.broker.settle.Settlement.recover`."""
+        return self.settle.recover()
 
     # ------------------------------------------------------------------ contracts
 
@@ -604,6 +559,9 @@ class Broker:
                 self._contracts.popitem(last=False)
         return contract
 
+    def _stored_contract(self, contract_id: str) -> services_pb2.ServiceContract | None:
+        return self._contracts.get(contract_id) or self.store.contract(contract_id)
+
     def get_contract(self, request: services_pb2.GetContractRequest) -> services_pb2.ServiceContract:
         """``GetContract``."""
         return self._contract(request.contract_id)
@@ -616,9 +574,9 @@ class Broker:
         """
         contract = self._contract(request.contract_id)
         if not contract.released:
-            failed = await self._release_contract(contract)
+            failed = await self.settle.release(contract)
             if failed:
-                self._start_cleanup()
+                self.settle.start()
                 raise Unavailable(
                     f"contract {contract.contract_id!r} not fully released: "
                     + "; ".join(f"domain {d!r}: {e}" for d, e in failed)
@@ -626,58 +584,12 @@ class Broker:
                 )
         return services_pb2.ReleaseServiceResponse(contract_id=contract.contract_id, released=True)
 
-    async def _release_contract(self, contract: services_pb2.ServiceContract) -> list[tuple[str, BaseException]]:
-        """Release ``contract`` at every domain not yet confirmed; return the failures (none: released)."""
-        cid = contract.contract_id
-        path = sorted(self._releasing.get(cid, set(contract.offer.path)))
-        results = await asyncio.gather(
-            *(self.domains[d].release(reservation_pb2.ReleaseRequest(request_id=f"{cid}.{d}:release",
-                                                                     reservation_id=f"{cid}.{d}"))
-              for d in path),
-            return_exceptions=True,
-        )
-        failed = [
-            (d, r) for d, r in zip(path, results)
-            if isinstance(r, BaseException)
-            and not (isinstance(r, DomainCallError) and r.code == grpc.StatusCode.FAILED_PRECONDITION)
-        ]
-        if failed:
-            self._releasing[cid] = {d for d, _ in failed}
-            contract.releasing = True
-        else:
-            self._releasing.pop(cid, None)
-            contract.released, contract.releasing = True, False
-        if contract.tenant_id:  # (a stand-in for a contract the store lost is not stored)
-            self.store.put_contract(contract, self._releasing.get(cid))
-        return failed
-
-    def recover(self) -> int:
-        """After a restart on the same store: resume releases in progress, undo every admission the
-        previous run left unfinished, retry its undelivered clean-ups (in the background, on the
-        running event loop); return how many reservations are to be settled."""
-        now = self._monotonic()
-        self._releasing.update({cid: {d for d in ds if d in self.domains} for cid, ds in self.store.releasing().items()})
-        items: dict[tuple[str, str], float] = {}
-        for cid, path in self.store.inflight().items():
-            items.update({(d, f"{cid}.{d}"): now for d in path if d in self.domains})
-        items.update({(d, rid): now for d, rid in self.store.cleanups() if d in self.domains})
-        for key, t in items.items():
-            self._cleanup.setdefault(key, t)
-        self.store.put_cleanups(items)
-        for cid in self.store.inflight():
-            self.store.end_admission(cid)
-        self._start_cleanup()
-        return self.pending_cleanups
-
     async def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
         """A domain's ``GetStatus`` (for tests and the runner)."""
         return await self.domains[domain_id].status(include_reservations)
 
     async def close(self) -> None:
         """Stop background clean-up and close every domain channel."""
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._cleanup_task
+        await self.settle.close()
         for c in self.domains.values():
             await c.close()
