@@ -364,9 +364,10 @@ async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw:
             "calls": args.calls, "codes": dict(codes.most_common()), "internal_or_unknown": codes["INTERNAL"]
             + codes["UNKNOWN"], "slowest_s": slowest, "over_5s": slowest > SLOW_S, "calls_per_s": args.calls / wall,
             "baseline_seed_ms": 1e3 * sorted(base)[len(base) // 2], "examples": bad, "health": healthy,
+            "rss_after_mb": _rss_mb(),
         }
         print(f"  {method:32s} {args.calls:6d} calls {args.calls / wall:7.0f}/s  slowest {slowest * 1e3:7.1f} ms  "
-              f"INTERNAL/UNKNOWN {results[method]['internal_or_unknown']}  "
+              f"INTERNAL/UNKNOWN {results[method]['internal_or_unknown']}  RSS {_rss_mb():.0f} MB  "
               f"{', '.join(f'{k} {v}' for k, v in codes.most_common(4))}", flush=True)
     rss1, db1 = _rss_mb(), _db_mb(state)
     return {"methods": results, "rss_mb": [rss0, rss1], "db_mb": [db0, db1],
