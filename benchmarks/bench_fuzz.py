@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
+from bench_admission import CONFIG as ADMISSION_CONFIG  # noqa: E402  (benchmarks/ is on sys.path)
 from google.protobuf import descriptor  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc, telemetry_pb2  # noqa: E402
@@ -61,31 +62,8 @@ from federation.tre.signing import SigningKey, sign  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out" / "fuzz.json"
 SLOW_S = 5.0
 
-_NET = {"min_tenant_rate_bps": 1e6, "max_burst_bits": 1e7, "latency_ceiling_s": 0.05, "loss_ceiling": 1e-3}
-CONFIG = {
-    "name": "fuzz",
-    "broker": {"hold_timeout_s": 5.0, "rpc_timeout_s": 2.0, "max_offers": 2, "max_in_flight": 64,
-               "envelope_refresh_s": 1.0},
-    "domains": [
-        {"id": "access", "kind": "network", "tre_id": "access/gold", "price_per_mbps_hour": 0.002,
-         "guardrails": {"reservable_capacity_bps": 1e13, "max_tenant_rate_bps": 1e9, **_NET},
-         "model": {"rate_bps": 1e13, "latency_s": 0.001, "propagation_delay_s": 0.001, "loss_probability": 1e-4}},
-        {"id": "transport", "kind": "network", "tre_id": "transport/gold", "price_per_mbps_hour": 0.001,
-         "guardrails": {"reservable_capacity_bps": 1e13, "max_tenant_rate_bps": 1e9, **_NET},
-         "model": {"rate_bps": 1e13, "latency_s": 0.0005, "propagation_delay_s": 0.002, "loss_probability": 1e-5}},
-        {"id": "edge", "kind": "compute", "tre_id": "edge/gpu", "price_per_mbps_hour": 0.01,
-         "guardrails": {"reservable_capacity_bps": 1e13, "max_tenant_rate_bps": 1e9, **_NET},
-         "model": {"rate_bps": 1e13, "latency_s": 0.001,
-                   "inference": {"distribution": "exponential", "mean_s": 0.002}}},
-    ],
-    "links": [["access", "transport"], ["transport", "edge"]],
-    "models": [{"id": "small", "task": "classify", "error_probability": 0.004,
-                "latency": {"distribution": "exponential", "mean_s": 0.002}, "compute_domain": "edge",
-                "price_per_hour": 0.4}],
-    "tenants": [{"id": "fuzz", "access": "access",
-                 "intent": {"task": "classify", "max_error_probability": 0.005, "deadline_s": 0.0175,
-                            "epsilon": 0.01, "traffic": {"kind": "token-bucket", "sigma_bits": 2e5, "rho_bps": 1e7}}}],
-}
+CONFIG = {**copy.deepcopy(ADMISSION_CONFIG), "name": "fuzz"}  # three domains, ample capacity
+
 
 # ---------------------------------------------------------------------------- the federation
 
@@ -320,7 +298,6 @@ async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw:
     seed_table = await seeds(fed, operator_call)
     rss0, db0 = _rss_mb(), _db_mb(state)
     results: dict[str, Any] = {}
-    rng = random.Random(args.seed)
     methods = [m for m in seed_table if not args.only or m in args.only]
     for method in methods:
         target, role, seed = seed_table[method]
@@ -335,11 +312,11 @@ async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw:
         slowest = 0.0
         bad: list[str] = []
         sem = asyncio.Semaphore(args.concurrency)
-        requests = [mutated(seed, rng) for _ in range(args.calls)]
-
-        async def one(data: bytes) -> None:
+        async def one(i: int) -> None:
             nonlocal slowest
             async with sem:
+                # made when sent (not all in advance: RSS is the servers'), reproducibly per call
+                data = mutated(seed, random.Random(f"{args.seed}:{method}:{i}"))
                 t0 = time.perf_counter()
                 try:
                     await call(data, timeout=30)
@@ -353,7 +330,7 @@ async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw:
                 codes[code] += 1
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(r) for r in requests))
+        await asyncio.gather(*(one(i) for i in range(args.calls)))
         wall = time.perf_counter() - t0
         healthy = {}
         for t in ("broker", "auditor", *fed.addresses):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from test_broker import code_of
 from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc, telemetry_pb2
 
 import agents.access
@@ -82,14 +83,6 @@ async def secure_federation(config: FederationConfig, tmp_path):
         await broker.stop(0)
         for a in domains.values():
             await a.stop(0)
-
-
-async def code_of(coro) -> tuple[grpc.StatusCode, str]:
-    try:
-        await coro
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
 
 
 def _prepare(rid: str = "r-evil", hold_s: float = 3600.0) -> reservation_pb2.PrepareRequest:

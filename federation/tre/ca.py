@@ -57,8 +57,9 @@ __all__ = [
     "write_credentials",
 ]
 
-CA_CERT_FILE = "ca.crt"
-CA_KEY_FILE = "ca.key"
+_CA_STEM = "ca"
+CA_CERT_FILE = f"{_CA_STEM}.crt"
+CA_KEY_FILE = f"{_CA_STEM}.key"
 _URI_SCHEME = "trefed://"
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 #: Default lifetime of an issued certificate, days; of the CA, ten times that.
@@ -264,16 +265,7 @@ class CertificateAuthority:
         InputError
             If a file exists and not ``force``, or cannot be written.
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        cert_path, key_path = d / CA_CERT_FILE, d / CA_KEY_FILE
-        if not force:
-            for p in (cert_path, key_path):
-                if p.exists():
-                    raise InputError(f"{p}: already exists (use --force to replace it)")
-        write_atomic(key_path, _key_pem(self.private_key), mode=0o600, overwrite=True)
-        write_atomic(cert_path, self.cert_pem, mode=0o644, overwrite=True)
-        return cert_path, key_path
+        return _write_pair(Path(directory), _CA_STEM, self.cert_pem, _key_pem(self.private_key), force)
 
 
 def _read(path: Path) -> bytes:
@@ -350,16 +342,19 @@ def write_credentials(credentials: Credentials, directory: str | Path, *, force:
     InputError
         If a file exists and not ``force``, or cannot be written.
     """
-    d = Path(directory)
+    return _write_pair(Path(directory), _stem(credentials.identity), credentials.cert_pem, credentials.key_pem, force)
+
+
+def _write_pair(d: Path, stem: str, cert_pem: bytes, key_pem: bytes, force: bool) -> tuple[Path, Path]:
+    """Write ``d/STEM.crt`` (0644) and ``d/STEM.key`` (0600), refusing to replace either unless ``force``."""
     d.mkdir(parents=True, exist_ok=True)
-    stem = _stem(credentials.identity)
     cert_path, key_path = d / f"{stem}.crt", d / f"{stem}.key"
     if not force:
         for p in (cert_path, key_path):
             if p.exists():
                 raise InputError(f"{p}: already exists (use --force to replace it)")
-    write_atomic(key_path, credentials.key_pem, mode=0o600, overwrite=True)
-    write_atomic(cert_path, credentials.cert_pem, mode=0o644, overwrite=True)
+    write_atomic(key_path, key_pem, mode=0o600, overwrite=True)
+    write_atomic(cert_path, cert_pem, mode=0o644, overwrite=True)
     return cert_path, key_path
 
 
