@@ -46,7 +46,7 @@ def grant_body(domain: str = "access") -> reservation_pb2.GrantBody:
 def test_reason_codes_are_stable_strings():
     assert {r.value for r in Reason} == {
         "bad-signature", "unknown-key", "key-not-bound-to-domain", "not-yet-valid", "expired",
-        "replay-or-rollback", "malformed", "out-of-range", "unsupported-algorithm",
+        "replay-or-rollback", "malformed", "out-of-range", "unsupported-algorithm", "not-bound-to-party",
     }
     assert Reason.EXPIRED == "expired" and isinstance(Reason.EXPIRED, str)
 
