@@ -198,6 +198,16 @@ async def test_tenant_flow_and_another_tenant_cannot_read_or_release(tmp_path, f
         code, _ = await code_of(fed.broker_stub(fed.creds("domain", "edge"), stack).GetContract(
             services_pb2.GetContractRequest(contract_id=cid), timeout=5))
         assert code == grpc.StatusCode.PERMISSION_DENIED
+        # nor get the auditor's report on it; its owner may
+        reports = {}
+        for name in ("t1", "t2"):
+            ch = open_channel(fed.auditor_address, fed.creds("tenant", name), AUDITOR)
+            stack.push_async_callback(ch.close)
+            reports[name] = services_pb2_grpc.AuditorStub(ch)
+        code, details = await code_of(reports["t2"].GetReport(services_pb2.ReportRequest(contract_id=cid), timeout=10))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "another tenant" in details, details
+        code, details = await code_of(reports["t1"].GetReport(services_pb2.ReportRequest(contract_id=cid), timeout=10))
+        assert code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED), details
         # the owner releases it
         released = await t1.ReleaseService(services_pb2.ReleaseServiceRequest(request_id="t1:rel", contract_id=cid),
                                            timeout=30)
