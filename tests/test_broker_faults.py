@@ -82,6 +82,8 @@ def check_safety(fed) -> None:
                 assert expires > now - 1.0, (d, r.request.reservation_id, "PREPARED past its hold")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_admissions_and_releases_under_domain_and_broker_kills(fed):
     rng = random.Random(12)
     channel = open_channel(fed.broker_address, fed.credentials("operator", "faults"), BROKER, sync=True)
