@@ -14,7 +14,10 @@ The tree::
     ├── FailedPrecondition             FAILED_PRECONDITION  state forbids it (expired, aborted,
     │                                                     a guardrail, a reused request id)
     ├── ResourceExhausted              RESOURCE_EXHAUSTED  capacity is lacking
-    └── Unavailable                    UNAVAILABLE        a peer cannot be reached
+    ├── Unavailable                    UNAVAILABLE        a peer cannot be reached
+    ├── Unauthenticated                UNAUTHENTICATED    the caller's certificate names no identity
+    └── PermissionDenied               PERMISSION_DENIED  the caller's role or identity may not do it
+                                                          (the table is in :mod:`agents.access`)
 
 Other trefed errors map by kind (:func:`status_code_for`): ``InputError`` -> INVALID_ARGUMENT,
 ``NotFoundError`` (the pure core's unknown id, e.g. a contract the audit ledger never saw) ->
@@ -37,6 +40,8 @@ __all__ = [
     "FailedPrecondition",
     "ResourceExhausted",
     "Unavailable",
+    "Unauthenticated",
+    "PermissionDenied",
     "invalid_argument",
     "status_code_for",
 ]
@@ -82,6 +87,18 @@ class Unavailable(ServiceError):
     """A peer the operation needs cannot be reached (UNAVAILABLE)."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ServiceError):
+    """The caller proved no identity the server can use (UNAUTHENTICATED)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """The caller is known but may not do this (PERMISSION_DENIED); the message names who and what."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 def invalid_argument(field: str, value: object, requirement: str) -> InvalidArgument:

@@ -14,6 +14,11 @@ public halves of exactly these keys. The auditor signs its reports with ``keys_d
 (with ``auditor.pub`` beside it, so ``--trust KEYS_DIR`` verifies the reports), created when absent,
 or a fresh key; it trusts exactly the domains' keys. State: each domain's reservation table is the SQLite file
 ``STATE_DIR/NAME.db``; without a state dir a temporary one is made and removed on :meth:`stop`.
+
+Security: agents talk mutual TLS (:mod:`agents.access`). The federation CA is ``keys_dir/ca.crt``
+with ``ca.key`` (created when absent; without keys_dir a CA in memory), and each agent's
+certificate ``keys_dir/ROLE-NAME.crt`` (issued when absent); each agent is given its own.
+``insecure=True`` (``trefed run --insecure``) starts every agent without TLS, loopback only.
 """
 
 from __future__ import annotations
@@ -28,16 +33,26 @@ from typing import Any
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc, telemetry_pb2
 
+from agents.access import AUDITOR, BROKER
 from agents.auditor.servicer import AuditorAgent
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
 from agents.domain.servicer import DomainControllerAgent
 from agents.domain.telemetry import TelemetryReceipt
 from agents.runtime import ActorRef, Runtime
+from agents.server import open_channel
 from agents.tenant import TenantAgent, TenantOutcome
 from federation.config import FederationConfig, TenantConfig
 from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
+from federation.tre.ca import (
+    CertificateAuthority,
+    Credentials,
+    PeerIdentity,
+    Role,
+    load_or_create_ca,
+    load_or_issue,
+)
 from federation.tre.keys import load_key_file, write_key_pair
 from federation.tre.signing import SigningKey
 
@@ -99,6 +114,8 @@ class Federation:
         Progress hook: called with a short sentence as each phase begins (starting Ray, each
         domain controller, the broker and the auditor once listening, with their addresses, each tenant's
         request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
+    insecure : bool
+        Start every agent without TLS (loopback hosts only); default mutual TLS.
     """
 
     def __init__(
@@ -112,8 +129,13 @@ class Federation:
         auditor_port: int = 0,
         sweep_interval_s: float = 0.25,
         on_phase: Callable[[str], None] | None = None,
+        insecure: bool = False,
     ) -> None:
         self.config = config
+        self.insecure = bool(insecure)
+        self.ca: CertificateAuthority | None = None
+        """The federation CA (after :meth:`start`; None when insecure)."""
+        self._credentials: dict[tuple[str, str], Credentials] = {}
         self._on_phase = on_phase
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime()
@@ -140,6 +162,18 @@ class Federation:
         self._channels: dict[str, grpc.Channel] = {}
         self._started = False
 
+    def credentials(self, role: Role | str, name: str) -> Credentials | None:
+        """``trefed://ROLE/NAME``'s credentials from the federation CA (None when insecure), e.g.
+        ``open_channel(fed.broker_address, fed.credentials("operator", "me"), BROKER)``."""
+        if self.insecure:
+            return None
+        if self.ca is None:
+            self.ca = load_or_create_ca(self.config.keys_dir)
+        key = (str(role), name)
+        if key not in self._credentials:
+            self._credentials[key] = load_or_issue(self.ca, self.config.keys_dir, role, name)
+        return self._credentials[key]
+
     def _phase(self, sentence: str) -> None:
         if self._on_phase is not None:
             self._on_phase(sentence)
@@ -153,6 +187,8 @@ class Federation:
         # The keys first: a bad key file fails in a moment, before Ray takes its seconds to start.
         self.keys = load_domain_keys(self.config)
         self.auditor_key = load_auditor_key(self.config)
+        if not self.insecure and self.ca is None:
+            self.ca = load_or_create_ca(self.config.keys_dir)
         address = self.runtime.address
         self._phase(f"starting Ray: joining the cluster at {address}" if address
                     else "starting Ray: a local instance on 127.0.0.1")
@@ -184,6 +220,8 @@ class Federation:
                 trust,
                 host=self.host,
                 port=self.broker_port,
+                credentials=self.credentials(Role.BROKER, BROKER.name),
+                state_path=str(self.state_dir / "_broker.db"),  # (no domain id starts with _)
                 name=f"{self.config.name}:broker",
             )
             self.runtime.call(self.broker_actor, "start", timeout=120)
@@ -208,6 +246,7 @@ class Federation:
             host=self.host,
             port=self.auditor_port,
             rpc_timeout_s=self.config.broker.rpc_timeout_s,
+            credentials=self.credentials(Role.AUDITOR, key.domain_id),
             name=f"{self.config.name}:auditor",
         )
         self.runtime.call(self.auditor_actor, "start", timeout=120)
@@ -229,6 +268,8 @@ class Federation:
             port=port,
             validity_s=d.validity_s,
             sweep_interval_s=self.sweep_interval_s,
+            max_hold_s=self.config.broker.hold_timeout_s,
+            credentials=self.credentials(Role.DOMAIN, domain_id),
             name=f"{self.config.name}:domain:{domain_id}:{gen}",
         )
 
@@ -280,7 +321,8 @@ class Federation:
         for t in tenants:
             if t.id not in self.tenant_actors:
                 self.tenant_actors[t.id] = self.runtime.spawn(
-                    TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
+                    TenantAgent, t, self.broker_address, credentials=self.credentials(Role.TENANT, t.id),
+                    name=f"{self.config.name}:tenant:{t.id}"
                 )
         if concurrent:
             for t in tenants:
@@ -323,15 +365,17 @@ class Federation:
 
     # ------------------------------------------------------------------ domains
 
-    def _channel(self, address: str) -> grpc.Channel:
+    def _channel(self, address: str, peer: PeerIdentity) -> grpc.Channel:
+        """The runner's channel to the agent ``peer`` at ``address`` (as the operator; plain when insecure)."""
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = grpc.insecure_channel(address)
+            ch = self._channels[address] = open_channel(address, self.credentials(Role.OPERATOR, "runner"), peer,
+                                                        sync=True)
         return ch
 
     def contract(self, contract_id: str) -> services_pb2.ServiceContract:
         """The broker's record of a contract (``Broker.GetContract`` over gRPC)."""
-        stub = services_pb2_grpc.BrokerStub(self._channel(self.broker_address))
+        stub = services_pb2_grpc.BrokerStub(self._channel(self.broker_address, BROKER))
         return stub.GetContract(services_pb2.GetContractRequest(contract_id=contract_id), timeout=30)
 
     def report_telemetry(self, logs: dict[str, DomainLog], tenant_ids: dict[int, str], *, window_start_s: float,
@@ -352,12 +396,13 @@ class Federation:
 
     def report(self, contract_id: str, confidence: float = 0.95) -> telemetry_pb2.SignedAccountabilityReport:
         """The auditor's signed accountability report of a contract (``Auditor.GetReport`` over gRPC)."""
-        stub = services_pb2_grpc.AuditorStub(self._channel(self.auditor_address))
+        stub = services_pb2_grpc.AuditorStub(self._channel(self.auditor_address, AUDITOR))
         return stub.GetReport(services_pb2.ReportRequest(contract_id=contract_id, confidence=confidence), timeout=120)
 
     def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
         """A domain's ``GetStatus`` over gRPC."""
-        stub = services_pb2_grpc.DomainControllerStub(self._channel(self.domain_addresses[domain_id]))
+        stub = services_pb2_grpc.DomainControllerStub(
+            self._channel(self.domain_addresses[domain_id], PeerIdentity(Role.DOMAIN, domain_id)))
         return stub.GetStatus(services_pb2.GetStatusRequest(include_reservations=include_reservations), timeout=10)
 
     def kill_domain(self, domain_id: str) -> None:

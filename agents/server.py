@@ -10,12 +10,26 @@ Servicers are registered with :func:`add_servicer` rather than the generated
 a :class:`MalformedRequest` and are answered with INVALID_ARGUMENT (the generated handlers would
 answer INTERNAL), and every method is wrapped in the error translation above. Servicer methods
 are plain ``(request, context) -> response`` callables, sync or async; they raise
-:class:`ServiceError` subclasses instead of calling ``context.abort`` themselves.
+:class:`ServiceError` subclasses instead of calling ``context.abort`` themselves. Before a method
+runs, the caller is authorised against the table of :mod:`agents.access` (UNAUTHENTICATED /
+PERMISSION_DENIED); error details are cut to :data:`MAX_DETAILS_CHARS` characters, so an error
+that quotes a huge request field stays an error of its own kind (gRPC answers a status whose
+details overflow the metadata limit with RESOURCE_EXHAUSTED, which in this API means "no capacity").
+
+Security. :func:`start_grpc_server` serves mutual TLS when given
+:class:`~federation.tre.ca.Credentials` (client certificates required and verified against the
+federation CA) and plain TCP only without them, which it allows on a loopback interface alone.
+:func:`open_channel` is the one way an agent opens a channel to another: with credentials it
+presents the agent's certificate and checks that the server's names the peer it meant to reach
+(``peer.tls_name``, see :mod:`federation.tre.ca`), e.g.::
+
+    channel = open_channel(auditor_address, self.credentials, AUDITOR)   # grpc.aio channel
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,12 +39,19 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agents.access import authorize
 from agents.errors import status_code_for
 from federation.errors import InputError, TrefedError
+from federation.tre.ca import Credentials, PeerIdentity
 
 __all__ = [
+    "MAX_DETAILS_CHARS",
     "MalformedRequest",
     "add_servicer",
+    "channel_credentials",
+    "is_loopback_host",
+    "open_channel",
+    "server_credentials",
     "start_grpc_server",
     "HEALTH_SERVICE_NAME",
     "REFLECTION_SERVICE_NAME",
@@ -40,6 +61,15 @@ _log = logging.getLogger(__name__)
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_SERVICE_NAME: str = reflection.SERVICE_NAME
+
+#: Longest error details an RPC answers with, characters (longer ones are cut, saying so).
+MAX_DETAILS_CHARS = 1024
+
+
+def _bounded(details: str) -> str:
+    if len(details) <= MAX_DETAILS_CHARS:
+        return details
+    return details[: MAX_DETAILS_CHARS - 40] + f"... [{len(details) - MAX_DETAILS_CHARS + 40} chars cut]"
 
 
 class MalformedRequest:
@@ -74,9 +104,10 @@ def _wrap(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grp
         if isinstance(request, MalformedRequest):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"{method_name}: request does not parse as {request.message_type} ({request.error})",
+                _bounded(f"{method_name}: request does not parse as {request.message_type} ({request.error})"),
             )
         try:
+            authorize(method_name, context)
             result = await fn(request, context) if is_async else fn(request, context)
         except TrefedError as exc:
             code, details = status_code_for(exc), str(exc)
@@ -87,7 +118,7 @@ def _wrap(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grp
             return result
         if code is grpc.StatusCode.INTERNAL:
             _log.error("%s failed: %s", method_name, details)
-        await context.abort(code, details)
+        await context.abort(code, _bounded(details))
 
     handler.__name__ = method_name
     return handler
@@ -157,12 +188,76 @@ def add_servicer(
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    h = host.strip("[]")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def server_credentials(credentials: Credentials) -> grpc.ServerCredentials:
+    """Mutual-TLS server credentials: present ``credentials``' certificate, require a client
+    certificate issued by its CA."""
+    return grpc.ssl_server_credentials(
+        [(credentials.key_pem, credentials.cert_pem)], root_certificates=credentials.ca_pem,
+        require_client_auth=True)
+
+
+def channel_credentials(credentials: Credentials) -> grpc.ChannelCredentials:
+    """Mutual-TLS channel credentials: trust ``credentials``' CA, present its certificate."""
+    return grpc.ssl_channel_credentials(credentials.ca_pem, credentials.key_pem, credentials.cert_pem)
+
+
+def open_channel(
+    address: str,
+    credentials: Credentials | None,
+    peer: PeerIdentity | None = None,
+    *,
+    options: Sequence[tuple[str, Any]] = (),
+    sync: bool = False,
+) -> Any:
+    """A channel from one agent to another: mutual TLS with ``credentials``, plain TCP without.
+
+    Parameters
+    ----------
+    address : str
+        ``host:port`` of the peer.
+    credentials : Credentials or None
+        This agent's credentials; None: an insecure channel (to an insecure, loopback server).
+    peer : PeerIdentity
+        Who must serve at ``address`` (required with credentials): the server's certificate must
+        carry ``peer.tls_name``, or the handshake fails.
+    options : sequence of (str, value)
+        Further gRPC channel options.
+    sync : bool
+        A blocking ``grpc.Channel`` instead of a ``grpc.aio.Channel`` (for the runner and scripts).
+
+    Raises
+    ------
+    InputError
+        If ``credentials`` is given without ``peer``.
+    """
+    opts = list(options)
+    mod: Any = grpc if sync else grpc.aio
+    if credentials is None:
+        return mod.insecure_channel(address, options=opts)
+    if peer is None:
+        raise InputError(f"open_channel({address!r}): a secure channel needs the peer's identity")
+    opts.append(("grpc.ssl_target_name_override", peer.tls_name))
+    return mod.secure_channel(address, channel_credentials(credentials), options=opts)
+
+
 async def start_grpc_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    credentials: Credentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server with the agent's services plus health and reflection.
 
@@ -181,6 +276,8 @@ async def start_grpc_server(
         Interface to bind, default loopback.
     port : int
         TCP port; 0 picks a free ephemeral port.
+    credentials : Credentials, optional
+        Serve mutual TLS with these (see the module docstring); None: plain TCP, loopback only.
 
     Returns
     -------
@@ -191,9 +288,14 @@ async def start_grpc_server(
     ------
     OSError
         If ``host:port`` cannot be bound (e.g. the port is in use).
+    InputError
+        If the port is out of range, or ``host`` is not loopback and there are no credentials.
     """
     if not 0 <= int(port) <= 65535:
         raise InputError(f"port(={port!r}) must be in [0, 65535]")
+    if credentials is None and not is_loopback_host(host):
+        raise InputError(f"host(={host!r}) is not loopback: serving there needs mTLS credentials "
+                         "(no --insecure off loopback)")
     # so_reuseport off: binding a port another server holds must fail, not silently share it.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     register(server)
@@ -206,7 +308,8 @@ async def start_grpc_server(
     )
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        bound = (server.add_insecure_port(address) if credentials is None
+                 else server.add_secure_port(address, server_credentials(credentials)))
     except RuntimeError as exc:
         await server.stop(None)
         raise OSError(f"cannot bind gRPC server to {address}: {exc}") from exc

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 import grpc
 from trefed.v1 import services_pb2, services_pb2_grpc
 
+from agents.access import BROKER
+from agents.server import open_channel
 from federation.config import TenantConfig
+from federation.tre.ca import Credentials
 
 __all__ = ["BudgetSummary", "TenantOutcome", "TenantAgent", "outcome_from_contract"]
 
@@ -107,10 +110,15 @@ class TenantAgent:
         ``host:port`` of the broker.
     timeout_s : float
         Deadline of each broker call, s (a first resolution runs the calculus: seconds).
+    credentials : Credentials, optional
+        The tenant's mTLS credentials (``trefed://tenant/ID``): the broker knows the tenant by
+        them. None: plain TCP (an insecure, loopback federation).
     """
 
-    def __init__(self, tenant: TenantConfig, broker_address: str, *, timeout_s: float = 120.0) -> None:
+    def __init__(self, tenant: TenantConfig, broker_address: str, *, timeout_s: float = 120.0,
+                 credentials: Credentials | None = None) -> None:
         self.tenant = tenant
+        self.credentials = credentials
         self.broker_address = broker_address
         self.timeout_s = float(timeout_s)
         self.contract: services_pb2.ServiceContract | None = None
@@ -120,7 +128,7 @@ class TenantAgent:
 
     def _broker(self) -> services_pb2_grpc.BrokerStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.broker_address)
+            self._channel = open_channel(self.broker_address, self.credentials, BROKER)
             self._stub = services_pb2_grpc.BrokerStub(self._channel)
         return self._stub
 

@@ -34,11 +34,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import grpc  # noqa: E402
 from trefed.v1 import services_pb2, services_pb2_grpc  # noqa: E402
 
+from agents.access import BROKER  # noqa: E402
 from agents.runner import Federation  # noqa: E402
 from agents.runtime import Runtime  # noqa: E402
+from agents.server import open_channel  # noqa: E402
 from federation.config import parse_config  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "admission.json"
@@ -70,7 +71,7 @@ CONFIG = {
 }
 
 
-async def _phase(address: str, intent: services_pb2.Intent, n: int, concurrency: int, tag: str,
+async def _phase(address: str, credentials, intent: services_pb2.Intent, n: int, concurrency: int, tag: str,
                  batch: int | None = None):
     """Issue n admissions with at most `concurrency` in flight.
 
@@ -81,7 +82,7 @@ async def _phase(address: str, intent: services_pb2.Intent, n: int, concurrency:
     stops while releasing), so the domains' tables stay at a steady size instead of growing
     with the run.
     """
-    channels = [grpc.aio.insecure_channel(address) for _ in range(min(4, concurrency))]
+    channels = [open_channel(address, credentials, BROKER) for _ in range(min(4, concurrency))]
     stubs = [services_pb2_grpc.BrokerStub(c) for c in channels]
     latencies = np.empty(n)
     wall = 0.0
@@ -179,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with Federation(config, runtime=Runtime(num_cpus=2)) as fed:
         address = fed.broker_address
+        creds = fed.credentials("operator", "bench")  # the operator acts for any tenant
 
         async def run() -> dict:
-            await _phase(address, intent, 50, 4, "warm")  # first plan, envelope fetch, channels
-            base_lat, base_wall, _ = await _phase(address, intent, baseline_n, 1, "base", batch=args.batch or None)
+            await _phase(address, creds, intent, 50, 4, "warm")  # first plan, envelope fetch, channels
+            base_lat, base_wall, _ = await _phase(address, creds, intent, baseline_n, 1, "base", batch=args.batch or None)
             load0 = os.getloadavg()
-            lat, wall, cpu = await _phase(address, intent, n, args.concurrency, "load", batch=args.batch or None)
+            lat, wall, cpu = await _phase(address, creds, intent, n, args.concurrency, "load", batch=args.batch or None)
             load1 = os.getloadavg()
             per = {k: v / n * 1e3 for k, v in cpu.items()}
             cpu_ms = {

@@ -26,6 +26,8 @@ import pytest
 from conftest import FAST_CONFIG
 from trefed.v1 import services_pb2, services_pb2_grpc, telemetry_pb2
 
+from agents.access import AUDITOR, BROKER
+from agents.server import open_channel
 from federation.audit.batches import body_sha256, build_batches
 from federation.audit.scenario import shift_egress
 from federation.config import FederationConfig, parse_config
@@ -64,15 +66,41 @@ def fed(ray_runtime, tmp_path_factory):
 def contract(fed) -> services_pb2.ServiceContract:
     [outcome] = fed.run_tenants([TENANT])
     assert outcome.admitted, outcome
-    with grpc.insecure_channel(fed.broker_address) as ch:
+    with open_channel(fed.broker_address, fed.credentials("operator", "tests"), BROKER, sync=True) as ch:
         return services_pb2_grpc.BrokerStub(ch).GetContract(
             services_pb2.GetContractRequest(contract_id=outcome.contract_id), timeout=10)
 
 
+class _Auditor:
+    """The auditor as its callers reach it over mTLS: a batch over the channel of the domain it names
+    (a domain submits its own telemetry only), reports as an operator."""
+
+    def __init__(self, fed) -> None:
+        self.fed = fed
+        self.channels: dict[tuple[str, str], grpc.Channel] = {}
+
+    def _stub(self, role: str, name: str) -> services_pb2_grpc.AuditorStub:
+        if (role, name) not in self.channels:
+            self.channels[role, name] = open_channel(self.fed.auditor_address, self.fed.credentials(role, name),
+                                                     AUDITOR, sync=True)
+        return services_pb2_grpc.AuditorStub(self.channels[role, name])
+
+    def SubmitTelemetry(self, batch: telemetry_pb2.SignedTelemetryBatch, timeout: float):
+        domain_id = telemetry_pb2.TelemetryBatchBody.FromString(batch.body).domain_id
+        return self._stub("domain", domain_id).SubmitTelemetry(batch, timeout=timeout)
+
+    def GetReport(self, request: services_pb2.ReportRequest, timeout: float):
+        return self._stub("operator", "tests").GetReport(request, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def auditor(fed):
-    with grpc.insecure_channel(fed.auditor_address) as ch:
-        yield services_pb2_grpc.AuditorStub(ch)
+    client = _Auditor(fed)
+    try:
+        yield client
+    finally:
+        for ch in client.channels.values():
+            ch.close()
 
 
 def path_of(config: FederationConfig, contract: services_pb2.ServiceContract) -> list[Domain]:

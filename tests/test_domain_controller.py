@@ -395,3 +395,26 @@ async def test_a_stalled_controller_persists_calls_but_holds_their_answers(tmp_p
         await agent.stall(False)
         assert (await call).state == PREPARED and await agent.held_answers() == 0
         assert (await stub.Commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))).body
+
+
+async def test_holds_are_capped_at_what_the_broker_asks_for(tmp_path):
+    """Issue 12: a Prepare asking a 3 600 s hold blocked capacity for an hour; the federation caps a
+    domain's holds at its broker's hold timeout (``max_hold_s``)."""
+    key = SigningKey.generate("transport")
+    body = template("transport")
+    with pytest.raises(ConfigError, match="max_hold_s"):
+        DomainControllerAgent(body, key.private_pem(), str(tmp_path / "x.db"), max_hold_s=7200.0)
+    agent = DomainControllerAgent(body, key.private_pem(), str(tmp_path / "d.db"), max_hold_s=5.0)
+    await agent.start()
+    try:
+        async with grpc.aio.insecure_channel(await agent.address()) as channel:
+            stub = services_pb2_grpc.DomainControllerStub(channel)
+            request = prepare_req("p", "r", hold=3600.0)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Prepare(request, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "hold_timeout_s" in info.value.details()
+            request.hold_timeout_s = 5.0
+            assert (await stub.Prepare(request, timeout=5)).state == reservation_pb2.PREPARED
+    finally:
+        await agent.stop(0)

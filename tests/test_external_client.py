@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLIENT = textwrap.dedent(
     """
     import json, sys
-    sys.path[:] = [GEN, *STDLIB, SITE]
+    sys.path[:] = [GEN, *STDLIB, *SITES]
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from trefed.v1 import services_pb2, services_pb2_grpc
@@ -66,6 +66,14 @@ CLIENT = textwrap.dedent(
 )
 
 
+def _site_dirs() -> list[str]:
+    """Where grpc and cryptography are installed (a layered venv may hold them outside its own site-packages)."""
+    import cryptography
+    import grpc
+
+    return sorted({sysconfig.get_paths()["purelib"], *(str(Path(m.__file__).parents[1]) for m in (grpc, cryptography))})
+
+
 def _generate(out: Path) -> None:
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted((REPO / "protos" / "trefed" / "v1").glob("*.proto"))
@@ -85,12 +93,12 @@ def test_client_from_protos_only_against_trefed_serve(tmp_path):
     config = tmp_path / "fed.yaml"
     config.write_text(yaml.safe_dump(FAST_CONFIG))
 
-    with trefed_serve(config, tmp_path / "st", startup_s=120) as served:
+    with trefed_serve(config, tmp_path / "st", startup_s=120, args=("--insecure",)) as served:
         script = tmp_path / "client.py"
         stdlib = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"],
                   str(Path(sysconfig.get_paths()["stdlib"]) / "lib-dynload")]
         script.write_text(
-            f"GEN = {str(gen)!r}\nSTDLIB = {stdlib!r}\nSITE = {sysconfig.get_paths()['purelib']!r}\n"
+            f"GEN = {str(gen)!r}\nSTDLIB = {stdlib!r}\nSITES = {_site_dirs()!r}\n"
             f"ADDRESS = {served.address!r}\n" + CLIENT
         )
         done = subprocess.run([sys.executable, "-I", "-S", str(script)], cwd=tmp_path, capture_output=True,

@@ -19,14 +19,16 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_
 import agents.cli.run
 import agents.runner
 import agents.tenant
+from agents.access import BROKER
 from agents.broker.logic import TrustEntry
 from agents.broker.servicer import BrokerAgent
 from agents.cli import main as trefed
 from agents.cli.run import render_outcomes
 from agents.domain.servicer import DOMAIN_CONTROLLER_SERVICE
-from agents.server import add_servicer, start_grpc_server
+from agents.server import add_servicer, open_channel, start_grpc_server
 from agents.tenant import BudgetSummary, TenantOutcome
 from federation.config import TokenBucketConfig
+from federation.tre.ca import PeerIdentity
 from federation.tre.signing import sign_envelope
 
 DOMAINS = ("access", "transport", "edge")
@@ -83,7 +85,7 @@ def assert_clean(fed) -> None:
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def broker(fast_federation):
-    channel = grpc.aio.insecure_channel(fast_federation.broker_address)
+    channel = open_channel(fast_federation.broker_address, fast_federation.credentials("operator", "tests"), BROKER)
     try:
         yield services_pb2_grpc.BrokerStub(channel)
     finally:
@@ -220,7 +222,7 @@ async def test_bad_requests_get_invalid_argument_and_serving_goes_on(fast_federa
             await call
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "intent.epsilon" in info.value.details()
-    channel = grpc.aio.insecure_channel(fed.broker_address)
+    channel = open_channel(fed.broker_address, fed.credentials("operator", "tests"), BROKER)
     try:
         raw = channel.unary_unary("/trefed.v1.Broker/ResolveIntent")
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -299,8 +301,8 @@ class _EnvelopeForger:
     ``tamper`` flips one byte of the signed body; ``expired`` re-signs it, with the domain's own
     key, as valid until 10 s ago."""
 
-    def __init__(self, target: str, mode: str, key) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, mode: str, key, credentials) -> None:
+        self.channel = open_channel(target, credentials, PeerIdentity("domain", "transport"))
         self.stub = services_pb2_grpc.DomainControllerStub(self.channel)
         self.mode, self.key = mode, key
 
@@ -330,15 +332,18 @@ class _EnvelopeForger:
 async def test_broker_actor_refuses_a_tampered_or_expired_tre(fast_federation, ray_runtime, mode):
     """A second broker actor reaches the transport domain through a forging proxy (real gRPC)."""
     fed = fast_federation
-    forger = _EnvelopeForger(fed.domain_addresses["transport"], mode, fed.keys["transport"])
+    forger = _EnvelopeForger(fed.domain_addresses["transport"], mode, fed.keys["transport"],
+                             fed.credentials("broker", "broker"))
     server, port = await start_grpc_server(
-        lambda s: add_servicer(s, forger, DOMAIN_CONTROLLER_SERVICE), [DOMAIN_CONTROLLER_SERVICE])
+        lambda s: add_servicer(s, forger, DOMAIN_CONTROLLER_SERVICE), [DOMAIN_CONTROLLER_SERVICE],
+        credentials=fed.credentials("domain", "transport"))
     addresses = {**fed.domain_addresses, "transport": f"127.0.0.1:{port}"}
     trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in fed.keys.values()]
-    actor = ray_runtime.spawn(BrokerAgent, fed.config, addresses, trust, name=f"forged-broker-{mode}")
+    actor = ray_runtime.spawn(BrokerAgent, fed.config, addresses, trust, credentials=fed.credentials("broker", "broker"),
+                              name=f"forged-broker-{mode}")
     try:
         ray_runtime.call(actor, "start")
-        channel = grpc.aio.insecure_channel(ray_runtime.call(actor, "address"))
+        channel = open_channel(ray_runtime.call(actor, "address"), fed.credentials("operator", "tests"), BROKER)
         stub = services_pb2_grpc.BrokerStub(channel)
         c, code, details = await attempt(stub, f"forged-{mode}", intent(fed, "victim"))
         assert c is None and code == grpc.StatusCode.FAILED_PRECONDITION

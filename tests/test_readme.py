@@ -146,7 +146,7 @@ def test_readme_client_against_trefed_serve(tmp_path: Path) -> None:
     if "on_phase" not in inspect.signature(Federation).parameters:
         pytest.skip("agents.runner.Federation does not accept on_phase= yet, which trefed serve passes "
                     "(its branch adds the hook)")
-    with trefed_serve("configs/quickstart.yaml", tmp_path / "state") as served:
+    with trefed_serve("configs/quickstart.yaml", tmp_path / "state", args=("--insecure",)) as served:
         code = readme_python().replace("127.0.0.1:50051", served.address)
         client = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                                 timeout=120)

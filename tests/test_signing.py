@@ -46,7 +46,7 @@ def grant_body(domain: str = "access") -> reservation_pb2.GrantBody:
 def test_reason_codes_are_stable_strings():
     assert {r.value for r in Reason} == {
         "bad-signature", "unknown-key", "key-not-bound-to-domain", "not-yet-valid", "expired",
-        "replay-or-rollback", "malformed", "out-of-range", "unsupported-algorithm",
+        "replay-or-rollback", "malformed", "out-of-range", "unsupported-algorithm", "not-bound-to-party",
     }
     assert Reason.EXPIRED == "expired" and isinstance(Reason.EXPIRED, str)
 
@@ -61,7 +61,7 @@ def test_generate_default_key_id_and_pem_round_trip():
     key = SigningKey.generate("access")
     raw = key.public_key_bytes()
     assert len(raw) == 32
-    assert key.key_id == "access-" + hashlib.sha256(raw).hexdigest()[:8] == key_id_for("access", raw)
+    assert key.key_id == "access-" + hashlib.sha256(raw).hexdigest()[:16] == key_id_for("access", raw)
     assert SigningKey.generate("access", key_id="custom").key_id == "custom"
     again = SigningKey.from_pem(key.private_pem(), "access")
     assert again.key_id == key.key_id and again.public_key_bytes() == raw

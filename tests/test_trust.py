@@ -518,6 +518,18 @@ def _grant(domain: str = "access", sequence: int = 1) -> reservation_pb2.GrantBo
     return g
 
 
+def test_a_grant_check_binds_tenant_and_reservation(store):
+    """Issue 12: a grant replayed by another tenant verified unless each caller remembered to compare."""
+    signed = sign_grant(_grant(), ACCESS)
+    assert store.verify_grant(signed, now=NOW, expected_tenant="t-1", expected_reservation="r-1").tenant_id == "t-1"
+    err = rejected(lambda: store.verify_grant(signed, now=NOW, expected_tenant="t-2"))
+    assert err.reason == Reason.NOT_BOUND and "tenant_id is 't-1', expected 't-2'" in str(err)
+    err = rejected(lambda: store.verify_grant(signed, now=NOW, expected_tenant="t-1", expected_reservation="r-9"))
+    assert err.reason == Reason.NOT_BOUND and "reservation_id" in str(err)
+    with pytest.raises(InputError, match=r"now\(=1e\+300\)"):  # an overflowing time is an input error
+        store.verify_grant(signed, now=1e300)
+
+
 def test_grant_verification(store):
     signed = sign_grant(_grant(), ACCESS)
     got = store.verify_grant(signed, now=NOW, expected_domain="access")
@@ -619,6 +631,7 @@ def test_every_reason_is_reachable():
         Reason.MALFORMED: lambda: fresh().verify_envelope(b"\x12", now=NOW),
         Reason.OUT_OF_RANGE: out_of_range,
         Reason.UNSUPPORTED_ALGORITHM: unsupported,
+        Reason.NOT_BOUND: lambda: fresh().verify_grant(sign_grant(_grant(), ACCESS), now=NOW, expected_tenant="x"),
     }
     assert set(scenarios) == set(Reason)
     for reason, scenario in scenarios.items():

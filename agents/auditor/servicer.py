@@ -4,7 +4,9 @@
 become status codes in :func:`agents.server.add_servicer` (INVALID_ARGUMENT for a malformed
 request, NOT_FOUND for an unknown contract, FAILED_PRECONDITION for a contract that fails
 verification, UNAVAILABLE when the broker cannot be reached; the rules are in
-:mod:`agents.auditor.logic`). A failing call never stops the server.
+:mod:`agents.auditor.logic`). A failing call never stops the server. Who may call what is the
+table of :mod:`agents.access`; here: a domain submits its own telemetry only (the batch's
+``domain_id`` is its certificate's), a tenant gets the reports of its own contracts only.
 
 :class:`AuditorAgent` is a plain class with async methods (so Ray makes it an async actor whose
 event loop runs the gRPC server): it loads its Ed25519 key, trusts the domains' public keys,
@@ -20,13 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
 from trefed.v1 import services_pb2, telemetry_pb2
 
+from agents.access import caller, require_owner
 from agents.auditor.client import GrpcContractSource
 from agents.auditor.logic import Auditor
+from agents.errors import PermissionDenied
 from agents.server import add_servicer, start_grpc_server
 from federation.audit.ledger import AuditLedger
 from federation.errors import ConfigError
+from federation.tre.ca import Credentials, Role
 from federation.tre.signing import SigningKey
 from federation.tre.trust import TrustStore
 
@@ -45,10 +51,23 @@ class AuditorServicer:
 
     def SubmitTelemetry(self, request: telemetry_pb2.SignedTelemetryBatch, context: grpc.aio.ServicerContext
                         ) -> services_pb2.SubmitTelemetryResponse:
+        who = caller(context)
+        if who is not None:
+            try:
+                claimed = telemetry_pb2.TelemetryBatchBody.FromString(request.body).domain_id
+            except DecodeError:
+                claimed = None  # undecodable: the ledger rejects it with its reason
+            if claimed is not None and claimed != who.name:
+                raise PermissionDenied(f"SubmitTelemetry: a batch of domain {claimed[:64]!r} from {who.uri} "
+                                       "(a domain submits its own telemetry only)")
         return self.auditor.submit(request)
 
     async def GetReport(self, request: services_pb2.ReportRequest, context: grpc.aio.ServicerContext
                         ) -> telemetry_pb2.SignedAccountabilityReport:
+        who = caller(context)
+        if who is not None and who.role is Role.TENANT:
+            contract = await self.auditor.contracts.get_contract(request.contract_id)
+            require_owner(who, contract.tenant_id, f"contract {request.contract_id[:64]!r}")
         return await self.auditor.report(request)
 
 
@@ -72,11 +91,15 @@ class AuditorAgent:
         Deadline of each call to the broker, s, finite and > 0.
     clock : callable
         Unix time, s (default :func:`time.time`); injectable for tests.
+    credentials : Credentials, optional
+        The auditor's mTLS credentials (role auditor): it serves mutual TLS and fetches contracts
+        from the broker with them. None: plain TCP, loopback only.
 
     Raises
     ------
     ConfigError
-        If the key does not load, a trusted key is refused, or a parameter is out of range.
+        If the key does not load, a trusted key is refused, a parameter is out of range, or the
+        credentials are not an auditor's.
     """
 
     def __init__(
@@ -90,7 +113,11 @@ class AuditorAgent:
         port: int = 0,
         rpc_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        credentials: Credentials | None = None,
     ) -> None:
+        if credentials is not None and credentials.identity.role is not Role.AUDITOR:
+            raise ConfigError(f"auditor {auditor_id!r}: credentials are those of {credentials.identity.uri}")
+        self.credentials = credentials
         try:
             self._key = SigningKey.from_pem(key_pem, auditor_id)
         except Exception as exc:
@@ -120,11 +147,13 @@ class AuditorAgent:
         if self._server is not None:
             return self._bound
         ledger = AuditLedger(self._trust, self._key, auditor_id=self.auditor_id, clock=self._clock)
-        contracts = GrpcContractSource(self._broker_address, timeout_s=self._rpc_timeout_s)
+        contracts = GrpcContractSource(self._broker_address, timeout_s=self._rpc_timeout_s,
+                                       credentials=self.credentials)
         self.auditor = Auditor(ledger, contracts)
         servicer = AuditorServicer(self.auditor)
         self._server, self._bound = await start_grpc_server(
-            lambda s: add_servicer(s, servicer, AUDITOR_SERVICE), [AUDITOR_SERVICE], host=self._host, port=self._port
+            lambda s: add_servicer(s, servicer, AUDITOR_SERVICE), [AUDITOR_SERVICE], host=self._host, port=self._port,
+            credentials=self.credentials,
         )
         _log.info("auditor %r serving on %s:%d", self.auditor_id, self._host, self._bound)
         return self._bound

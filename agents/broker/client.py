@@ -21,7 +21,9 @@ from typing import Protocol
 import grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
+from agents.server import open_channel
 from federation.errors import InputError, TrefedError
+from federation.tre.ca import Credentials, PeerIdentity, Role
 
 __all__ = ["DEFINITE_REFUSALS", "DomainCallError", "DomainClient", "GrpcDomainClient"]
 
@@ -91,10 +93,13 @@ class GrpcDomainClient:
     its own request id, checks and status; if a batch fails as a whole, every item in it fails
     with that status (outcome unknown, as for a single call). A domain that does not implement
     ``Batch`` (UNIMPLEMENTED) gets single calls from then on. ``batch=False``: single calls only.
+
+    With ``credentials`` (the broker's) the channel is mutual TLS and the server must present the
+    certificate of ``trefed://domain/DOMAIN_ID``; without, plain TCP.
     """
 
     def __init__(self, domain_id: str, address: str, *, timeout_s: float = 2.0, batch: bool = True,
-                 max_batch: int = 64, batches_in_flight: int = 1) -> None:
+                 max_batch: int = 64, batches_in_flight: int = 1, credentials: Credentials | None = None) -> None:
         if not 1 <= int(max_batch) <= 256:
             raise InputError(f"max_batch(={max_batch!r}) must be in [1, 256]")
         if int(batches_in_flight) < 1:
@@ -105,6 +110,7 @@ class GrpcDomainClient:
         self.batch = bool(batch)
         self.max_batch = int(max_batch)
         self.batches_in_flight = int(batches_in_flight)
+        self.credentials = credentials
         self._channel: grpc.aio.Channel | None = None
         self._stub: services_pb2_grpc.DomainControllerStub | None = None
         self._queue: list[tuple[str, str, object, asyncio.Future]] = []
@@ -116,7 +122,8 @@ class GrpcDomainClient:
 
     def _get_stub(self) -> services_pb2_grpc.DomainControllerStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            self._channel = open_channel(self.address, self.credentials, PeerIdentity(Role.DOMAIN, self.domain_id),
+                                         options=_CHANNEL_OPTIONS)
             self._stub = services_pb2_grpc.DomainControllerStub(self._channel)
         return self._stub
 

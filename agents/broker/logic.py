@@ -5,9 +5,11 @@
 :class:`~agents.broker.client.GrpcDomainClient` speaks ``trefed.v1.DomainController`` over gRPC,
 tests call real domain logic in-process). The planning it calls is pure
 (:mod:`agents.broker.plan`), its envelopes come from :mod:`agents.broker.envelopes`;
-:mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``. What is left here (about
-600 lines) is one transaction manager: resolution, admission, the two-phase reservation, its
-clean-up and release share the plan cache, the request and contract books and the retry queue.
+:mod:`agents.broker.servicer` serves the broker as ``trefed.v1.Broker``; what it still owes the
+domains (aborts of failed admissions, releases not yet confirmed) is settled by
+:mod:`agents.broker.settle`, and what must survive a restart is kept in :mod:`agents.broker.store`.
+What is left here (about 600 lines) is one transaction manager: resolution, admission and the
+two-phase reservation share the plan cache and the request and contract books.
 
 Resolution (``ResolveIntent``). For each catalogue model of the intent's task whose error
 probability is within the intent and each path of the domain graph from the tenant's access
@@ -33,7 +35,9 @@ whose outcome is not a definite refusal (:data:`~agents.broker.client.DEFINITE_R
 ``Commit`` everywhere, whose signed grants are verified against the trust store. A failed commit
 releases (or aborts) everything again. Clean-up calls that cannot reach a domain are retried in
 the background until they succeed (a crashed domain's holds expire by themselves; a commit that
-landed before a crash is released once the domain is back). If the best offer is refused the
+landed before a crash is released once the domain is back). Every admission is recorded in the
+store before its first Prepare, so a broker killed half-way undoes it when restarted
+(:meth:`Broker.recover`). If the best offer is refused the
 next offers are tried, at most ``broker.max_offers``. Rejections name the domain and the limit:
 capacity is ``RESOURCE_EXHAUSTED``, guardrails and unmet intents ``FAILED_PRECONDITION``,
 unreachable domains ``UNAVAILABLE``, malformed requests ``INVALID_ARGUMENT``.
@@ -44,7 +48,6 @@ Units: seconds, bits, bits/s; prices per hour.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -59,7 +62,9 @@ from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
 from agents.broker.client import DEFINITE_REFUSALS, DomainCallError, DomainClient
 from agents.broker.envelopes import EnvelopeCache
-from agents.broker.plan import Infeasible, burst_of, plan_key, plan_offer
+from agents.broker.plan import Infeasible, burst_of, check_physical, plan_key, plan_offer
+from agents.broker.settle import Settlement
+from agents.broker.store import BrokerStore
 from agents.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -81,7 +86,6 @@ _log = logging.getLogger(__name__)
 
 _PLAN_CACHE_SIZE = 4096
 _CONTRACT_HISTORY = 100_000
-_CLEANUP_PERIOD_S = 0.5  # period of the background retries of undelivered clean-up calls
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Broker:
         default_access: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        store: BrokerStore | None = None,
     ) -> None:
         missing = [d.id for d in config.domains if d.id not in domains]
         if missing:
@@ -184,9 +189,9 @@ class Broker:
         self._contracts: OrderedDict[str, services_pb2.ServiceContract] = OrderedDict()
         self._requests: dict[str, _Pending] = {}
         self._semaphore: asyncio.Semaphore | None = None
-        self._cleanup: dict[tuple[str, str], float] = {}  # (domain, reservation) -> first attempt
-        self._cleanup_task: asyncio.Task | None = None
+        self.store = store if store is not None else BrokerStore()
         self.stats = BrokerStats()
+        self.settle = Settlement(self.domains, self.store, self.stats, self._stored_contract, monotonic=monotonic)
 
     # ------------------------------------------------------------------ catalogue
 
@@ -238,9 +243,11 @@ class Broker:
                 f"intent.access_domain(={shown!r}): unknown domain (domains: {', '.join(self._domain_cfg)})"
             )
         try:
-            return intent_from_proto(msg)
+            intent = intent_from_proto(msg)
+            check_physical(intent)
         except InputError as exc:
             raise InvalidArgument(str(exc)) from None
+        return intent
 
     async def resolve(self, msg: services_pb2.Intent) -> services_pb2.ResolveIntentResponse:
         """``ResolveIntent``: ranked offers and the reasons other candidates failed. Reserves nothing."""
@@ -332,6 +339,9 @@ class Broker:
                 return plan_offer(model, path, bodies, intent, prices)
             except Infeasible as exc:
                 return exc
+            except (ArithmeticError, ValueError) as exc:  # a numeric failure on in-range input: its input's fault
+                raise InvalidArgument(f"intent: the calculus cannot plan model {model.id!r} on path "
+                                      f"{_fmt_path(path)} for it ({type(exc).__name__}: {exc})") from exc
 
         task = asyncio.ensure_future(asyncio.to_thread(compute))
         self._planning[key] = task
@@ -430,6 +440,7 @@ class Broker:
         contract_id = "ct-" + uuid.uuid4().hex[:24]
         path = list(offer.path)
         rids = [f"{contract_id}.{d}" for d in path]
+        self.store.begin_admission(contract_id, path, self._clock())  # a restarted broker undoes it
         hold = self.settings.hold_timeout_s
         prepares = []
         for d, rid, b in zip(path, rids, offer.budgets):
@@ -455,7 +466,8 @@ class Broker:
                 for d, rid, r in zip(path, rids, results)
                 if not (isinstance(r, DomainCallError) and r.code in DEFINITE_REFUSALS)
             ]
-            await self._undo(undo)
+            await self.settle.undo(undo)
+            self.store.end_admission(contract_id)
             raise self._rejection(failed, "prepare")
         commits = await asyncio.gather(
             *(
@@ -471,14 +483,15 @@ class Broker:
             signed = cast(list[reservation_pb2.SignedGrant], commits)  # none failed: all grants
             for d, rid, g, budget in zip(path, rids, signed, offer.budgets):
                 try:
-                    body = self.trust.verify_grant(g, now=now, expected_domain=d)
+                    body = self.trust.verify_grant(g, now=now, expected_domain=d, expected_tenant=tenant_id)
                     if body.reservation_id != rid or abs(body.rate_bps - budget.rate_bps) > 1e-6 * budget.rate_bps:
                         raise VerificationError(Reason.MALFORMED, f"grant does not match reservation {rid!r}")
                 except VerificationError as exc:
                     failed.append((d, exc))
                 grants.append(g)
         if failed:
-            await self._undo(list(zip(path, rids)))
+            await self.settle.undo(list(zip(path, rids)))
+            self.store.end_admission(contract_id)
             raise self._rejection(failed, "commit")
         contract = services_pb2.ServiceContract(
             contract_id=contract_id,
@@ -487,6 +500,7 @@ class Broker:
             grants=grants,
             created_at=timestamp_from_seconds(self._clock()),
         )
+        self.store.put_contract(contract)
         self._contracts[contract_id] = contract
         if len(self._contracts) > _CONTRACT_HISTORY:
             self._contracts.popitem(last=False)
@@ -514,56 +528,21 @@ class Broker:
             return FailedPrecondition(message)
         return Unavailable(f"{phase}: {message}")
 
-    # ------------------------------------------------------------------ clean-up
-
-    async def _undo_one(self, domain_id: str, rid: str) -> bool:
-        """Abort (or, once committed, release) one reservation; True when settled."""
-        client = self.domains[domain_id]
-        try:
-            await client.abort(reservation_pb2.AbortRequest(request_id=f"{rid}:abort", reservation_id=rid,
-                                                             reason="two-phase reservation failed"))
-            return True
-        except DomainCallError as exc:
-            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
-                return False
-        try:
-            await client.release(reservation_pb2.ReleaseRequest(request_id=f"{rid}:release", reservation_id=rid))
-            return True
-        except DomainCallError as exc:
-            return exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
-
-    async def _undo(self, items: Sequence[tuple[str, str]]) -> None:
-        done = await asyncio.gather(*(self._undo_one(d, rid) for d, rid in items))
-        for (d, rid), ok in zip(items, done):
-            if not ok:
-                self._cleanup.setdefault((d, rid), self._monotonic())
-        self.stats.cleanups_pending = len(self._cleanup)
-        if self._cleanup and (self._cleanup_task is None or self._cleanup_task.done()):
-            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop())
+    # ------------------------------------------------------------------ clean-up (agents.broker.settle)
 
     async def retry_cleanups(self, horizon_s: float = 600.0) -> int:
-        """Retry every undelivered abort/release once, now; return how many are still pending.
-
-        The background clean-up calls this every 0.5 s while calls are pending; a call
-        undelivered for longer than ``horizon_s`` (monotonic s) is given up.
-        """
-        items = list(self._cleanup.items())
-        settled = await asyncio.gather(*(self._undo_one(d, rid) for (d, rid), _ in items))
-        for ((d, rid), first), ok in zip(items, settled):
-            if ok or self._monotonic() - first > horizon_s:
-                self._cleanup.pop((d, rid), None)
-        self.stats.cleanups_pending = len(self._cleanup)
-        return len(self._cleanup)
-
-    async def _cleanup_loop(self) -> None:
-        while self._cleanup:
-            await asyncio.sleep(_CLEANUP_PERIOD_S)
-            await self.retry_cleanups()
+        """Retry every undelivered abort/release once, now; return how many are still pending
+        (see :meth:`agents.broker.settle.Settlement.retry`)."""
+        return await self.settle.retry(horizon_s)
 
     @property
     def pending_cleanups(self) -> int:
         """Reservations whose abort/release could not be delivered yet (retried in the background)."""
-        return len(self._cleanup)
+        return self.settle.pending
+
+    def recover(self) -> int:
+        """After a restart on the same store: see :meth:`agents.broker.settle.Settlement.recover`."""
+        return self.settle.recover()
 
     # ------------------------------------------------------------------ contracts
 
@@ -572,40 +551,37 @@ class Broker:
             raise InvalidArgument("contract_id: must not be empty")
         contract = self._contracts.get(contract_id)
         if contract is None:
-            raise NotFound(f"no contract {contract_id!r}")
+            contract = self.store.contract(contract_id)  # an older one, or one from before a restart
+            if contract is None:
+                raise NotFound(f"no contract {contract_id!r}")
+            self._contracts[contract_id] = contract
+            if len(self._contracts) > _CONTRACT_HISTORY:
+                self._contracts.popitem(last=False)
         return contract
+
+    def _stored_contract(self, contract_id: str) -> services_pb2.ServiceContract | None:
+        return self._contracts.get(contract_id) or self.store.contract(contract_id)
 
     def get_contract(self, request: services_pb2.GetContractRequest) -> services_pb2.ServiceContract:
         """``GetContract``."""
         return self._contract(request.contract_id)
 
     async def release_service(self, request: services_pb2.ReleaseServiceRequest) -> services_pb2.ReleaseServiceResponse:
-        """``ReleaseService``: release the contract's reservation in every domain. Idempotent."""
+        """``ReleaseService``: release the contract's reservation in every domain. Idempotent.
+
+        A domain that cannot be reached is retried in the background until it confirms; until
+        then the contract reads ``releasing`` and the call answers UNAVAILABLE naming it.
+        """
         contract = self._contract(request.contract_id)
         if not contract.released:
-            path = list(contract.offer.path)
-            rids = [f"{contract.contract_id}.{d}" for d in path]
-            results = await asyncio.gather(
-                *(
-                    self.domains[d].release(
-                        reservation_pb2.ReleaseRequest(request_id=f"{rid}:release", reservation_id=rid)
-                    )
-                    for d, rid in zip(path, rids)
-                ),
-                return_exceptions=True,
-            )
-            failed = [
-                (d, r) for d, r in zip(path, results)
-                if isinstance(r, BaseException)
-                and not (isinstance(r, DomainCallError) and r.code == grpc.StatusCode.FAILED_PRECONDITION)
-            ]
+            failed = await self.settle.release(contract)
             if failed:
+                self.settle.start()
                 raise Unavailable(
                     f"contract {contract.contract_id!r} not fully released: "
                     + "; ".join(f"domain {d!r}: {e}" for d, e in failed)
-                    + " (retry ReleaseService)"
+                    + " (retried in the background; the contract reads releasing until every domain confirms)"
                 )
-            contract.released = True
         return services_pb2.ReleaseServiceResponse(contract_id=contract.contract_id, released=True)
 
     async def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:
@@ -614,9 +590,6 @@ class Broker:
 
     async def close(self) -> None:
         """Stop background clean-up and close every domain channel."""
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._cleanup_task
+        await self.settle.close()
         for c in self.domains.values():
             await c.close()

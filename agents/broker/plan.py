@@ -26,6 +26,11 @@ it with i.i.d. exponential service times at the reserved rate (``EXPONENTIAL_SER
 model's mean inference latency (catalogue ``latency.mean_s``) is added to the compute slice's
 constant latency.
 
+Physical ranges (:func:`check_physical`). The wire allows any positive double; the broker plans
+only intents within :data:`PHYSICAL_RANGES` (a deadline up to a day, sizes from one bit, rates up to
+a petabit per second, ...), so a value such as ``mean_size_bits=5e-324`` or ``deadline_s=1e300``
+is an input error naming the field instead of an overflow deep in the calculus.
+
 Units: seconds, bits, bits/s; prices per hour.
 """
 
@@ -39,16 +44,60 @@ from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.calculus.arrivals import MMOO, Arrival, CorrelatedMMOO, PoissonArrival, TokenBucket
 from federation.config import IntentConfig, MmooConfig, ModelConfig, PoissonConfig, TokenBucketConfig
-from federation.errors import NoFiniteBound
+from federation.errors import InputError, NoFiniteBound
 
 if TYPE_CHECKING:
     from federation.calculus.compose import DomainSlice
 
-__all__ = ["Infeasible", "arrival_of", "burst_of", "path_slices", "plan_key", "plan_offer"]
+__all__ = [
+    "PHYSICAL_RANGES", "Infeasible", "arrival_of", "burst_of", "check_physical", "path_slices", "plan_key", "plan_offer",
+]
+
+#: ``field path -> (low, high)``, inclusive: what an intent must satisfy to be planned (units of the field).
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "intent.deadline_s": (1e-9, 86_400.0),                         # s: a nanosecond to a day
+    "intent.epsilon": (1e-15, 1.0),                                # probability
+    "intent.max_price": (0.0, 1e12),                               # per hour
+    "intent.traffic.token_bucket.sigma_bits": (0.0, 1e15),         # bits
+    "intent.traffic.token_bucket.rho_bps": (1e-3, 1e15),           # bits/s: up to 1 Pb/s
+    "intent.traffic.poisson.rate_pps": (1e-6, 1e12),               # requests/s
+    "intent.traffic.poisson.mean_size_bits": (1.0, 1e12),          # bits
+    "intent.traffic.mmoo.peak_bps": (1e-3, 1e15),                  # bits/s
+    "intent.traffic.mmoo.mean_on_s": (1e-9, 1e9),                  # s
+    "intent.traffic.mmoo.mean_off_s": (1e-9, 1e9),                 # s
+}
+#: The largest mean rate of a traffic envelope, bits/s (the calculus' rates stay finite below it).
+MAX_MEAN_RATE_BPS = 1e15
 
 
 class Infeasible(Exception):
     """A (model, path) candidate cannot meet the intent; the message names the domain and the limit."""
+
+
+def check_physical(intent: IntentConfig) -> None:
+    """Refuse an intent outside :data:`PHYSICAL_RANGES`, naming the field and its range.
+
+    Raises
+    ------
+    InputError
+        ``intent.deadline_s(=1e+300) must be in [1e-09, 86400] (s)``-style messages.
+    """
+    t = intent.traffic
+    wire = {"token-bucket": "token_bucket", "poisson": "poisson", "mmoo": "mmoo"}[t.kind]
+    values: dict[str, float] = {"intent.deadline_s": intent.deadline_s, "intent.epsilon": intent.epsilon,
+                                "intent.max_price": intent.max_price}
+    for name in type(t).model_fields:
+        key = f"intent.traffic.{wire}.{name}"
+        if key in PHYSICAL_RANGES:
+            values[key] = float(getattr(t, name))
+    for key, value in values.items():
+        low, high = PHYSICAL_RANGES[key]
+        if not low <= value <= high:
+            raise InputError(f"{key}(={value!r}) must be in [{low:g}, {high:g}]")
+    mean = (t.rho_bps if isinstance(t, TokenBucketConfig) else t.rate_pps * t.mean_size_bits
+            if isinstance(t, PoissonConfig) else t.peak_bps * t.sources)
+    if mean > MAX_MEAN_RATE_BPS:
+        raise InputError(f"intent.traffic: mean rate {mean:g} bits/s must be at most {MAX_MEAN_RATE_BPS:g}")
 
 
 def arrival_of(

@@ -25,6 +25,12 @@ the tenants' requests, ...) on stderr as it begins, so nothing of it mixes with 
 (``--json`` stays pure JSON: while ``run``'s federation runs, anything else printed on stdout,
 such as the raylet warnings Ray's driver prints there, is sent to stderr). The phases are the sentences ``agents.runner.Federation`` passes
 to its ``on_phase`` hook.
+
+Security. The agents talk mutual TLS under a federation CA (see :mod:`agents.access`); both
+commands say which mode they run in (``security: ...`` on stderr; ``serve`` also on stdout, with
+where the CA is). ``serve`` without a ``keys_dir`` in the config writes the CA into a temporary
+directory it names and removes on exit, so clients can be issued certificates
+(``trefed keys issue --ca DIR ...``). ``--insecure`` turns TLS off: loopback hosts only.
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="address of an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)",
     )
     p.add_argument("--state-dir", default=None, help="directory of the domains' SQLite files (default: temporary)")
+    p.add_argument("--insecure", action="store_true",
+                   help="no TLS between the agents and for clients (loopback hosts only; default: mutual TLS)")
 
 
 def phase_printer(stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
@@ -140,7 +148,17 @@ def _federation(args: argparse.Namespace, config: FederationConfig, on_phase: Ca
     from agents.runner import Federation
     from agents.runtime import Runtime
 
-    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, on_phase=on_phase, **kw)
+    on_phase(_security(args, config))
+    return Federation(config, runtime=Runtime(args.address), state_dir=args.state_dir, on_phase=on_phase,
+                      insecure=args.insecure, **kw)
+
+
+def _security(args: argparse.Namespace, config: FederationConfig) -> str:
+    """The ``security: ...`` line of serve and run."""
+    if args.insecure:
+        return "security: INSECURE (--insecure): no TLS, no caller identities; loopback only"
+    where = f"{config.keys_dir}/ca.crt" if config.keys_dir is not None else "a CA in memory"
+    return f"security: mutual TLS between all agents and for clients (federation CA: {where})"
 
 
 # ---------------------------------------------------------------------------- serve
@@ -155,6 +173,15 @@ def run_serve(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
+    if args.insecure and args.host not in ("localhost", "::1") and not args.host.startswith("127."):
+        raise InputError(f"--host {args.host}: --insecure serves loopback hosts only; off loopback mTLS is required")
+    tmp_keys = None
+    if not args.insecure and config.keys_dir is None:  # clients need the CA to get a certificate
+        import tempfile
+        from pathlib import Path
+
+        tmp_keys = tempfile.mkdtemp(prefix="trefed-keys-")
+        config = config.model_copy(update={"keys_dir": Path(tmp_keys)})
     fed = _federation(args, config, on_phase, host=args.host, broker_port=args.port)
     previous: dict = {}
     try:
@@ -164,6 +191,10 @@ def run_serve(args: argparse.Namespace) -> int:
             raise InputError(f"cannot start the federation: {exc}") from None
         # After Ray started: Ray installs its own SIGTERM handler, ours must replace it.
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        print(_security(args, config), flush=True)
+        if not args.insecure:
+            print(f"clients need a certificate of this CA: trefed keys issue --ca {config.keys_dir} "
+                  "--role tenant --id NAME --out DIR", flush=True)
         print(f"broker listening on {fed.broker_address}", flush=True)
         print(f"auditor listening on {fed.auditor_address}", flush=True)
         for d, a in fed.domain_addresses.items():
@@ -176,6 +207,10 @@ def run_serve(args: argparse.Namespace) -> int:
         fed.stop()
         for s, h in previous.items():
             signal.signal(s, h)
+        if tmp_keys is not None:
+            import shutil
+
+            shutil.rmtree(tmp_keys, ignore_errors=True)
     return 0
 
 

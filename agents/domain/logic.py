@@ -46,7 +46,9 @@ Rules
   so; unknown -> NOT_FOUND.
 * **Abort** of PREPARED -> ABORTED; of a terminal reservation -> that state; of COMMITTED ->
   FAILED_PRECONDITION (release it); of an unknown id -> ABORTED, recorded as a tombstone so a
-  Prepare that arrives after its coordinator gave up is refused (presumed abort).
+  Prepare that arrives after its coordinator gave up is refused (presumed abort). A tombstone
+  lives ``max_hold_s`` (a Prepare later than the longest hold would have lapsed anyway) and is
+  then deleted by the sweep, so aborts of unknown ids leave no permanent rows.
 * **Release** of COMMITTED -> RELEASED; of RELEASED -> RELEASED; of PREPARED, ABORTED, EXPIRED
   -> FAILED_PRECONDITION; unknown -> NOT_FOUND.
 * **Expiry** is applied lazily at the start of every call and by :meth:`DomainService.sweep`,
@@ -256,6 +258,7 @@ class DomainService:
         self._publisher.refresh(now)
         with self._store.transaction():
             self._store.prune_responses(now - self.idempotency_ttl_s)
+            self._store.prune_tombstones(now - self.max_hold_s)
         return len(expired)
 
     def usage(self) -> CapacityUsage:

@@ -21,13 +21,17 @@ import grpc
 from google.protobuf.message import DecodeError
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
+from agents.access import AUDITOR, RESERVATION_READERS, caller
 from agents.domain.logic import DomainService
 from agents.domain.store import ReservationStore
 from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
-from agents.server import add_servicer, start_grpc_server
+from agents.errors import PermissionDenied
+from agents.server import add_servicer, open_channel, start_grpc_server
 from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
+from federation.tre.ca import Credentials, PeerIdentity, Role
 from federation.tre.signing import SigningKey
+from federation.tre.validate import MAX_HOLD_S
 
 __all__ = ["DOMAIN_CONTROLLER_SERVICE", "DomainControllerAgent", "DomainControllerServicer"]
 
@@ -39,7 +43,9 @@ DOMAIN_CONTROLLER_SERVICE: str = services_pb2.DESCRIPTOR.services_by_name["Domai
 class DomainControllerServicer:
     """Thin gRPC servicer: forwards each rpc to a :class:`DomainService`.
 
-    Errors raised by the service become status codes in :func:`agents.server.add_servicer`.
+    Errors raised by the service become status codes in :func:`agents.server.add_servicer`, which
+    also admits only the broker to the reservation calls (:mod:`agents.access`); reservation
+    details in ``GetStatus`` are for the broker, the auditor and an operator.
     """
 
     def __init__(self, service: DomainService) -> None:
@@ -67,6 +73,10 @@ class DomainControllerServicer:
 
     def GetStatus(self, request: services_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
                   ) -> services_pb2.DomainStatus:
+        who = caller(context)
+        if request.include_reservations and who is not None and who.role not in RESERVATION_READERS:
+            raise PermissionDenied(f"GetStatus(include_reservations) is for the roles broker, auditor, operator; "
+                                   f"the caller is {who.uri}")
         return self.service.status(request)
 
     def Batch(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
@@ -132,12 +142,20 @@ class DomainControllerAgent:
         Period of the background expiry sweep, s, > 0.
     clock : callable
         Unix time, s (default :func:`time.time`); injectable for tests.
+    max_hold_s : float
+        Longest ``hold_timeout_s`` a Prepare may ask for, s, in (0, 3600]: the federation passes
+        its broker's hold timeout, so no hold outlasts what the broker asks for.
+    credentials : Credentials, optional
+        The controller's mTLS credentials (``trefed://domain/DOMAIN``): it serves mutual TLS
+        and opens its channels to other agents with them (:meth:`open_channel`). None: plain
+        TCP, allowed on loopback only.
 
     Raises
     ------
     ConfigError
-        If the template does not parse, the key does not load, or a parameter is out of range
-        (the envelope itself is range-checked by :meth:`start`, which signs it).
+        If the template does not parse, the key does not load, a parameter is out of range, or
+        the credentials name another identity (the envelope itself is range-checked by
+        :meth:`start`, which signs it).
     """
 
     def __init__(
@@ -151,6 +169,8 @@ class DomainControllerAgent:
         validity_s: float = 3600.0,
         sweep_interval_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        max_hold_s: float = MAX_HOLD_S,
+        credentials: Credentials | None = None,
     ) -> None:
         try:
             template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
@@ -165,8 +185,15 @@ class DomainControllerAgent:
             raise ConfigError(f"sweep_interval_s(={sweep_interval_s!r}) must be finite and > 0")
         if not (math.isfinite(validity_s) and validity_s > 0):
             raise ConfigError(f"validity_s(={validity_s!r}) must be finite and > 0")
+        if not (math.isfinite(max_hold_s) and 0 < max_hold_s <= MAX_HOLD_S):
+            raise ConfigError(f"max_hold_s(={max_hold_s!r}) must be in (0, {MAX_HOLD_S:g}]")
+        self._max_hold_s = float(max_hold_s)
         if not 0 <= int(port) <= 65535:
             raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
+        if credentials is not None and credentials.identity != PeerIdentity(Role.DOMAIN, domain_id):
+            raise ConfigError(f"domain {domain_id!r}: credentials are those of {credentials.identity.uri}")
+        self.credentials = credentials
+        """The controller's mTLS credentials (None: insecure, loopback only)."""
         self._template = template
         self._db_path = str(db_path)
         self._host = host
@@ -198,13 +225,15 @@ class DomainControllerAgent:
             Path(self._db_path).parent.mkdir(parents=True, exist_ok=True)
         store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
-            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock)
+            service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock,
+                                    max_hold_s=self._max_hold_s)
             servicer = _Stallable(DomainControllerServicer(service))
             server, port = await start_grpc_server(
                 lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),
                 [DOMAIN_CONTROLLER_SERVICE],
                 host=self._host,
                 port=self._port,
+                credentials=self.credentials,
             )
         except BaseException:
             store.close()
@@ -268,6 +297,12 @@ class DomainControllerAgent:
         host = f"[{self._host}]" if ":" in self._host and not self._host.startswith("[") else self._host
         return f"{host}:{self._bound_port}"
 
+    def open_channel(self, address: str, peer: PeerIdentity) -> grpc.aio.Channel:
+        """A grpc.aio channel to the agent ``peer`` at ``address`` (e.g. the auditor,
+        :data:`agents.access.AUDITOR`), authenticated with this controller's credentials (plain
+        TCP when it has none). Call it on the event loop that will use the channel."""
+        return open_channel(address, self.credentials, peer)
+
     async def public_key(self) -> tuple[str, str, bytes]:
         """``(key_id, domain_id, raw 32-byte Ed25519 public key)``, for trust stores."""
         return self._key.key_id, self._key.domain_id, self._key.public_key_bytes()
@@ -284,5 +319,5 @@ class DomainControllerAgent:
             self._reporter = TelemetryReporter(self._key, batch_packets=batch_packets, clock=self._clock)
         batches = self._reporter.sign(log, tenant_ids, window_start_s=window_start_s, window_end_s=window_end_s,
                                       under_report_s=under_report_s)
-        async with grpc.aio.insecure_channel(auditor_address) as channel:
+        async with self.open_channel(auditor_address, AUDITOR) as channel:  # mTLS as this domain
             return await self._reporter.submit(batches, channel, timeout_s=timeout_s, packets=len(log))

@@ -77,6 +77,7 @@ _BACKSTOP_CHECKPOINT_PAGES = 20_000  # automatic checkpoints with background_che
 _PREPARED = reservation_pb2.PREPARED
 _COMMITTED = reservation_pb2.COMMITTED
 _EXPIRED = reservation_pb2.EXPIRED
+_ABORTED = reservation_pb2.ABORTED
 
 
 @dataclass(frozen=True)
@@ -362,6 +363,13 @@ class ReservationStore:
             (_EXPIRED, now, _PREPARED, now),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def prune_tombstones(self, before: float) -> int:
+        """Delete the tombstones (ABORTED rows of an abort of an unknown id: no tenant, no prepare)
+        last updated before ``before`` (Unix time, s); return how many."""
+        return self._conn.execute(
+            "DELETE FROM reservations WHERE state = ? AND tenant_id = '' AND prepare_fingerprint = x'' "
+            "AND updated_at < ?", (_ABORTED, before)).rowcount
 
     # ------------------------------------------------------------------ idempotency log
 

@@ -29,7 +29,7 @@ class KeyFiles:
     pub_path
         The public key, SubjectPublicKeyInfo PEM.
     key_id
-        The key id signatures carry (``NAME-`` + 8 hex digits).
+        The key id signatures carry (``NAME-`` + 16 hex digits).
     """
 
     key_path: Path

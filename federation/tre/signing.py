@@ -11,7 +11,7 @@ The canonical encoding is the deterministic protobuf serialization
 (``SerializeToString(deterministic=True)``): fields in field-number order, map entries sorted by
 key, default-valued scalars omitted (proto3 implicit presence).
 
-Key ids are ``DOMAIN-FINGERPRINT`` where FINGERPRINT is the first 8 hex digits of the SHA-256 of
+Key ids are ``DOMAIN-FINGERPRINT`` where FINGERPRINT is the first 16 hex digits (64 bits) of the SHA-256 of
 the raw 32-byte public key (:func:`key_id_for`), so a verifier that holds only the public key file
 of a domain derives the same id the signer put on the wire.
 """
@@ -67,6 +67,8 @@ class Reason(enum.StrEnum):
     """Undecodable bytes, a non-canonical body, a missing part or inconsistent key ids."""
     OUT_OF_RANGE = "out-of-range"
     """A parameter is outside its valid range; the detail names the field."""
+    NOT_BOUND = "not-bound-to-party"
+    """A valid grant, but not of the tenant or the reservation the verifier expected."""
     UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
     """``signature.algorithm`` is not ED25519."""
 
@@ -77,7 +79,7 @@ def public_key_raw(public_key: Ed25519PublicKey) -> bytes:
 
 
 def key_id_for(domain_id: str, public_key: bytes | Ed25519PublicKey) -> str:
-    """The default key id of a domain's key: ``DOMAIN-`` + first 8 hex digits of SHA-256(raw key).
+    """The default key id of a domain's key: ``DOMAIN-`` + first 16 hex digits (64 bits) of SHA-256(raw key).
 
     Parameters
     ----------
@@ -87,7 +89,7 @@ def key_id_for(domain_id: str, public_key: bytes | Ed25519PublicKey) -> str:
         Raw 32-byte public key or an :class:`Ed25519PublicKey`.
     """
     raw = public_key if isinstance(public_key, bytes) else public_key_raw(public_key)
-    return f"{domain_id}-{hashlib.sha256(raw).hexdigest()[:8]}"
+    return f"{domain_id}-{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def load_public_key(data: bytes, source: str = "public key") -> Ed25519PublicKey:

@@ -399,6 +399,8 @@ class TrustStore:
         *,
         now: float | None = None,
         expected_domain: str | None = None,
+        expected_tenant: str | None = None,
+        expected_reservation: str | None = None,
         track_sequence: bool = False,
     ) -> reservation_pb2.GrantBody:
         """Verify a signed reservation grant and return its body.
@@ -411,6 +413,10 @@ class TrustStore:
             Unix time, s (default ``time.time()``); valid when ``granted_at <= now < not_after``.
         expected_domain
             If given, the grant must come from this domain (else ``KEY_DOMAIN_MISMATCH``).
+        expected_tenant, expected_reservation
+            If given, the grant must be this tenant's, for this reservation (else ``NOT_BOUND``):
+            a valid grant replayed by another tenant, or for another reservation, is refused here
+            rather than by each caller remembering to compare.
         track_sequence
             Also enforce a strictly growing ``sequence`` per ``(domain_id, reservation_id)``
             (``REPLAY``); the grant last accepted may be re-delivered. Off by default: grants are
@@ -429,6 +435,10 @@ class TrustStore:
             raise VerificationError(
                 Reason.KEY_DOMAIN_MISMATCH, f"grant is signed by domain {body.domain_id!r}, expected {expected_domain!r}"
             )
+        for field, expected in (("tenant_id", expected_tenant), ("reservation_id", expected_reservation)):
+            if expected is not None and getattr(body, field) != expected:
+                raise VerificationError(
+                    Reason.NOT_BOUND, f"grant {field} is {getattr(body, field)[:64]!r}, expected {expected[:64]!r}")
         self._check_window(timestamp_ns(body.granted_at), timestamp_ns(body.not_after), now, "granted_at", "not_after")
         if track_sequence:
             self._check_sequence(

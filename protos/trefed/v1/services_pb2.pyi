@@ -80,6 +80,30 @@ class DomainStatus(_message.Message):
     reservations: _containers.RepeatedCompositeFieldContainer[_reservation_pb2.Reservation]
     def __init__(self, domain_id: _Optional[str] = ..., reservable_capacity_bps: _Optional[float] = ..., committed_bps: _Optional[float] = ..., prepared_bps: _Optional[float] = ..., available_bps: _Optional[float] = ..., reservations: _Optional[_Iterable[_Union[_reservation_pb2.Reservation, _Mapping]]] = ...) -> None: ...
 
+class ListDomainKeysRequest(_message.Message):
+    __slots__ = ("domain_id",)
+    DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    domain_id: str
+    def __init__(self, domain_id: _Optional[str] = ...) -> None: ...
+
+class DomainKey(_message.Message):
+    __slots__ = ("domain_id", "key_id", "public_key", "algorithm")
+    DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    domain_id: str
+    key_id: str
+    public_key: bytes
+    algorithm: _envelope_pb2.SignatureAlgorithm
+    def __init__(self, domain_id: _Optional[str] = ..., key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., algorithm: _Optional[_Union[_envelope_pb2.SignatureAlgorithm, str]] = ...) -> None: ...
+
+class ListDomainKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[DomainKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[DomainKey, _Mapping]]] = ...) -> None: ...
+
 class TokenBucketTraffic(_message.Message):
     __slots__ = ("sigma_bits", "rho_bps")
     SIGMA_BITS_FIELD_NUMBER: _ClassVar[int]
@@ -243,20 +267,22 @@ class ServiceRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., offer_id: _Optional[str] = ...) -> None: ...
 
 class ServiceContract(_message.Message):
-    __slots__ = ("contract_id", "tenant_id", "offer", "grants", "created_at", "released")
+    __slots__ = ("contract_id", "tenant_id", "offer", "grants", "created_at", "released", "releasing")
     CONTRACT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    RELEASING_FIELD_NUMBER: _ClassVar[int]
     contract_id: str
     tenant_id: str
     offer: Offer
     grants: _containers.RepeatedCompositeFieldContainer[_reservation_pb2.SignedGrant]
     created_at: _timestamp_pb2.Timestamp
     released: bool
-    def __init__(self, contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., offer: _Optional[_Union[Offer, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[_reservation_pb2.SignedGrant, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., released: _Optional[bool] = ...) -> None: ...
+    releasing: bool
+    def __init__(self, contract_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., offer: _Optional[_Union[Offer, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[_reservation_pb2.SignedGrant, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., released: _Optional[bool] = ..., releasing: _Optional[bool] = ...) -> None: ...
 
 class ReleaseServiceRequest(_message.Message):
     __slots__ = ("request_id", "contract_id")

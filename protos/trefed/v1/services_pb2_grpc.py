@@ -411,6 +411,11 @@ class BrokerStub:
                 request_serializer=trefed_dot_v1_dot_services__pb2.GetContractRequest.SerializeToString,
                 response_deserializer=trefed_dot_v1_dot_services__pb2.ServiceContract.FromString,
                 _registered_method=True)
+        self.ListDomainKeys = channel.unary_unary(
+                '/trefed.v1.Broker/ListDomainKeys',
+                request_serializer=trefed_dot_v1_dot_services__pb2.ListDomainKeysRequest.SerializeToString,
+                response_deserializer=trefed_dot_v1_dot_services__pb2.ListDomainKeysResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -453,6 +458,15 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDomainKeys(self, request, context):
+        """The public keys of the federation's domains: what verifies every grant and envelope they
+        sign. Served over the broker's mutual-TLS channel (the caller trusts it as it trusts the
+        federation CA); each key id is checkable from the key alone (see DomainKey.key_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -480,6 +494,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetContract,
                     request_deserializer=trefed_dot_v1_dot_services__pb2.GetContractRequest.FromString,
                     response_serializer=trefed_dot_v1_dot_services__pb2.ServiceContract.SerializeToString,
+            ),
+            'ListDomainKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDomainKeys,
+                    request_deserializer=trefed_dot_v1_dot_services__pb2.ListDomainKeysRequest.FromString,
+                    response_serializer=trefed_dot_v1_dot_services__pb2.ListDomainKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +638,33 @@ class Broker:
             '/trefed.v1.Broker/GetContract',
             trefed_dot_v1_dot_services__pb2.GetContractRequest.SerializeToString,
             trefed_dot_v1_dot_services__pb2.ServiceContract.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDomainKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trefed.v1.Broker/ListDomainKeys',
+            trefed_dot_v1_dot_services__pb2.ListDomainKeysRequest.SerializeToString,
+            trefed_dot_v1_dot_services__pb2.ListDomainKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
