@@ -319,11 +319,7 @@ class Federation:
         """
         tenants = [t for t in self.config.tenants if tenant_ids is None or t.id in tenant_ids]
         for t in tenants:
-            if t.id not in self.tenant_actors:
-                self.tenant_actors[t.id] = self.runtime.spawn(
-                    TenantAgent, t, self.broker_address, credentials=self.credentials(Role.TENANT, t.id),
-                    name=f"{self.config.name}:tenant:{t.id}"
-                )
+            self._tenant_actor(t)
         if concurrent:
             for t in tenants:
                 self._phase(self._request_sentence(t))
@@ -346,11 +342,16 @@ class Federation:
     def request_tenant(self, tenant_id: str, *, timeout_s: float = 300.0) -> TenantOutcome:
         """One tenant requests service now (its agent is started on first use); its outcome."""
         t = next(x for x in self.config.tenants if x.id == tenant_id)
+        return self.runtime.call(self._tenant_actor(t), "request", timeout=timeout_s)
+
+    def _tenant_actor(self, t: TenantConfig) -> ActorRef:
+        """The tenant's agent, with its own credentials (started on first use)."""
         if t.id not in self.tenant_actors:
             self.tenant_actors[t.id] = self.runtime.spawn(
-                TenantAgent, t, self.broker_address, name=f"{self.config.name}:tenant:{t.id}"
+                TenantAgent, t, self.broker_address, credentials=self.credentials(Role.TENANT, t.id),
+                name=f"{self.config.name}:tenant:{t.id}"
             )
-        return self.runtime.call(self.tenant_actors[t.id], "request", timeout=timeout_s)
+        return self.tenant_actors[t.id]
 
     def release_tenant(self, tenant_id: str, *, timeout_s: float = 60.0) -> bool:
         """The tenant releases its contract (True when released, or nothing was held)."""
