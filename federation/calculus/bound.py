@@ -81,15 +81,15 @@ class FifoDetail:
     ----------
     tau : float
         The time grid step (s; 1 slot in discrete time).
-    fifo_offset : float
-        The free parameter ``x`` of the FIFO residual service at every FIFO hop (s or slots, a
-        multiple of ``tau``; 0 is blind multiplexing).
+    fifo_offsets : tuple of float
+        The free parameter ``x`` of the FIFO residual service at each FIFO hop, in path order (s
+        or slots, multiples of ``tau``; 0 is blind multiplexing).
     log_epsilon : float
         The unclipped natural log of the bound at the optimum.
     """
 
     tau: float
-    fifo_offset: float
+    fifo_offsets: tuple[float, ...]
     log_epsilon: float
 
 

@@ -2,20 +2,23 @@
 
 A hop that serves the flow of interest and a cross flow ``A_c`` in one FIFO queue
 (:class:`~federation.calculus.services.FifoLeftover`) offers the flow, for every ``x >= 0``, the
-residual service
+residual service (``S`` the hop's work-conserving service, ``m = t - s``)
 
-.. math::
+::
 
-    S_x(s, t) = [S(s, t) - A_c(s, t - x)]^+ \\, 1\\{t - s > x\\}
+    S_x(s, t) = [S(s, t) - A_c(s, t)]^+        if m < x   (blind)
+              = 0                              if m = x
+              = [S(s, t) - A_c(s, t - x)]^+    if m > x   (FIFO)
 
-(``S`` the hop's service, work-conserving). Sample path: let ``s*`` start the busy period holding
-``t``. If ``s* >= t - x`` the queue was empty at ``s*``, so ``D_1(t) >= A_1(s*)``. Otherwise either
-all the work that arrived by ``t - x`` has left by ``t`` (``D_1(t) >= A_1(t - x)``), or, FIFO, no
-cross work that arrived after ``t - x`` has started, so ``D_c(t) <= A_c(t - x)`` and
-``D_1(t) = D(t) - D_c(t) >= A_1(s*) + S(s*, t) - A_c(s*, t - x)``. Hence ``D_1(t) >= inf_{s<=t}
-A_1(s) + S_x(s, t)`` (Le Boudec and Thiran, Prop. 6.2.1, with a dynamic server). ``x = 0`` is
-blind multiplexing; a positive ``x`` trades the first ``x`` of every window for the cross traffic
-that arrives after ``t - x``, which FIFO serves after the flow.
+Sample path: let ``s*`` start the busy period holding ``t``; the queue is empty at ``s*``, so
+``D_1(t) >= A_1(s*) + [S(s*, t) - A_c(s*, t)]^+`` always (blind). If ``s* < t - x``, either all
+the work that arrived by ``t - x`` has left by ``t`` (``D_1(t) >= A_1(t - x)``: the point
+``m = x``), or, FIFO, no cross work that arrived after ``t - x`` has started, so
+``D_c(t) <= A_c(t - x)`` and ``D_1(t) = D(t) - D_c(t) >= A_1(s*) + S(s*, t) - A_c(s*, t - x)``.
+Hence ``D_1(t) >= inf_{s<=t} A_1(s) + S_x(s, t)`` (Le Boudec and Thiran, Prop. 6.2.1, for a
+dynamic server and with the blind branch kept below ``x``). ``x = 0`` is blind multiplexing; a
+positive ``x`` drops from the windows longer than ``x`` the cross traffic that arrives after
+``t - x``, which FIFO serves after the flow.
 
 The MGF tandem bound (:func:`fifo_tandem_violation`). With ``theta`` and, per hop, a weight
 ``w_h(m)`` bounding ``exp(kappa_A tau m) E[exp(-theta S_h)]`` over every pair of split points
@@ -23,21 +26,22 @@ whose grid cells are ``m`` apart (cell ``tau``; one slot in discrete time)::
 
     P(V > d) <= exp(beta_A - kappa_A tau j) sum_{m in N^H, |m| >= j} prod_h w_h(m_h),   d = j tau.
 
-Discrete time (``x`` whole slots): ``w(m) = exp(k m) min(1, exp(delta - gamma m))`` for a plain
-hop; for a FIFO hop ``w(m) = exp(k m)`` for ``m <= x`` and ``exp(k m) min(1, exp(delta_S + beta_c
-- gamma_S m + kappa_c (m - x)))`` above. Continuous time (``x = n tau``; a window of ``m`` cells is
-longer than ``(m - 1) tau`` and shorter than ``(m + 1) tau``, the service is taken over the inner
-cells and the cross traffic over the outer ones, the arrival from the start of its cell):
-``w(m) = exp(k tau m) min(1, exp(delta + gamma tau - gamma tau m))`` for a plain hop (``w(0) = 1``),
-and for a FIFO hop ``exp(k tau m)`` for ``m <= n`` and
-``exp(k tau m) min(1, exp(delta_S + beta_c - gamma_S (m - 1) tau + kappa_c (m + 1 - n) tau))``
-above. Here ``k = kappa_A(theta)``; each weight is a finite head and a geometric tail, and the sum
-over compositions is the tail of their convolution, computed by a positive recursion (no
-cancellation). Deterministic hops without FIFO cross traffic are merged into their bottleneck
-first (as in :mod:`federation.calculus.tandem`). The bound is minimised over ``theta``, over a
-common ``x`` for the FIFO hops (``H_f x < d``: a larger ``x`` makes the bound 1), and in
-continuous time over the grid (``j`` cells). Independence of the flow, the hops' services and
-the cross flows is assumed (one-hop cross traffic).
+Discrete time (``x = n`` slots, ``k = kappa_A``, ``c_0 = delta_S + beta_c``): a plain hop has
+``w(m) = e^{k m} min(1, e^{delta - gamma m})``; a FIFO hop ``e^{k m} min(1, e^{c_0 - (gamma_S -
+kappa_c) m})`` for ``m < n``, ``e^{k n}`` at ``m = n`` and ``e^{k m} min(1, e^{c_0 - gamma_S m +
+kappa_c (m - n)})`` above. Continuous time (``x = n tau``, ``k = kappa_A tau``; a window of ``m``
+cells is longer than ``(m - 1) tau`` and shorter than ``(m + 1) tau``, so only ``m = n`` may hold
+the length ``x``; the service is taken over the inner cells, the cross traffic over the outer
+ones and the arrival from the start of its cell): ``gamma (m - 1) tau`` replaces ``gamma m`` and
+``kappa_c (m + 1) tau`` (blind) or ``kappa_c (m + 1 - n) tau`` (FIFO) the cross terms, with
+``w(0) = 1``. Each weight is a finite head and a geometric tail, and the sum over compositions is
+the tail of their convolution, computed by a positive recursion (no cancellation). Deterministic
+hops without FIFO cross traffic are merged into their bottleneck first (as in
+:mod:`federation.calculus.tandem`). The bound is minimised over ``theta``, over the FIFO offsets
+(one per FIFO hop; searched as one offset common to all FIFO hops and, where the hops differ, one
+for each group of equal hops with the others blind) and in continuous time over the grid (``j``
+cells). Independence of the flow, the hops' services and the cross flows is assumed (one-hop
+cross traffic).
 
 The martingale bound (:func:`fifo_martingale_violation`): at a single FIFO hop the flow's
 virtual delay is at most the aggregate's (all the work that arrived by ``t`` has left by
@@ -89,28 +93,30 @@ def fifo_applies(services: Sequence[Service]) -> bool:
 
 @dataclass(frozen=True)
 class HopWeight:
-    """A hop's weight in the composition sum: ``log w(m) = c m + (0 if m <= head else min(0, a - b m))``.
+    """A hop's weight in the composition sum: ``log w(m) = c m + f(m)``, ``m`` in grid cells.
 
-    ``m`` counts grid cells (slots in discrete time); ``c`` is the arrival's ``kappa_A tau``,
-    ``head`` the cells without service (the FIFO offset), ``b > c`` the hop's decay per cell
-    and ``a`` its log prefactor (all dimensionless).
+    ``f(m) = head[m]`` for ``m < len(head)`` (each ``<= 0``) and ``min(0, a - b m)`` beyond;
+    ``c`` is the arrival's ``kappa_A tau``, ``b > c`` the hop's decay per cell and ``a`` its log
+    prefactor (all dimensionless).
     """
 
     c: float
-    head: int
     a: float
     b: float
+    head: tuple[float, ...] = ()
 
     @property
     def linear_from(self) -> int:
-        """The first ``m`` beyond which ``log w`` is the linear ``c m + a - b m``."""
-        return max(self.head + 1, math.ceil(self.a / self.b) if self.a > 0 else 0)
+        """The first ``m`` from which ``log w`` is the linear ``c m + a - b m``."""
+        return max(len(self.head), math.ceil(self.a / self.b) if self.a > 0 else 0)
 
     def log_values(self, n: int) -> np.ndarray:
         """``log w(m)`` for ``m = 0 .. n-1``."""
         m = np.arange(n, dtype=float)
-        out = self.c * m + np.minimum(0.0, self.a - self.b * m)
-        out[: min(self.head + 1, n)] = self.c * m[: min(self.head + 1, n)]
+        out = np.minimum(0.0, self.a - self.b * m)
+        k = min(len(self.head), n)
+        out[:k] = self.head[:k]
+        out += self.c * m
         return out
 
 
@@ -201,23 +207,30 @@ class _FifoProblem:
                 break
         return lo
 
-    def weights(self, theta: float, tau: float, n: int) -> list[HopWeight] | None:
+    def weights(self, theta: float, tau: float, offsets: tuple[int, ...]) -> list[HopWeight] | None:
+        """The hops' weights at ``theta`` on cells of ``tau`` with FIFO offsets (cells, one per FIFO hop)."""
         if not self._feasible(theta):
             return None
         k = self.arrival.kappa(theta) * tau
         out = []
         for h in self.plain:
             g, dl = h.gamma(theta) * tau, h.delta(theta)
-            out.append(HopWeight(k, 0, dl, g) if self.discrete else HopWeight(k, 0, dl + g, g))
-        for f in self.fifo:
+            out.append(HopWeight(k, dl, g) if self.discrete else HopWeight(k, dl + g, g))
+        for f, n in zip(self.fifo, offsets):
             gs, kc = f.base.gamma(theta) * tau, f.cross.kappa(theta) * tau
             c0 = f.base.delta(theta) + f.cross.beta(theta)
-            a = c0 - kc * n if self.discrete else c0 + gs + kc * (1 - n)
-            out.append(HopWeight(k, n, a, gs - kc))
+            if self.discrete:  # blind below x, no service at x, FIFO above
+                head = [min(0.0, c0 - (gs - kc) * m) for m in range(n)] + [0.0]
+                a = c0 - kc * n
+            else:  # m cells: a length in ((m-1) tau, (m+1) tau), so x = n tau is possible only at m = n
+                head = [min(0.0, c0 + gs + kc - (gs - kc) * m) for m in range(n)] + [0.0]
+                a = c0 + gs + kc * (1 - n)
+            out.append(HopWeight(k, a, gs - kc, tuple(head)))
         return out
 
-    def log_bound(self, theta: float, j: int, tau: float, n: int) -> float:
-        ws = self.weights(theta, tau, n)
+    def log_bound(self, theta: float, j: int, tau: float, offsets: tuple[int, ...]) -> float:
+        """The unclipped log bound at virtual delay ``j * tau``."""
+        ws = self.weights(theta, tau, offsets)
         if ws is None:
             return math.inf
         return self.arrival.beta(theta) - ws[0].c * j + log_composition_tail(ws, j)
@@ -230,50 +243,73 @@ class _FifoProblem:
             return [(0, 0.15 / max(gap, 1e-300))]
         return [(j, dv / j) for j in _CELLS]
 
-    def _offsets(self, j: int) -> list[int]:
-        if not self.fifo or j <= 0:
-            return [0]
-        top = (j - 1) // len(self.fifo)
-        return sorted({int(round(v)) for v in np.linspace(0, top, min(top + 1, 9))})
+    def _families(self) -> list[list[int]]:
+        """Offset families (the FIFO hops that share one offset; the others get 0, i.e. blind):
+        all FIFO hops alike and, when they differ, each group of equal hops alone, so that a
+        loaded hop can take a long offset."""
+        nf = len(self.fifo)
+        fams = [list(range(nf))]
+        groups: list[list[int]] = []
+        for i, f in enumerate(self.fifo):
+            for g in groups:
+                if self.fifo[g[0]] == f:
+                    g.append(i)
+                    break
+            else:
+                groups.append([i])
+        if len(groups) > 1:
+            fams += groups
+        return fams
 
-    def _theta_opt(self, j: int, tau: float, n: int) -> tuple[float, float]:
+    def _theta_opt(self, j: int, tau: float, offsets: tuple[int, ...]) -> tuple[float, float]:
         hi = self.theta_hi
         grid = np.exp(np.linspace(math.log(hi * 1e-5), math.log(hi), 10))
-        vals = [self.log_bound(float(t), j, tau, n) for t in grid]
+        vals = [self.log_bound(float(t), j, tau, offsets) for t in grid]
         i = int(np.argmin(vals))
         a, b = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
-        res = minimize_scalar_bounded(lambda x: self.log_bound(math.exp(x), j, tau, n), (a, b), xatol=1e-2)
+        res = minimize_scalar_bounded(lambda x: self.log_bound(math.exp(x), j, tau, offsets), (a, b), xatol=1e-2)
         if res.fun < vals[i]:
             return float(res.fun), math.exp(float(res.x))
         return float(vals[i]), float(grid[i])
 
-    def optimise(self, dv: float) -> tuple[float, float, float, float]:
-        """(log bound, theta, tau, x) minimised over theta, the common FIFO offset x and the grid."""
-        best = (math.inf, math.nan, math.nan, 0.0)
+    def optimise(self, dv: float) -> tuple[float, float, float, tuple[int, ...]]:
+        """(log bound, theta, tau, offsets in cells) minimised over theta, the FIFO offsets and the grid."""
+        nf = len(self.fifo)
+        best: tuple[float, float, float, tuple[int, ...]] = (math.inf, math.nan, math.nan, (0,) * nf)
         for j, tau in self._grids(dv):
-            offs = self._offsets(j)
-            results = {n: self._theta_opt(j, tau, n) for n in offs}
-            nb = min(results, key=lambda n: results[n][0])
-            # refine the offset around the best one on the coarse set
-            i = offs.index(nb)
-            lo = offs[i - 1] if i > 0 else nb
-            hi = offs[i + 1] if i + 1 < len(offs) else nb
-            for n in range(lo + 1, hi):
-                if n not in results:
-                    results[n] = self._theta_opt(j, tau, n)
-            nb = min(results, key=lambda n: results[n][0])
-            val, th = results[nb]
-            if val < best[0]:
-                best = (val, th, tau, nb * tau)
+            if j <= 0:
+                val, th = self._theta_opt(j, tau, (0,) * nf)
+                best = min(best, (val, th, tau, (0,) * nf), key=lambda r: r[0])
+                continue
+            top = j - 1
+            for hops in self._families():
+                def offs(n: int, hops: list[int] = hops) -> tuple[int, ...]:
+                    return tuple(n if i in hops else 0 for i in range(nf))
+
+                share = top // len(hops)  # offsets summing below the delay, and longer ones
+                coarse = sorted({int(round(v)) for v in (*np.linspace(0, share, min(share + 1, 7)),
+                                                         *np.linspace(0, top, min(top + 1, 5)))})
+                results = {n: self._theta_opt(j, tau, offs(n)) for n in coarse}
+                nb = min(results, key=lambda n: results[n][0])
+                i = coarse.index(nb)  # refine between the neighbours of the best coarse offset
+                lo = coarse[i - 1] if i > 0 else nb
+                hi = coarse[i + 1] if i + 1 < len(coarse) else nb
+                for n in range(lo + 1, hi):
+                    results.setdefault(n, self._theta_opt(j, tau, offs(n)))
+                nb = min(results, key=lambda n: results[n][0])
+                val, th = results[nb]
+                if val < best[0]:
+                    best = (val, th, tau, offs(nb))
         return best
 
 
 def _bound(prob: _FifoProblem, delay: float) -> Bound:
     dv = delay - prob.lat
     if dv < 0:
-        return Bound(delay, 1.0, math.nan, BoundMethod.MGF_FIFO, FifoDetail(math.nan, 0.0, 0.0))
-    val, th, tau, x = prob.optimise(dv)
-    return Bound(delay, float(min(1.0, math.exp(min(val, 0.0)))), th, BoundMethod.MGF_FIFO, FifoDetail(tau, x, val))
+        return Bound(delay, 1.0, math.nan, BoundMethod.MGF_FIFO, FifoDetail(math.nan, (0.0,) * len(prob.fifo), 0.0))
+    val, th, tau, offs = prob.optimise(dv)
+    return Bound(delay, float(min(1.0, math.exp(min(val, 0.0)))), th, BoundMethod.MGF_FIFO,
+                 FifoDetail(tau, tuple(n * tau for n in offs), val))
 
 
 def fifo_tandem_violation(
