@@ -27,7 +27,13 @@ from federation.calculus.fifo import (
     log_composition_tail,
 )
 from federation.calculus.model import build_model
-from federation.calculus.reference import exceedance, time_exceedance
+from federation.calculus.reference import (
+    exceedance,
+    slot_samples,
+    slotted_fifo_tandem_delays,
+    slotted_tandem_delays,
+    time_exceedance,
+)
 from federation.calculus.services import ConstantRate, FifoLeftover, Leftover
 from federation.calculus.tandem import tandem_delay, tandem_violation
 from federation.dataplane.engine import simulate
@@ -211,35 +217,66 @@ def test_the_validity_check_catches_a_bound_that_ignores_the_cross_traffic():
     assert caught >= 2
 
 
-def _slotted_fifo_one_hop(a, x, cap):
-    """Virtual delays (slots) of a slotted FIFO hop: the flow's work of slot t is served last in its
-    slot, so it has left when the whole backlog after slot t has (``ceil(Q(t)/C)`` slots later)."""
-    q = np.empty(len(a))
-    w = 0.0
-    tot = a + x
-    for t in range(len(a)):  # Lindley on the aggregate
-        w = max(w + tot[t] - cap, 0.0)
-        q[t] = w
-    return np.ceil(q / cap - 1e-9)
+def test_the_discrete_check_catches_a_bound_that_ignores_the_cross_traffic():
+    rng = np.random.default_rng(606)
+    t = 400_000
+    flow, x = ExpIncrements(1.0 / 0.3), PoissonArrival(0.3, 1.0, "exp", time=D)
+    a = slot_samples(flow, t, rng)
+    dl = slotted_fifo_tandem_delays(a, [1.0] * 2, [slot_samples(x, t, rng) for _ in range(2)])[1000:]
+    caught = 0
+    for q in (0.9, 0.99, 0.999):
+        d = float(np.quantile(dl, q))
+        caught += violation_bound(flow, [ConstantRate(1.0, time=D)] * 2, d).epsilon < exceedance(dl, d).lower_limit(0.99)
+    assert caught >= 2
 
 
-@pytest.mark.parametrize("util_f,util_c,seed", [(0.3, 0.3, 601), (0.5, 0.4, 602)])
-def test_discrete_fifo_bounds_valid_one_hop(util_f, util_c, seed):
+def test_slotted_fifo_reference_is_lindley_on_one_hop_and_the_tandem_without_cross():
+    rng = np.random.default_rng(600)
+    t = 20_000
+    a, x = rng.exponential(0.3, t), rng.exponential(0.3, t)
+    q, w = np.empty(t), 0.0
+    for i in range(t):  # Lindley on the aggregate: the flow's work of a slot is served after the cross work
+        w = max(w + a[i] + x[i] - 1.0, 0.0)
+        q[i] = w
+    d = slotted_fifo_tandem_delays(a, [1.0], [x])
+    np.testing.assert_array_equal(d, np.ceil(q[: len(d)] - 1e-9))
+    np.testing.assert_array_equal(slotted_fifo_tandem_delays(a, [1.0, 1.2], [None, None]),
+                                  slotted_tandem_delays(a, [1.0, 1.2]))
+    # FIFO never delays the flow more than strict priority to the cross traffic
+    fifo = slotted_fifo_tandem_delays(a, [1.0, 1.0], [x, x[::-1]])
+    prio = slotted_tandem_delays(a, [1.0, 1.0], [x, x[::-1]])
+    n = min(len(fifo), len(prio))
+    assert np.all(fifo[:n] <= prio[:n]) and fifo.mean() < prio.mean()
+
+
+def test_slotted_delays_are_never_negative():
+    """A slot with almost no work after a big one: the rounding tolerance used to report -1, -2, ..."""
+    a = np.array([5000.0] + [1e-7] * 5 + [0.5] * 10)
+    assert slotted_tandem_delays(a, [1e4]).min() == 0
+    assert slotted_fifo_tandem_delays(a, [1e4], [np.zeros(len(a))]).min() == 0
+
+
+@pytest.mark.parametrize("hops,util_f,util_c,seed", [(1, 0.3, 0.3, 601), (1, 0.5, 0.4, 602), (2, 0.3, 0.3, 603),
+                                                     (3, 0.4, 0.3, 604)])
+def test_discrete_fifo_bounds_valid_against_the_slotted_fifo_tandem(hops, util_f, util_c, seed):
     rng = np.random.default_rng(seed)
-    t = 300_000
+    t = 400_000
     flow, x = ExpIncrements(1.0 / util_f), PoissonArrival(util_c, 1.0, "exp", time=D)
-    a = rng.exponential(util_f, t)
-    k = rng.poisson(util_c, t)
-    xs = rng.gamma(np.maximum(k, 1e-300), 1.0) * (k > 0)
-    dl = _slotted_fifo_one_hop(a, xs, 1.0)[1000:]
-    services = [FifoLeftover(ConstantRate(1.0, time=D), x)]
+    a = slot_samples(flow, t, rng)
+    dl = slotted_fifo_tandem_delays(a, [1.0] * hops, [slot_samples(x, t, rng) for _ in range(hops)])[1000:]
+    services = [FifoLeftover(ConstantRate(1.0, time=D), x)] * hops
+    checked = 0
     for q in (0.9, 0.99, 0.999):
         d = float(np.quantile(dl, q))
         est = exceedance(dl, d)
         low = est.lower_limit(0.99)
-        for b in (violation_bound(flow, services, d), fifo_tandem_violation(flow, services, d),
-                  fifo_martingale_violation(flow, services, d)):
+        cands = [violation_bound(flow, services, d), fifo_tandem_violation(flow, services, d)]
+        if hops == 1:
+            cands.append(fifo_martingale_violation(flow, services, d))
+        for b in cands:
             assert b is not None and b.epsilon >= low, (d, b, est)
+        checked += est.p > 0
+    assert checked >= 2
 
 
 def test_token_bucket_cross_traffic_is_fifo_too():
