@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from federation.calculus.arrivals import Arrival, aggregate
-from federation.calculus.bound import Bound, BoundMethod, FifoDetail, MartingaleDetail
+from federation.calculus.bound import Bound, BoundMethod, FifoDetail
 from federation.calculus.martingale import MartingaleModel, martingale_model
 from federation.calculus.roots import invert_delay, minimize_scalar_bounded
 from federation.calculus.services import ConstantRate, FifoLeftover, Service
@@ -403,9 +403,7 @@ def fifo_martingale_violation(arrival: Arrival, services: Sequence[Service], del
     (``martingale_model`` of their aggregate through the base service applies).
     """
     m = _martingale(arrival, services)
-    if m is None:
-        return None
-    return Bound(delay, m.violation(delay), m.theta, BoundMethod.MARTINGALE_FIFO, MartingaleDetail(m.prefactor, m.decay))
+    return None if m is None else m.bound(delay, BoundMethod.MARTINGALE_FIFO)
 
 
 def fifo_martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:
@@ -413,7 +411,4 @@ def fifo_martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon
     if not 0.0 < epsilon < 1.0:
         raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
     m = _martingale(arrival, services)
-    if m is None:
-        return None
-    d = m.delay(epsilon)
-    return Bound(d, m.violation(d), m.theta, BoundMethod.MARTINGALE_FIFO, MartingaleDetail(m.prefactor, m.decay))
+    return None if m is None else m.bound(m.delay(epsilon), BoundMethod.MARTINGALE_FIFO)
