@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 #: Grid sizes (cells per delay) tried in continuous time.
-_CELLS = (24, 64, 160)
+_CELLS = (12, 24, 48, 96)
 
 
 def fifo_applies(services: Sequence[Service]) -> bool:
