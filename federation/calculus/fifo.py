@@ -46,7 +46,9 @@ cross traffic).
 The martingale bound (:func:`fifo_martingale_violation`): at a single FIFO hop the flow's
 virtual delay is at most the aggregate's (all the work that arrived by ``t`` has left by
 ``t + V_agg(t)``), and the aggregate of independent i.i.d. flows is i.i.d.: the martingale bound of
-:func:`federation.calculus.martingale.martingale_model` for the aggregate applies.
+:func:`federation.calculus.martingale.martingale_model` for the aggregate applies. Constant-rate
+links after the hop that are at least as fast add only their latencies (the flow leaves the FIFO
+hop at most at its rate).
 
 References
 ----------
@@ -387,12 +389,21 @@ def fifo_tandem_delay(
 
 
 def _martingale(arrival: Arrival, services: Sequence[Service]) -> MartingaleModel | None:
-    if len(services) != 1 or not isinstance(services[0], FifoLeftover):
+    """The aggregate's martingale model at the one FIFO hop, with the latencies of the links after it."""
+    if not services or not isinstance(services[0], FifoLeftover):
         return None
-    s = services[0]
-    if arrival.time != s.cross.time or not (arrival.iid and s.cross.iid):
+    f, rest = services[0], services[1:]
+    if arrival.time != f.cross.time or not (arrival.iid and f.cross.iid):
         return None
-    return martingale_model(aggregate([arrival, s.cross]), [s.base])
+    # links after the FIFO hop add no queueing when they are at least as fast: the flow leaves the
+    # FIFO hop at most at its rate (fluid; and its packets at least L/C apart)
+    if rest and not (isinstance(f.base, ConstantRate)
+                     and all(isinstance(r, ConstantRate) and r.rate >= f.base.rate for r in rest)):
+        return None
+    m = martingale_model(aggregate([arrival, f.cross]), [f.base])
+    if m is None:
+        return None
+    return MartingaleModel(m.prefactor, m.decay, m.theta, m.latency + sum(r.latency for r in rest), m.discrete)
 
 
 def fifo_martingale_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
@@ -400,7 +411,9 @@ def fifo_martingale_violation(arrival: Arrival, services: Sequence[Service], del
 
     The aggregate's virtual-delay bound (module notes): applies to one
     :class:`~federation.calculus.services.FifoLeftover` hop whose flow and cross flow are i.i.d.
-    (``martingale_model`` of their aggregate through the base service applies).
+    (``martingale_model`` of their aggregate through the base service applies), first on the path
+    and followed only by constant-rate links at least as fast as its (constant) rate: the flow
+    leaves the FIFO hop at most at that rate, so they add their latencies and no queueing.
     """
     m = _martingale(arrival, services)
     return None if m is None else m.bound(delay, BoundMethod.MARTINGALE_FIFO)
