@@ -8,7 +8,7 @@ SNC toolboxes compute it (discrete time; :func:`federation.calculus.baseline.bas
 both measured in the same run. Writes benchmarks/out/tightness.json.
 
 Section ``fifo`` (issue 13): tandems of FIFO links with one-hop Poisson cross traffic at every
-hop (1-5 hops, utilisation 0.3-0.9), in continuous time simulated by the data plane
+hop (one scenario: at the first hop only; 1-5 hops, utilisation 0.3-0.9), in continuous time simulated by the data plane
 (``federation.dataplane``, FIFO domains; the flow's time-stationary virtual delay, batch-means
 intervals of ``federation.stats``) and in discrete time by the slotted FIFO tandem of
 :func:`federation.calculus.reference.slotted_fifo_tandem_delays` (the slotted model is not the
@@ -227,19 +227,21 @@ def dataplane_virtual(lam: float, size: str, hops, packets: int, seed: int):
     doms = [Domain(rate=c) for c, _, _ in hops]
     srcs = [Source(0, Poisson(lam, PacketSizes(kind[size], 1.0)))]
     for h, (_, lc, kc) in enumerate(hops):
-        srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))
+        if lc:
+            srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))
     d = simulate(doms, srcs, seed=seed, packets=packets, record_domains=False).tenant(0)
     o = np.argsort(d.seq)
     return d.ingress[o], d.egress[o]
 
 
 def fifo_scenarios():
-    """(name, flow packets/s, flow size, hops) with cross traffic at every hop; utilisation = load of a hop."""
+    """(name, flow packets/s, flow size, hops): (rate, cross packets/s (0: none), cross size) per hop."""
     for hops, u in [(1, 0.3), (1, 0.6), (1, 0.9), (2, 0.3), (2, 0.6), (3, 0.3), (3, 0.6), (3, 0.9),
                     (5, 0.45), (5, 0.75)]:
         yield f"{hops} hop{'s' if hops > 1 else ''} u={u}", u / 2, "det", [(1.0, u / 2, "det")] * hops
     yield "1 hop exp sizes u=0.8", 0.3, "exp", [(1.0, 0.5, "exp")]
     yield "3 hops mixed rates u<=0.7", 0.2, "det", [(1.0, 0.5, "exp"), (1.25, 0.3, "det"), (1.0, 0.4, "det")]
+    yield "3 hops, cross at hop 1 u=0.7", 0.3, "det", [(1.0, 0.4, "exp"), (1.0, 0, "det"), (1.5, 0, "det")]
 
 
 def discrete_fifo_scenarios():
@@ -309,8 +311,10 @@ def run_fifo(quick: bool) -> dict:
         sim = TimeSim(lambda d, a=a, f=f: time_exceedance(a, f, d).p, float(np.max(f - a)))
         t_sim = time.time() - t0
         flow = PoissonArrival(lam, 1.0, size)
-        fifo = [FifoLeftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) for c, lc, kc in hops]
-        blind = [Leftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) for c, lc, kc in hops]
+        fifo = [FifoLeftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
+                for c, lc, kc in hops]
+        blind = [Leftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
+                 for c, lc, kc in hops]
         eps_rows = {}
         for eps in EPS:
             dq = sim.quantile(eps)
