@@ -34,7 +34,7 @@ from federation.calculus.reference import (
     slotted_tandem_delays,
     time_exceedance,
 )
-from federation.calculus.services import ConstantRate, FifoLeftover, Leftover
+from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover
 from federation.calculus.tandem import tandem_delay, tandem_violation
 from federation.dataplane.engine import simulate
 from federation.dataplane.path import Domain, Source
@@ -229,6 +229,21 @@ def test_the_validity_check_catches_a_bound_that_ignores_the_cross_traffic():
         assert violation_bound(flow, [FifoLeftover(ConstantRate(1.0), PoissonArrival(0.4, 1.0))], d).epsilon \
             >= est.lower_limit(0.99)
     assert caught >= 2
+
+
+def test_discrete_fifo_bound_valid_with_a_random_capacity_hop():
+    rng = np.random.default_rng(607)
+    t = 400_000
+    flow, x = ExpIncrements(1.0 / 0.3), PoissonArrival(0.25, 1.0, "exp", time=D)
+    caps = [1.0, rng.exponential(1.2, t)]
+    dl = slotted_fifo_tandem_delays(slot_samples(flow, t, rng), caps, [slot_samples(x, t, rng) for _ in range(2)])
+    dl = dl[1000:]
+    services = [FifoLeftover(ConstantRate(1.0, time=D), x), FifoLeftover(ExpService(1.2, time=D), x)]
+    for q in (0.9, 0.99, 0.999):
+        d = float(np.quantile(dl, q))
+        low = exceedance(dl, d).lower_limit(0.99)
+        for b in (violation_bound(flow, services, d), fifo_tandem_violation(flow, services, d)):
+            assert b is not None and b.epsilon >= low, (d, b)
 
 
 def test_the_discrete_check_catches_a_bound_that_ignores_the_cross_traffic():
