@@ -130,6 +130,21 @@ def test_fifo_martingale_with_faster_links_after_the_fifo_hop():
     assert fifo_martingale_violation(flow, [FifoLeftover(ConstantRate(1.0), x)] * 2, 10.0) is None
 
 
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+def test_at_one_fifo_hop_the_martingale_is_never_above_the_fifo_mgf_bound(time):
+    """Why violation_bound and delay_bound skip the (slower) FIFO MGF bound at a lone FIFO hop."""
+    if time == D:
+        flow, hops = ExpIncrements(1 / 0.3), [FifoLeftover(ConstantRate(1.0, time=D), PoissonArrival(0.4, 1.0, "exp", time=D)),
+                                              FifoLeftover(ExpService(1.0, time=D), PoissonArrival(0.3, 1.0, "exp", time=D))]
+    else:
+        flow, hops = PoissonArrival(0.3, 1.0), [FifoLeftover(ConstantRate(1.0), PoissonArrival(0.4, 1.0, "exp")),
+                                                FifoLeftover(ConstantRate(1.0, latency=2.0), PoissonArrival(0.5, 1.0))]
+    for hop in hops:
+        for d in (0.5, 3.0, 10.0, 30.0, 80.0):
+            m, g = fifo_martingale_violation(flow, [hop], d), fifo_tandem_violation(flow, [hop], d)
+            assert m is not None and g is not None and m.epsilon <= g.epsilon, (hop, d, m, g)
+
+
 def test_build_model_chooses_the_multiplexing():
     arr = [parse_arrival("poisson:rate=0.3,mean_size=1", "continuous")]
     hops = [parse_hop("rate=1"), parse_hop("rate=1")]

@@ -145,10 +145,14 @@ def violation_bound(
     b = tandem_violation(arrival, fl, delay, names=names, dependent=dependent)
     if b.method == BoundMethod.DETERMINISTIC or dependent:
         return b
+    fm = fifo_martingale_violation(arrival, fl, delay)
+    # at one FIFO hop alone the FIFO MGF bound is never below the aggregate's martingale bound
+    # (its term at the delay alone is at least exp(-gamma(theta) d) with theta below the root)
+    fifo_mgf = fifo_tandem_violation(arrival, fl, delay, names=names) if fm is None or len(fl) > 1 else None
     for alt in (
         martingale_violation(arrival, fl, delay),
-        fifo_martingale_violation(arrival, fl, delay),
-        fifo_tandem_violation(arrival, fl, delay, names=names),
+        fm,
+        fifo_mgf,
         maxplus_violation(arrival, services, delay),
         product_form_violation(arrival, services, delay),
     ):
@@ -197,6 +201,8 @@ def delay_bound(
     if best is None or tandem_violation(arrival, fl, best.delay, names=names).epsilon < epsilon:
         b = tandem_delay(arrival, fl, epsilon, names=names)
         best = b if best is None or b.delay < best.delay else best
+    if fm is not None and len(fl) == 1:  # as in violation_bound: the FIFO MGF bound cannot win
+        return best
     f = fifo_tandem_delay(arrival, fl, epsilon, hi=best.delay, names=names)
     return f if f is not None and f.delay < best.delay else best
 
