@@ -7,7 +7,19 @@ and the delay quantile ``d_sim(eps)`` (smallest ``d`` with ``P_sim(d) <= eps``) 
 SNC toolboxes compute it (discrete time; :func:`federation.calculus.baseline.baseline_tandem_violation`),
 both measured in the same run. Writes benchmarks/out/tightness.json.
 
-Run: python benchmarks/bench_tightness.py [--quick]
+Section ``fifo`` (issue 13): tandems of FIFO links with one-hop Poisson cross traffic at every
+hop (one scenario: at the first hop only; 1-5 hops, utilisation 0.3-0.9), in continuous time simulated by the data plane
+(``federation.dataplane``, FIFO domains; the flow's time-stationary virtual delay, batch-means
+intervals of ``federation.stats``) and in discrete time by the slotted FIFO tandem of
+:func:`federation.calculus.reference.slotted_fifo_tandem_delays` (the slotted model is not the
+data plane's).
+For each: our bound (the smallest valid one, FIFO-aware: ``FifoLeftover`` hops), the blind-
+multiplexing bound of the same tandem (``Leftover`` hops: what trefed gave before), and the standard
+MGF tandem bound (the baseline; in continuous time on the unit grid, as the toolboxes do in
+slots). A bound is *valid* when the 99 % lower confidence limit of the simulated
+``P(V > d_bound(eps))`` is at most ``eps``. Writes benchmarks/out/tightness_fifo.json.
+
+Run: python benchmarks/bench_tightness.py [--quick] [--section all|reference|fifo]
 """
 
 from __future__ import annotations
@@ -30,13 +42,15 @@ from federation.calculus.baseline import baseline_tandem_delay, baseline_tandem_
 from federation.calculus.compose import delay_bound, violation_bound  # noqa: E402
 from federation.calculus.reference import (  # noqa: E402
     continuous_mmoo_segments,
+    exceedance,
     fluid_segments_exceedance,
     packet_tandem_departures,
     slot_samples,
+    slotted_fifo_tandem_delays,
     slotted_tandem_delays,
     time_exceedance,
 )
-from federation.calculus.services import ConstantRate, ExpService, Leftover  # noqa: E402
+from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover  # noqa: E402
 
 D = "discrete"
 EPS = (1e-3, 1e-4)
@@ -199,14 +213,162 @@ def figure(quick: bool) -> Path:
     return path
 
 
+def dataplane_virtual(lam: float, size: str, hops, packets: int, seed: int):
+    """(arrival times, egress times) of flow 0's packets in order through FIFO data-plane domains.
+
+    ``hops``: (rate bits/s, cross packets/s, cross size "det"|"exp") per domain; each cross flow
+    enters and leaves at its domain; packets of mean 1 bit.
+    """
+    from federation.dataplane.engine import simulate
+    from federation.dataplane.path import Domain, Source
+    from federation.dataplane.traffic import PacketSizes, Poisson
+
+    kind = {"det": "fixed", "exp": "exponential"}
+    doms = [Domain(rate=c) for c, _, _ in hops]
+    srcs = [Source(0, Poisson(lam, PacketSizes(kind[size], 1.0)))]
+    for h, (_, lc, kc) in enumerate(hops):
+        if lc:
+            srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))
+    d = simulate(doms, srcs, seed=seed, packets=packets, record_domains=False).tenant(0)
+    o = np.argsort(d.seq)
+    return d.ingress[o], d.egress[o]
+
+
+def fifo_scenarios():
+    """(name, flow packets/s, flow size, hops): (rate, cross packets/s (0: none), cross size) per hop."""
+    for hops, u in [(1, 0.3), (1, 0.6), (1, 0.9), (2, 0.3), (2, 0.6), (3, 0.3), (3, 0.6), (3, 0.9),
+                    (5, 0.45), (5, 0.75)]:
+        yield f"{hops} hop{'s' if hops > 1 else ''} u={u}", u / 2, "det", [(1.0, u / 2, "det")] * hops
+    yield "1 hop exp sizes u=0.8", 0.3, "exp", [(1.0, 0.5, "exp")]
+    yield "3 hops mixed rates u<=0.7", 0.2, "det", [(1.0, 0.5, "exp"), (1.25, 0.3, "det"), (1.0, 0.4, "det")]
+    yield "3 hops, cross at hop 1 u=0.7", 0.3, "det", [(1.0, 0.4, "exp"), (1.0, 0, "det"), (1.5, 0, "det")]
+
+
+def discrete_fifo_scenarios():
+    """(name, flow, cross per hop): exp-increment flows and Poisson cross traffic with exponential
+    sizes at every unit-rate hop, served FIFO (the slotted reference of the calculus)."""
+    for hops, uf, uc in [(1, 0.3, 0.3), (1, 0.5, 0.4), (2, 0.15, 0.15), (2, 0.3, 0.3), (3, 0.3, 0.3),
+                         (3, 0.5, 0.3), (5, 0.2, 0.25), (5, 0.3, 0.3)]:
+        yield (f"slotted {hops} hop{'s' if hops > 1 else ''} u={uf + uc:g}", ExpIncrements(1.0 / uf),
+               [PoissonArrival(uc, 1.0, "exp", time=D)] * hops)
+
+
+def _row(name, hops, util, eps_rows):
+    return {"name": name, "hops": hops, "utilisation": util, **eps_rows}
+
+
+def _eps_row(eps, dq, b, bb, base, est, est_base, t_b):
+    return {
+        "sim_delay": dq, "bound_delay": b.delay, "method": b.method, "bound_seconds": t_b,
+        "delay_ratio": b.delay / dq if dq > 0 else math.inf, "blind_delay": bb.delay, "blind_method": bb.method,
+        "blind_delay_ratio": bb.delay / dq if dq > 0 else math.inf, "base_delay": base,
+        "base_delay_ratio": base / dq if dq > 0 else math.inf,
+        "sim_p_at_bound": est.p, "sim_p_at_bound_lower99": est.lower_limit(0.99),
+        "valid": est.lower_limit(0.99) <= eps, "base_valid": est_base.lower_limit(0.99) <= eps,
+    }
+
+
+def _print(row):
+    x, y = row["0.001"], row["0.0001"]
+    print(f"{row['name']:28s} {x['method']:16s} d@1e-3 {x['bound_delay']:7.3g}/{x['sim_delay']:<7.3g} = "
+          f"{x['delay_ratio']:.2f} (blind {x['blind_delay_ratio']:.2f}, baseline {x['base_delay_ratio']:.2f}) "
+          f"d@1e-4 = {y['delay_ratio']:.2f} (blind {y['blind_delay_ratio']:.2f}, baseline "
+          f"{y['base_delay_ratio']:.2f})  valid {x['valid'] and y['valid']}", flush=True)
+
+
+def run_discrete_fifo(quick: bool) -> list[dict]:
+    t = 400_000 if quick else 4_000_000
+    rng = np.random.default_rng(1313)
+    rows = []
+    for name, flow, crosses in discrete_fifo_scenarios():
+        dl = slotted_fifo_tandem_delays(slot_samples(flow, t, rng), [1.0] * len(crosses),
+                                        [slot_samples(x, t, rng) for x in crosses])[1000:]
+        srt = np.sort(dl)
+        fifo = [FifoLeftover(ConstantRate(1.0, time=D), x) for x in crosses]
+        blind = [Leftover(ConstantRate(1.0, time=D), x) for x in crosses]
+        eps_rows = {}
+        for eps in EPS:
+            dq = float(srt[len(srt) - int(math.floor(eps * len(srt))) - 1])
+            t1 = time.time()
+            b = delay_bound(flow, fifo, eps)
+            t_b = time.time() - t1
+            bb = delay_bound(flow, blind, eps)
+            base = baseline_tandem_delay(flow, blind, eps).delay
+            eps_rows[f"{eps:g}"] = _eps_row(eps, dq, b, bb, base, exceedance(dl, b.delay), exceedance(dl, base), t_b)
+        row = _row(name, len(crosses), flow.mean_rate + crosses[0].mean_rate, eps_rows)
+        rows.append(row)
+        _print(row)
+    return rows
+
+
+def run_fifo(quick: bool) -> dict:
+    n = 200_000 if quick else 2_000_000
+    rows = run_discrete_fifo(quick)
+    for i, (name, lam, size, hops) in enumerate(fifo_scenarios()):
+        t0 = time.time()
+        a, f = dataplane_virtual(lam, size, hops, n, 1300 + i)
+        a, f = a[n // 100:], f[n // 100:]
+        sim = TimeSim(lambda d, a=a, f=f: time_exceedance(a, f, d).p, float(np.max(f - a)))
+        t_sim = time.time() - t0
+        flow = PoissonArrival(lam, 1.0, size)
+        fifo = [FifoLeftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
+                for c, lc, kc in hops]
+        blind = [Leftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
+                 for c, lc, kc in hops]
+        eps_rows = {}
+        for eps in EPS:
+            dq = sim.quantile(eps)
+            t1 = time.time()
+            b = delay_bound(flow, fifo, eps)
+            t_b = time.time() - t1
+            bb = delay_bound(flow, blind, eps)
+            base = baseline_tandem_delay(flow, blind, eps).delay
+            eps_rows[f"{eps:g}"] = _eps_row(eps, dq, b, bb, base, time_exceedance(a, f, b.delay),
+                                            time_exceedance(a, f, base), t_b)
+        row = _row(name, len(hops), max((lam + lc) / c for c, lc, _ in hops), eps_rows)
+        row["sim_seconds"] = t_sim
+        rows.append(row)
+        _print(row)
+    multi = [r for r in rows if r["hops"] > 1]
+    summary = {}
+    for eps in EPS:
+        k = f"{eps:g}"
+        slotted = [r for r in rows if r["name"].startswith("slotted")]
+        summary[k] = {
+            "never_looser_than_baseline_slotted": all(r[k]["bound_delay"] <= r[k]["base_delay"] for r in slotted),
+            "all_valid": all(r[k]["valid"] for r in rows),
+            "max_delay_ratio": max(r[k]["delay_ratio"] for r in rows),
+            "median_delay_ratio": float(np.median([r[k]["delay_ratio"] for r in rows])),
+            "max_delay_ratio_tandems": max(r[k]["delay_ratio"] for r in multi),
+            "median_delay_ratio_tandems": float(np.median([r[k]["delay_ratio"] for r in multi])),
+            "median_blind_ratio": float(np.median([r[k]["blind_delay_ratio"] for r in rows])),
+            "never_looser_than_baseline": all(r[k]["bound_delay"] <= r[k]["base_delay"] for r in rows),
+            "never_looser_than_blind": all(r[k]["bound_delay"] <= r[k]["blind_delay"] for r in rows),
+            "baseline_all_valid": all(r[k]["base_valid"] for r in rows),
+        }
+        print(k, summary[k])
+    return {"packets": n, "rows": rows, "summary": summary}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--section", choices=("all", "reference", "fifo"), default="all")
     ap.add_argument("--figure", action="store_true", help="only draw benchmarks/out/tightness_ccdf.png")
     args = ap.parse_args()
     if args.figure:
         print(f"wrote {figure(args.quick)}")
         return 0
+    if args.section in ("all", "fifo"):
+        t_start = time.time()
+        out = run_fifo(args.quick)
+        out.update(quick=args.quick, load_average=os.getloadavg(), seconds=time.time() - t_start)
+        path = ROOT / "benchmarks" / "out" / "tightness_fifo.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2, default=float))
+        print(f"wrote {path} in {out['seconds']:.0f} s")
+        if args.section == "fifo":
+            return 0
     rows = []
     t_start = time.time()
     for sc in scenarios(args.quick):

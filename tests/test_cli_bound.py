@@ -61,6 +61,21 @@ def test_epsilon_mode_discrete_with_cross(capsys):
     assert json.loads(out3)["delay"] >= json.loads(out4)["delay"]
 
 
+def test_fifo_multiplexing_is_chosen_on_the_command_line(capsys):
+    argv = ["--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--hop", "rate=1",
+            "--cross", "1=poisson:rate=0.3", "--cross", "2=poisson:rate=0.3", "--epsilon", "1e-3", "--json"]
+    code, out, _ = _run(capsys, *argv)
+    blind = json.loads(out)
+    assert code == 0 and blind["multiplexing"] == "blind" and blind["method"] == "mgf-tandem"
+    code, out, _ = _run(capsys, *argv, "--multiplexing", "fifo")
+    fifo = json.loads(out)
+    assert code == 0 and fifo["multiplexing"] == "fifo" and fifo["method"] == "mgf-fifo"
+    assert fifo["delay"] < blind["delay"]
+    code, out, _ = _run(capsys, "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--cross", "1=poisson:rate=0.3",
+                        "--multiplexing", "fifo", "--delay", "5", "--json")
+    assert code == 0 and json.loads(out)["method"] == "martingale-fifo"
+
+
 def test_deterministic_text_output(capsys):
     code, out, _ = _run(
         capsys, "--arrival", "token-bucket:sigma=1000,rho=100", "--hop", "rate=1000,latency=0.01,prop=0.002",

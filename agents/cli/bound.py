@@ -2,7 +2,8 @@
 
 Given ``--delay D`` it prints a bound on ``P(D_e2e > D)``; given ``--epsilon E`` the smallest
 delay ``D`` with ``P(D_e2e > D) <= E``. The bound is the smallest of the methods that apply
-(deterministic, martingale, MGF tandem) and the output says which one gave it, plus the
+(deterministic, martingale, MGF tandem; with ``--multiplexing fifo`` the FIFO bounds) and the
+output says which one gave it, plus the
 risk-budget split into per-hop ``(d_i, eps_i)``.
 """
 
@@ -25,7 +26,9 @@ _EPILOG = """\
 What is bounded. The flow of interest (the aggregate of the --arrival flags) crosses the hops in
 order; a --cross HOP=SPEC flow shares hop HOP only (it enters there and leaves after it) and is
 served with arbitrary priority against the flow (blind multiplexing: the bound holds for any
-work-conserving scheduler, including strict priority to the cross traffic).
+work-conserving scheduler, including strict priority to the cross traffic). With
+--multiplexing fifo the hops serve their cross traffic and the flow in one FIFO queue, as the
+data plane's fifo domains do, and the FIFO bounds (methods mgf-fifo, martingale-fifo) apply too.
 
 Continuous time (seconds, bits, bits/s): the bounded delay is the end-to-end *virtual delay* at
 a time-stationary instant t -- the time until all work of the flow that arrived by t has left the
@@ -85,6 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dependent", action="store_true", help="the --arrival flows may be dependent (Hölder instead of independence)"
     )
+    p.add_argument(
+        "--multiplexing", choices=("blind", "fifo"), default="blind",
+        help="how a hop serves its --cross flows with the flow: blind (any work-conserving scheduler) or fifo",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run)
 
@@ -105,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     arrivals = [parse_arrival(a, args.time) for a in args.arrival]
     hops = [parse_hop(h) for h in args.hop]
     cross = [parse_cross(c, len(hops), args.time) for c in args.cross]
-    model = build_model(arrivals, hops, cross, time=args.time, dependent=args.dependent)
+    model = build_model(arrivals, hops, cross, time=args.time, dependent=args.dependent,
+                        multiplexing=args.multiplexing)
     flow, services = model.flow, list(model.services)
     require_stable(tandem_loads(flow, services), "bits/s" if args.time == "continuous" else "bits/slot")
     names = [f"hop {i}" for i in range(1, len(services) + 1)]
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         ],
         "arrival": {"specs": list(args.arrival), "mean_rate": flow.mean_rate, "dependent": bool(args.dependent)},
         "cross": list(args.cross),
+        "multiplexing": args.multiplexing,
         "per_domain": [{"hop": int(p.domain_id), "delay": p.delay, "epsilon": p.epsilon} for p in per],
         "loss_probability": loss,
     }

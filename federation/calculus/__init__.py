@@ -3,7 +3,8 @@
 Models: :mod:`.arrivals` and :mod:`.services` (MGF envelopes). Bounds, each returning a
 :class:`~.bound.Bound` (:mod:`.bound`: the result types and the :class:`~.bound.BoundMethod` enum):
 :mod:`.tandem` (the MGF tandem bound, bursts paid once; Hölder for dependent hops; the
-single-hop backlog bound), :mod:`.martingale` (single queues), :mod:`.packet` (max-plus and
+single-hop backlog bound), :mod:`.martingale` (single queues), :mod:`.fifo` (the FIFO residual service at hops shared
+with cross traffic, MGF and martingale), :mod:`.packet` (max-plus and
 product form for Poisson packets), :mod:`.baseline` (the published-toolbox bound, for
 comparison); :mod:`.roots` inverts them (and ports SciPy's ``brentq`` and bounded
 ``minimize_scalar``, which keeps ``scipy.optimize`` off the bounds' import path). :mod:`.compose`
@@ -13,6 +14,7 @@ budget per domain, and :mod:`.reference` holds the simulators the bounds are val
 Pure: numpy and scipy (the heavy parts of scipy imported only where used).
 
 Dependencies point one way (no cycles; lint-imports checks it): :mod:`.bound` and :mod:`.roots` at
-the bottom, the bounds on them (:mod:`.martingale` and :mod:`.baseline` also on :mod:`.tandem`),
+the bottom, the bounds on them (:mod:`.martingale` and :mod:`.baseline` also on :mod:`.tandem`,
+:mod:`.fifo` on both),
 :mod:`.compose` on the bounds, :mod:`.plan` on :mod:`.compose`.
 """

@@ -44,12 +44,16 @@ def _baseline_log(arrival: Arrival, services: Sequence[Service], theta: float, d
     d_net = 0.0
     for s in services:
         g, dd = s.gamma(theta), s.delta(theta)
+        if not g > 0:  # no (leftover) service at this theta: no finite bound here
+            return math.inf
         if g_net is None:
             g_net, d_net = g, dd
             continue
         lo_g, hi_g = min(g_net, g), max(g_net, g)
         if hi_g - lo_g < theta * delta:
             lo_g = hi_g - theta * delta  # slack: the net rate is min R - delta
+        if not hi_g - lo_g > 0:  # the slack was lost to rounding (rates far above theta*delta)
+            return math.inf
         d_net = d_net + dd - math.log(-math.expm1(-(hi_g - lo_g)))
         g_net = lo_g
     assert g_net is not None

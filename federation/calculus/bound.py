@@ -17,6 +17,7 @@ from typing import TypeAlias
 __all__ = [
     "BoundMethod",
     "TandemDetail",
+    "FifoDetail",
     "DeterministicDetail",
     "MartingaleDetail",
     "PriorityDetail",
@@ -36,10 +37,14 @@ class BoundMethod(enum.StrEnum):
     MARTINGALE = "martingale"
     #: The martingale bound of one constant-rate hop shared with i.i.d. cross traffic (blind multiplexing).
     MARTINGALE_SP = "martingale-sp"
+    #: The martingale bound of one FIFO hop shared with i.i.d. cross traffic (:mod:`federation.calculus.fifo`).
+    MARTINGALE_FIFO = "martingale-fifo"
     #: The end-to-end MGF tandem bound with independent hops (:mod:`federation.calculus.tandem`).
     MGF_TANDEM = "mgf-tandem"
     #: The MGF tandem bound with Hölder's inequality (flow and hops may be dependent).
     MGF_TANDEM_HOELDER = "mgf-tandem-hoelder"
+    #: The MGF tandem bound with the FIFO residual service at FIFO hops (:mod:`federation.calculus.fifo`).
+    MGF_FIFO = "mgf-fifo"
     #: The packet-domain (max-plus) MGF bound for Poisson packets (:mod:`federation.calculus.packet`).
     MGF_MAXPLUS = "mgf-maxplus"
     #: The exact sojourn tail of a Jackson tandem (:mod:`federation.calculus.packet`).
@@ -65,6 +70,26 @@ class TandemDetail:
     """
 
     tau: float
+    log_epsilon: float
+
+
+@dataclass(frozen=True)
+class FifoDetail:
+    """The optimum of the FIFO tandem bound (:attr:`BoundMethod.MGF_FIFO`).
+
+    Attributes
+    ----------
+    tau : float
+        The time grid step (s; 1 slot in discrete time).
+    fifo_offsets : tuple of float
+        The free parameter ``x`` of the FIFO residual service at each FIFO hop, in path order (s
+        or slots, multiples of ``tau``; 0 is blind multiplexing).
+    log_epsilon : float
+        The unclipped natural log of the bound at the optimum.
+    """
+
+    tau: float
+    fifo_offsets: tuple[float, ...]
     log_epsilon: float
 
 
@@ -103,7 +128,9 @@ class ProductFormDetail:
 
 
 #: The typed ``detail`` of a :class:`Bound` (``None``: the method records nothing more).
-BoundDetail: TypeAlias = TandemDetail | DeterministicDetail | MartingaleDetail | PriorityDetail | ProductFormDetail
+BoundDetail: TypeAlias = (
+    TandemDetail | FifoDetail | DeterministicDetail | MartingaleDetail | PriorityDetail | ProductFormDetail
+)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,16 @@ import numpy as np
 from federation.calculus.arrivals import Arrival, PoissonArrival, TokenBucket
 from federation.calculus.bound import Bound, BoundMethod
 from federation.calculus.budget import decompose, exponential_tails
+from federation.calculus.fifo import (
+    fifo_martingale_delay,
+    fifo_martingale_violation,
+    fifo_tandem_delay,
+    fifo_tandem_violation,
+)
 from federation.calculus.martingale import martingale_delay, martingale_violation
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.roots import invert_delay
-from federation.calculus.services import ConstantRate, ExpService, Service
+from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
 from federation.calculus.tandem import tandem_delay, tandem_violation
 from federation.errors import InputError, NoFiniteBound
 
@@ -111,6 +117,8 @@ def packetized(arrival: Arrival, services: Sequence[Service]) -> list[Service]:
         last = i == len(services) - 1
         if isinstance(s, ConstantRate) and not last:
             s = replace(s, latency=s.latency + size / s.rate)
+        elif isinstance(s, Leftover) and isinstance(s.base, ConstantRate) and not last:
+            s = type(s)(replace(s.base, latency=s.base.latency + size / s.base.rate), s.cross)
         out.append(s)
     return out
 
@@ -126,7 +134,8 @@ def violation_bound(
     """The smallest valid bound on ``P(D > delay)`` over the methods that apply.
 
     Deterministic (token bucket through deterministic hops), martingale (single queues),
-    MGF tandem, and for Poisson packets in continuous time the packet-domain max-plus and
+    MGF tandem, the FIFO bounds where a hop serves its cross traffic FIFO
+    (:mod:`~federation.calculus.fifo`), and for Poisson packets in continuous time the packet-domain max-plus and
     product-form bounds. In continuous time with fixed-size packets the fluid methods get the
     packetizer latencies (:func:`packetized`), so the result bounds the store-and-forward packet
     tandem as well as the fluid one. ``dependent=True``: the flow and the hops' services (e.g.
@@ -136,8 +145,14 @@ def violation_bound(
     b = tandem_violation(arrival, fl, delay, names=names, dependent=dependent)
     if b.method == BoundMethod.DETERMINISTIC or dependent:
         return b
+    fm = fifo_martingale_violation(arrival, fl, delay)
+    # at one FIFO hop alone the FIFO MGF bound is never below the aggregate's martingale bound
+    # (its term at the delay alone is at least exp(-gamma(theta) d) with theta below the root)
+    fifo_mgf = fifo_tandem_violation(arrival, fl, delay, names=names) if fm is None or len(fl) > 1 else None
     for alt in (
         martingale_violation(arrival, fl, delay),
+        fm,
+        fifo_mgf,
         maxplus_violation(arrival, services, delay),
         product_form_violation(arrival, services, delay),
     ):
@@ -180,12 +195,16 @@ def delay_bound(
         d = invert_delay(eps_at, epsilon, lat, max(hi, lat + 1e-12), discrete=False)
         if best is None or d < best.delay:
             best = alt(arrival, services, d)
-    if best is not None:
-        mgf = tandem_violation(arrival, fl, best.delay, names=names)
-        if mgf.epsilon >= epsilon:
-            return best
-    b = tandem_delay(arrival, fl, epsilon, names=names)
-    return b if best is None or b.delay < best.delay else best
+    fm = fifo_martingale_delay(arrival, fl, epsilon)
+    if fm is not None and (best is None or fm.delay < best.delay):
+        best = fm
+    if best is None or tandem_violation(arrival, fl, best.delay, names=names).epsilon < epsilon:
+        b = tandem_delay(arrival, fl, epsilon, names=names)
+        best = b if best is None or b.delay < best.delay else best
+    if fm is not None and len(fl) == 1:  # as in violation_bound: the FIFO MGF bound cannot win
+        return best
+    f = fifo_tandem_delay(arrival, fl, epsilon, hi=best.delay, names=names)
+    return f if f is not None and f.delay < best.delay else best
 
 
 def slice_services(path: Sequence[DomainSlice], traffic: Arrival) -> list[Service]:

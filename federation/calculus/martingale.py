@@ -93,6 +93,10 @@ class MartingaleModel:
             dv = math.floor(dv + 1e-9)
         return float(min(1.0, self.prefactor * math.exp(-self.decay * dv)))
 
+    def bound(self, delay: float, method: BoundMethod = BoundMethod.MARTINGALE) -> Bound:
+        """The :class:`Bound` ``P(D > delay) <= violation(delay)`` of ``method``, with its detail."""
+        return Bound(delay, self.violation(delay), self.theta, method, MartingaleDetail(self.prefactor, self.decay))
+
     def delay(self, epsilon: float) -> float:
         """Smallest delay with :meth:`violation` ``<= epsilon``."""
         if self.prefactor <= epsilon:
@@ -239,7 +243,7 @@ def martingale_violation(arrival: Arrival, services: Sequence[Service], delay: f
     m = martingale_model(arrival, services)
     if m is None:
         return priority_violation(arrival, services, delay)
-    return Bound(delay, m.violation(delay), m.theta, BoundMethod.MARTINGALE, MartingaleDetail(m.prefactor, m.decay))
+    return m.bound(delay)
 
 
 def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:
@@ -265,8 +269,7 @@ def martingale_delay(arrival: Arrival, services: Sequence[Service], epsilon: flo
 
         dv = invert_delay(eps_at, epsilon, lat, lat + 10 * scale, discrete=arrival.time == "discrete")
         return priority_violation(arrival, services, dv)
-    d = m.delay(epsilon)
-    return Bound(d, m.violation(d), m.theta, BoundMethod.MARTINGALE, MartingaleDetail(m.prefactor, m.decay))
+    return m.bound(m.delay(epsilon))
 
 
 def _sp_parts(arrival: Arrival, services: Sequence[Service]) -> tuple[Arrival, float, float] | None:

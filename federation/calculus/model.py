@@ -3,7 +3,9 @@
 :func:`build_model` is what ``trefed bound`` bounds and what ``trefed compare`` checks: the
 ``--arrival`` flows aggregated into the flow of interest, each ``--hop`` turned into its service
 (its ``prop`` added to the latency), and the ``--cross`` flows at a hop subtracted from it as a
-:class:`~federation.calculus.services.Leftover` (blind multiplexing). Units: continuous time
+:class:`~federation.calculus.services.Leftover` (blind multiplexing: any work-conserving
+scheduler) or, with ``multiplexing="fifo"``, a
+:class:`~federation.calculus.services.FifoLeftover` (the hop serves them FIFO with the flow). Units: continuous time
 seconds, bits and bits/s; discrete time slots in place of seconds.
 """
 
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from federation.calculus.arrivals import Arrival, aggregate, arrival_from_spec
-from federation.calculus.services import Leftover, Service, service_from_hop
+from federation.calculus.services import FifoLeftover, Leftover, Service, service_from_hop
 from federation.errors import SpecError
 from federation.specs import ArrivalSpec, CrossSpec, HopSpec, TimeModel
 from federation.stability import HopLoad
@@ -40,6 +43,7 @@ def build_model(
     *,
     time: TimeModel = "continuous",
     dependent: bool = False,
+    multiplexing: Literal["blind", "fifo"] = "blind",
 ) -> TandemModel:
     """The calculus model of the parsed ``--arrival`` / ``--hop`` / ``--cross`` specs.
 
@@ -55,6 +59,9 @@ def build_model(
         The time model; every arrival spec must be parsed for it.
     dependent
         The ``arrivals`` may be dependent (Hölder's inequality instead of independence).
+    multiplexing
+        How a hop serves its cross flows with the flow of interest: ``"blind"`` (any
+        work-conserving scheduler, :class:`Leftover`) or ``"fifo"`` (:class:`FifoLeftover`).
 
     Returns
     -------
@@ -63,9 +70,12 @@ def build_model(
     Raises
     ------
     SpecError
-        No arrival or no hop, a spec parsed for another time model, or a cross flow at a hop
-        that is not on the path.
+        No arrival or no hop, a spec parsed for another time model, a cross flow at a hop
+        that is not on the path, or an unknown ``multiplexing``.
     """
+    if multiplexing not in ("blind", "fifo"):
+        raise SpecError(f"multiplexing(={multiplexing!r}) must be blind or fifo")
+    leftover = FifoLeftover if multiplexing == "fifo" else Leftover
     if not arrivals:
         raise SpecError("give at least one arrival")
     if not hops:
@@ -84,7 +94,7 @@ def build_model(
         base = service_from_hop(h, packet_size=flow.packet_size, time=time)
         if h.prop:
             base = replace(base, latency=base.latency + h.prop)
-        services.append(Leftover(base, aggregate(crosses[i])) if i in crosses else base)
+        services.append(leftover(base, aggregate(crosses[i])) if i in crosses else base)
     return TandemModel(flow, tuple(services))
 
 

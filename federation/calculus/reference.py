@@ -6,6 +6,9 @@
   with **strict priority over the flow of interest** (the worst case that blind multiplexing
   covers). Min-plus scans: ``D_h(t) = L_h(t) + min_{s<=t}(D_{h-1}(s) - L_h(s))``. Returns the
   virtual delay ``D(t) = min{T >= 0 : A(0,t) <= D_H(0,t+T)}`` of every slot.
+* :func:`slotted_fifo_tandem_delays`: the same slotted tandem with every hop serving its cross
+  flow and the flow of interest in **one FIFO queue** (within a slot the cross work first, the
+  worst order FIFO allows).
 * :func:`packet_tandem_departures`: FIFO packet tandem with given service times, the Lindley
   max-plus scan ``D = C + maximum.accumulate(A - C_prev)`` per hop.
 * :func:`time_exceedance`: time-stationary ``P(V(t) > d)`` of the virtual delay
@@ -38,6 +41,7 @@ from federation.stats import BatchMeansEstimate
 __all__ = [
     "slot_samples",
     "slotted_tandem_delays",
+    "slotted_fifo_tandem_delays",
     "exceedance",
     "packet_tandem_departures",
     "time_exceedance",
@@ -160,15 +164,53 @@ def slotted_tandem_delays(
         else:
             l_cum = c_cum
         d = l_cum + np.minimum.accumulate(d - l_cum)
+    return _resolved_delays(a_cum, d, t)
+
+
+def _resolved_delays(a_cum: np.ndarray, d: np.ndarray, t: int) -> np.ndarray:
+    """``min{T >= 0: a_cum[t] <= d[t+T]}`` per slot ``t >= 1`` (cumulative index ``t``: the work up to
+    and including slot ``t``), the censored tail dropped. The rounding tolerance can place the
+    match before slot ``t`` when the slot brings almost no work: the delay is then 0, not negative."""
     tol = 1e-9 * max(1.0, float(a_cum[-1]))
     idx = np.searchsorted(d, a_cum - tol, side="left")
-    ok = idx <= t
-    delays = idx - np.arange(t + 1)
-    # slot t corresponds to cumulative index t (arrivals up to and including slot t)
-    delays = delays[1:]
-    ok = ok[1:]
+    ok = (idx <= t)[1:]
+    delays = np.maximum(idx - np.arange(t + 1), 0)[1:]
     last = int(np.argmin(ok)) if not ok.all() else len(ok)
     return delays[:last]
+
+
+def slotted_fifo_tandem_delays(
+    arrivals: np.ndarray,
+    capacities: Sequence[np.ndarray | float],
+    cross: Sequence[np.ndarray | None],
+) -> np.ndarray:
+    """Virtual delays (slots) of every slot through a slotted tandem of FIFO hops with cross traffic.
+
+    Parameters are those of :func:`slotted_tandem_delays`; hop ``h`` serves the flow's work and
+    ``cross[h]`` (``None``: no cross flow) in one FIFO queue, in slot order, the cross work of a
+    slot before the flow's. The aggregate leaves as ``D = L + min.accumulate(I - L)`` (``I`` its
+    cumulative input, ``L`` the cumulative capacity); the flow has left what precedes position
+    ``D`` in the FIFO order: ``A_cum[k-1] + clip(D - I[k-1] - x_k, 0, a_k)`` for the slot ``k``
+    whose input straddles ``D``. Returns the delays of the slots resolved within the horizon.
+    """
+    t = len(arrivals)
+    a_cum = _cum(arrivals)
+    flow_in = np.asarray(arrivals, dtype=float)  # the flow's work entering the hop, per slot
+    f_cum = a_cum
+    for h, c in enumerate(capacities):
+        l_cum = _cum(np.broadcast_to(np.asarray(c, dtype=float), (t,)))
+        x = cross[h]
+        if x is None:
+            f_cum = l_cum + np.minimum.accumulate(f_cum - l_cum)
+        else:
+            x = np.asarray(x, dtype=float)
+            i_cum = _cum(flow_in + x)
+            d_agg = l_cum + np.minimum.accumulate(i_cum - l_cum)
+            k = np.clip(np.searchsorted(i_cum, d_agg, side="left"), 1, t)  # slot k: i_cum[k-1] < D <= i_cum[k]
+            f_cum = f_cum[k - 1] + np.clip(d_agg - i_cum[k - 1] - x[k - 1], 0.0, flow_in[k - 1])
+            f_cum = np.minimum(np.maximum.accumulate(f_cum), _cum(flow_in))
+        flow_in = np.diff(f_cum)
+    return _resolved_delays(a_cum, f_cum, t)
 
 
 def exceedance(delays: np.ndarray, d: float, warmup: int = 0, batches: int = 50) -> BatchMeansEstimate:

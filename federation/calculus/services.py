@@ -20,6 +20,9 @@ Models:
 * :class:`Leftover`: the service left to a flow by cross traffic under arbitrary (blind)
   multiplexing, ``[S(s,t) - A_c(s,t)]^+`` (valid for any work-conserving scheduler, including
   strict priority to the cross traffic).
+* :class:`FifoLeftover`: the same hop when it serves the flow and the cross traffic in one FIFO
+  queue. Every bound that takes a :class:`Leftover` still applies (blind multiplexing covers
+  FIFO); :mod:`federation.calculus.fifo` adds the tighter FIFO residual service.
 * :func:`reserved_slice`: a tenant's reserved rate ``r`` in a domain of capacity ``C``
   (docs/design.md §4): a rate-latency service ``(r, T + L_max/C)`` as granted by a rate partition
   or a WFQ/DRR scheduler, independent of the other tenants.
@@ -41,6 +44,7 @@ __all__ = [
     "ConstantRate",
     "ExpService",
     "Leftover",
+    "FifoLeftover",
     "rate_latency",
     "reserved_slice",
     "service_from_hop",
@@ -185,6 +189,16 @@ class Leftover(Service):
 
     def delta(self, theta: float) -> float:
         return self.base.delta(theta) + self.cross.beta(theta)
+
+
+@dataclass(frozen=True)
+class FifoLeftover(Leftover):
+    """A hop that serves the flow and the cross traffic ``cross`` in one FIFO queue.
+
+    As a :class:`Leftover` (``gamma``, ``delta``, ``mean_rate``) it is the blind-multiplexing
+    leftover, valid for FIFO too; the FIFO bounds of :mod:`federation.calculus.fifo` use the FIFO
+    residual service ``[S(s,t) - A_c(s,t-x)]^+ 1{t-s > x}`` instead (free parameter ``x >= 0``).
+    """
 
 
 def reserved_slice(

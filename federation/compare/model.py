@@ -192,7 +192,7 @@ def compared_model(arrivals: Sequence[str], hops: Sequence[str], cross: Sequence
         raise InputError("on-off sources with cross traffic: compare's packetisation correction holds "
                          "for constant-rate links without cross traffic only")
 
-    calculus = build_model(arr, hp, crs, time="continuous")
+    calculus = build_model(arr, hp, crs, time="continuous", multiplexing="fifo" if scheduler == "fifo" else "blind")
     flow, services = calculus.flow, list(calculus.services)
     latency = sum(h.latency + h.prop for h in hp)
     # packetised on-off cross traffic lags its fluid by < k L bits (k sub-sources of L-bit packets),
@@ -205,7 +205,7 @@ def compared_model(arrivals: Sequence[str], hops: Sequence[str], cross: Sequence
     for j, extra in lag_c.items():
         s_j = services[j - 1]
         assert isinstance(s_j, Leftover)
-        services[j - 1] = Leftover(s_j.base, Tagged(s_j.cross, extra, False))
+        services[j - 1] = type(s_j)(s_j.base, Tagged(s_j.cross, extra, False))
         cross_note = "; packetised on-off cross traffic: extra burst of (sub-sources x packet size) bits"
     # data-plane bits per completion of service=exp hops: the flow of interest's mean size (as simulate)
     tr = [traffic_from_spec(a, packet_size=packet_size) for a in arr]
