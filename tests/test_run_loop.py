@@ -212,3 +212,15 @@ def test_domain_bounds_are_valid_and_not_vacuous_on_an_mm1_domain():
         assert truth <= bound <= 1.0, (d, truth, bound)
     (far,) = domain_bounds(path, traffic, [0.5])  # the single-hop MGF bound: loose (5.7e-7 vs 1.5e-11), finite
     assert far < 1e-3
+
+
+def test_domain_bounds_of_a_deterministic_path_underflow_to_zero_not_a_traceback():
+    """A token bucket through rate-latency domains only: theta is unbounded and the bound at a delay
+    beyond the worst case goes to 0 (it used to raise a math domain error on log(0))."""
+    from federation.calculus.arrivals import TokenBucket
+    from federation.calculus.compose import DomainSlice
+    from federation.experiment.backing import domain_bounds
+
+    path = [DomainSlice("a", 1e8, latency=0.001), DomainSlice("b", 1e8, latency=0.001)]
+    bounds = domain_bounds(path, TokenBucket(1e5, 1e7, packet_size=1e4), [0.05, 0.05])
+    assert all(0.0 <= b < 1e-12 for b in bounds), bounds

@@ -60,15 +60,13 @@ def domain_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequenc
             except TrefedError:
                 break
         top = math.log10(hi)
-    best = np.ones(len(services))
+    best = np.zeros(len(services))  # log of the best bound so far (0: the trivial bound 1)
     for theta in np.logspace(top - _DECADES, top, _GRID, endpoint=False):
         try:
             tails = exponential_tails(traffic, services, float(theta))
         except (TrefedError, OverflowError, ValueError):
             continue
         for i, (t, d) in enumerate(zip(tails, delays)):
-            if d >= t.offset:
-                logv = math.log(t.prefactor) - t.decay * (d - t.offset)
-                if logv < math.log(best[i]):
-                    best[i] = math.exp(logv)
-    return tuple(float(b) for b in best)
+            if d >= t.offset and t.prefactor > 0:
+                best[i] = min(best[i], math.log(t.prefactor) - t.decay * (d - t.offset))
+    return tuple(float(math.exp(b)) for b in best)  # a log below -745 is a bound of 0.0 (underflow)
