@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.errors import ConfigError, FieldError
-from federation.experiments_spec import ExperimentSpec
+from federation.experiments_spec import EXPERIMENT_KINDS, ExperimentSpec
 from federation.timeline import RunSettings
 from federation.tre.validate import (
     MAX_HOLD_S,
@@ -585,7 +585,7 @@ def _loc_path(loc: tuple[Any, ...], prefix: str = "") -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("token-bucket", "poisson", "mmoo"):  # discriminated-union tag: not a field
+        elif part in ("token-bucket", "poisson", "mmoo") or part in EXPERIMENT_KINDS:  # a union's tag: not a field
             continue
         else:
             out += f".{part}" if out else str(part)

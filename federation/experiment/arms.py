@@ -43,7 +43,7 @@ def parse_key(key: str) -> list[str | int]:
     pos = 0
     while pos < len(key):
         m = _STEP.match(key, pos)
-        if m is None or (pos == 0 and key.startswith(".")):
+        if m is None or (key[pos] == ".") != (pos > 0 and m.group(1) is not None):
             raise FieldError(key, f"is not a dotted path (bad at character {pos + 1}: {key[pos:pos + 10]!r})")
         steps.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
         pos = m.end()
