@@ -8,7 +8,7 @@ section. Output directory::
     DIR/report.md              the claim, the reading paragraph, the results table, the checks
     DIR/*.png                  the experiment's figure(s)
     DIR/arms/NAME/             per loop arm: the loop's report.json, report.md, telemetry, ...
-    DIR/arms/NAME/arm.json     per data-plane arm: its overrides and metrics
+    DIR/arms/NAME/arm.json     per arm of the pure core (data plane or calculus): overrides, metrics
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.runtime import Runtime
 from federation.experiment.arms import Arm
-from federation.experiment.kinds import kind_of
+from federation.experiment.kinds import kind_of, run_pure
 from federation.experiment.results import ArmResult, experiment_document, jsonable, write_experiment
 
 __all__ = ["run_arm", "run_experiment"]
@@ -84,11 +84,8 @@ def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime
     for i, arm in enumerate(arms, 1):
         sets = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in arm.overrides) or "the base config"
         say(f"arm {i}/{len(arms)} {arm.name} ({arm.mode}): {sets}")
-        if arm.mode == "plane":
-            assert kind.plane is not None
-            t0 = time.perf_counter()
-            plane = kind.plane(arm)
-            r = ArmResult(arm, plane, None, None, time.perf_counter() - t0)
+        if arm.mode != "loop":
+            r = run_pure(kind, arm)
         else:
             r = run_arm(arm, runtime, out=out / "arms" / arm.name, on_phase=say, state_dir=state_dir)
         results.append(r)

@@ -40,6 +40,18 @@ Schema (one of)::
       under_report_s: 0.004
 
     experiment:
+      kind: budget-split
+      tenant: 0                 # index in tenants of the template tenant (token bucket)
+      epsilons: [1.0e-2, 1.0e-3, 1.0e-4]   # end-to-end risks at which the two splits are compared
+      deadlines: [0.02, 0.03]   # end-to-end deadlines, s (default: the tenant's own)
+
+    experiment:
+      kind: inference
+      deadlines: [0.025, 0.05]  # the tenants' deadlines d, s (one tenant per (d, eps) pair)
+      epsilons: [1.0e-2, 2.0e-3]   # their epsilon
+      template: 0               # index in tenants of the tenant whose traffic and access they share
+
+    experiment:
       kind: bound-validity
       level: 0.95               # the measured CCDF's lower confidence limit must not exceed the bound
       min_probability: 1.0e-4   # check the bound only where it is >= this (the run resolves it)
@@ -60,6 +72,8 @@ __all__ = [
     "IsolationSpec",
     "AccountabilitySpec",
     "BoundValiditySpec",
+    "BudgetSplitSpec",
+    "InferenceSpec",
     "ExperimentSpec",
 ]
 
@@ -173,9 +187,39 @@ class BoundValiditySpec(ExperimentBase):
     min_probability: _Prob = 1.0e-4
 
 
+_Risks = Annotated[tuple[Annotated[float, Field(gt=0, lt=1)], ...], Field(min_length=1, max_length=16)]
+_Delays = Annotated[tuple[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)], ...],
+                    Field(min_length=1, max_length=16)]
+
+
+class BudgetSplitSpec(ExperimentBase):
+    """The broker's optimised risk-budget split against an equal split, by the calculus."""
+
+    kind: Literal["budget-split"]
+    tenant: _Index = 0
+    epsilons: _Risks = (1.0e-2, 1.0e-3, 1.0e-4)
+    deadlines: _Delays | None = None
+
+    def tenant_refs(self) -> dict[str, int]:  # noqa: D102
+        return {"tenant": self.tenant}
+
+
+class InferenceSpec(ExperimentBase):
+    """Two models of one task sharing the end-to-end budget: which the broker picks, and at what cost."""
+
+    kind: Literal["inference"]
+    template: _Index = 0
+    deadlines: _Delays = (0.025, 0.05)
+    epsilons: _Risks = (1.0e-2, 2.0e-3)
+
+    def tenant_refs(self) -> dict[str, int]:  # noqa: D102
+        return {"template": self.template}
+
+
 #: The experiment section: one of the kinds, by ``kind``.
-ExperimentSpec = Annotated[OverloadAdmissionSpec | IsolationSpec | AccountabilitySpec | BoundValiditySpec,
-                           Field(discriminator="kind")]
+ExperimentSpec = Annotated[OverloadAdmissionSpec | IsolationSpec | AccountabilitySpec | BoundValiditySpec
+                           | BudgetSplitSpec | InferenceSpec, Field(discriminator="kind")]
 
 #: The kinds, in the order the docs list them.
-EXPERIMENT_KINDS: tuple[str, ...] = ("overload-admission", "isolation", "accountability", "bound-validity")
+EXPERIMENT_KINDS: tuple[str, ...] = ("overload-admission", "isolation", "accountability", "bound-validity",
+                                     "budget-split", "inference")

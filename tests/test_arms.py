@@ -88,6 +88,9 @@ def test_overrides_can_replicate_a_tenant():
     ("accountability", {"liar": "mars"}, "experiment.liar: unknown domain 'mars'"),
     ("accountability", {"impairment": {"domain": "edge"}}, "experiment.impairment.domain: is set by"),
     ("bound-validity", {"level": 1.0}, "experiment.level: must be < 1"),
+    ("budget-split", {"epsilons": []}, "experiment.epsilons: "),
+    ("budget-split", {"tenant": 1}, "experiment.tenant(=1) must be the index of a tenant"),
+    ("inference", {"deadlines": [0.01, -1]}, "experiment.deadlines[1]: must be > 0"),
 ])
 def test_the_experiment_section_is_validated_naming_the_field(name, change, message):
     data = _load(name)
@@ -98,7 +101,7 @@ def test_the_experiment_section_is_validated_naming_the_field(name, change, mess
 
 
 def test_every_experiment_config_builds_its_arms():
-    for name in ("overload-admission", "isolation", "accountability", "bound-validity"):
+    for name in ("overload-admission", "isolation", "accountability", "bound-validity", "budget-split", "inference"):
         data = _load(name)
         cfg = parse_config(data)
         arms = build_arms(data, cfg.experiment)

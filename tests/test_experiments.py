@@ -1,5 +1,6 @@
-"""The experiments whose arms run in the pure core (no Ray): ``isolation`` at a small scale, checking
-its claim, its outputs and the exit codes of ``trefed run`` with an ``experiment:`` section."""
+"""The experiments whose arms run in the pure core (no Ray), each at a small scale checking its
+claim: ``isolation`` (the data plane) and ``budget-split`` (the calculus); their outputs and the exit
+codes of ``trefed run`` with an ``experiment:`` section."""
 
 from __future__ import annotations
 
@@ -94,3 +95,26 @@ def test_the_isolation_arms_vary_only_the_scheduler_and_the_aggressors_bursts():
     # the same mean rate: on / (on + off) unchanged
     assert t.mean_on_s / (t.mean_on_s + t.mean_off_s) == pytest.approx(base.mean_on_s / (base.mean_on_s + base.mean_off_s))
     assert arms["wfq-alone"].params["aggressor"] is None
+
+
+def test_the_optimised_split_is_cheaper_and_admits_more_than_an_equal_split(tmp_path, capsys):
+    data = yaml.safe_load((ROOT / "configs" / "budget-split.yaml").read_text())
+    data["experiment"] = {**data["experiment"], "epsilons": [1e-2, 1e-3], "deadlines": [0.04, 0.08]}
+    code, out = _run(tmp_path, data, capsys, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["claim"]["holds"] and doc["method"] == "core"
+    m = {a["name"]: a["metrics"] for a in doc["arms"]}
+    for eps in ("0.01", "0.001"):
+        loose, tight = m[f"d80ms-eps{eps}"], m[f"d40ms-eps{eps}"]
+        opt, eq = loose["optimised"], loose["equal"]
+        # both feasible at 80 ms: the optimised rates cost less and more tenants fit the capacity
+        assert opt["cost_per_hour"] < eq["cost_per_hour"] and opt["admitted"] > eq["admitted"] > 0
+        # the equal split's sub-budgets add up to the same end-to-end risk
+        assert sum(b["delay_s"] for b in loose["equal_budgets"]) == pytest.approx(0.08)
+        assert sum(b["epsilon"] for b in loose["equal_budgets"]) == pytest.approx(loose["eps_delay"])
+        # at 40 ms only the optimised split fits: the edge cannot absorb the burst the others pass on
+        assert tight["equal"] is None and tight["optimised"]["admitted"] > 0
+    # a tighter risk costs more
+    assert m["d80ms-eps0.001"]["optimised"]["cost_per_hour"] > m["d80ms-eps0.01"]["optimised"]["cost_per_hour"]
+    assert (tmp_path / "out" / "budget-split.png").stat().st_size > 0
+    assert "less per hour" in doc["reading"]

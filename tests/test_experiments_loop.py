@@ -1,5 +1,5 @@
 """The experiments whose arms run the whole loop on Ray, each at a small scale, checking its claim:
-``overload-admission``, ``accountability`` and ``bound-validity``.
+``overload-admission``, ``accountability``, ``bound-validity`` and ``inference``.
 
 One Ray for the module (the session's ``ray_runtime``: ``trefed run`` joins it and leaves it
 running); every arm is a fresh federation (domain controllers, broker, auditor, tenants as actors
@@ -76,3 +76,19 @@ def test_the_composed_bounds_hold_through_one_to_five_domains(ray_runtime, tmp_p
     assert all(p["measured"] <= p["bound"] or p["ci_low"] <= p["bound"] for t in tenants.values() for p in t["points"])
     assert code == 0 and doc["claim"]["holds"]
     assert (tmp_path / "bv" / "bound-validity.png").stat().st_size > 0
+
+
+def test_the_fast_model_wins_tight_deadlines_and_the_accurate_one_tight_epsilons(ray_runtime, tmp_path, capsys):
+    code, doc = _run(tmp_path, _config("inference", {"duration_s": 20.0}), capsys, "inf")
+    tenants = doc["arms"][0]["metrics"]["tenants"]
+    assert tenants["d25ms-eps0.01"]["model_id"] == "fast-int8"  # the accurate model's 10 ms do not fit
+    assert tenants["d25ms-eps0.01"]["alternatives"]["accurate-large"] is None
+    assert tenants["d50ms-eps0.002"]["model_id"] == "accurate-large"  # the fast model's error alone is > eps
+    assert tenants["d50ms-eps0.002"]["alternatives"]["fast-int8"] is None
+    assert not tenants["d25ms-eps0.002"]["admitted"]  # neither fits both
+    # the budget's shares: the model's error of eps, its inference latency of d
+    assert tenants["d50ms-eps0.002"]["error_share"] == pytest.approx(0.0005 / 0.002)
+    assert tenants["d25ms-eps0.01"]["inference_share"] == pytest.approx(0.002 / 0.025)
+    assert all(t["verdict"] != "VIOLATING" for t in tenants.values())
+    assert code == 0 and doc["claim"]["holds"]
+    assert (tmp_path / "inf" / "inference.png").stat().st_size > 0

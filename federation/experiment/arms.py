@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation.config import FederationConfig, parse_config
+from federation.config import FederationConfig, TenantConfig, parse_config
 from federation.errors import ConfigError, FieldError
 
-__all__ = ["Arm", "parse_key", "override", "make_arm"]
+__all__ = ["Arm", "parse_key", "override", "make_arm", "route"]
 
 _STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 
@@ -156,3 +156,20 @@ def make_arm(base_data: dict, name: str, overrides: Mapping[str, Any] | tuple[tu
     except ConfigError as exc:
         raise ConfigError(f"arm {name}: {exc}") from None
     return Arm(name, items, config, data, dict(params or {}), mode)
+
+
+def route(config: FederationConfig, tenant: TenantConfig) -> tuple[str, tuple[str, ...]]:
+    """``(model id, path)`` of a tenant: the first catalogue model of its task and the first path to it.
+
+    Raises
+    ------
+    FieldError
+        No model of its task is reachable from its access domain.
+    """
+    for m in config.models:
+        if m.task == tenant.intent.task:
+            paths = config.paths(tenant.access, m.compute_domain)
+            if paths:
+                return m.id, paths[0]
+    raise FieldError(f"tenants[{config.tenants.index(tenant)}].intent.task",
+                     f"no model of task {tenant.intent.task!r} is reachable from {tenant.access!r}")

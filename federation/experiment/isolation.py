@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from federation.config import FederationConfig, TenantConfig
 from federation.errors import FieldError
-from federation.experiment.arms import Arm, make_arm
+from federation.experiment.arms import Arm, make_arm, route
 from federation.experiment.plane import ActiveTenant, PlaneRun, simulate_run
 from federation.experiment.results import ArmResult, Check, Outcome
 from federation.experiments_spec import IsolationSpec
 
-__all__ = ["arms", "route", "plane", "evaluate", "figure"]
+__all__ = ["arms", "plane", "evaluate", "figure"]
 
 
 def arms(base: dict[str, Any], spec: IsolationSpec, base_dir: Path | None = None) -> list[Arm]:
@@ -60,23 +59,6 @@ def arms(base: dict[str, Any], spec: IsolationSpec, base_dir: Path | None = None
     return out
 
 
-def route(config: FederationConfig, tenant: TenantConfig) -> tuple[str, tuple[str, ...]]:
-    """``(model id, path)`` of a tenant: the first catalogue model of its task and the first path to it.
-
-    Raises
-    ------
-    FieldError
-        No model of its task is reachable from its access domain.
-    """
-    for m in config.models:
-        if m.task == tenant.intent.task:
-            paths = config.paths(tenant.access, m.compute_domain)
-            if paths:
-                return m.id, paths[0]
-    raise FieldError(f"tenants[{config.tenants.index(tenant)}].intent.task",
-                     f"no model of task {tenant.intent.task!r} is reachable from {tenant.access!r}")
-
-
 def plane(arm: Arm) -> PlaneRun:
     """Simulate one arm's data plane: the victim (and the aggressor) with their shares reserved."""
     cfg = arm.config
@@ -96,6 +78,7 @@ def plane(arm: Arm) -> PlaneRun:
 def _quantile(r: ArmResult, q: float) -> tuple[float, float, float, int]:
     from federation.stats import tail_quantile
 
+    assert r.plane is not None
     d = r.plane.tenant_delays(int(r.arm.params["victim"]))
     if len(d) == 0:
         return math.nan, math.nan, math.nan, 0

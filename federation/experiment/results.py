@@ -86,13 +86,15 @@ class Check:
 
 @dataclass(frozen=True, eq=False)
 class ArmResult:
-    """What one arm produced: the data plane, and for a loop arm the run's record and report document."""
+    """What one arm produced: the data plane (loop and plane arms), for a loop arm the run's record and
+    report document, for a core arm (the calculus only) its kind's value."""
 
     arm: Arm
-    plane: PlaneRun
+    plane: PlaneRun | None
     record: RunRecord | None = None
     doc: dict[str, Any] | None = None
     wall_s: float = 0.0
+    value: Any = None
 
 
 @dataclass(frozen=True, eq=False)

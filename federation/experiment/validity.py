@@ -40,7 +40,7 @@ def evaluate(spec: BoundValiditySpec, results: Sequence[ArmResult]) -> Outcome:
     from federation.stats import tail_probability
 
     (r,) = results
-    assert r.record is not None
+    assert r.record is not None and r.plane is not None
     tenants: dict[str, dict[str, Any]] = {}
     rows = []
     contradicted = 0
@@ -96,7 +96,7 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
 
     plt = _plt()
     (r,) = results
-    assert r.record is not None
+    assert r.record is not None and r.plane is not None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     info = outcome.metrics["base"]["tenants"]
     for t in r.record.tenants:
