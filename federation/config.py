@@ -582,10 +582,11 @@ _MESSAGES = {
 
 def _loc_path(loc: tuple[Any, ...], prefix: str = "") -> str:
     out = prefix
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("token-bucket", "poisson", "mmoo") or part in EXPERIMENT_KINDS:  # a union's tag: not a field
+        elif part in ("token-bucket", "poisson", "mmoo") or (  # a union's tag: not a field
+                part in EXPERIMENT_KINDS and i > 0 and loc[i - 1] == "experiment"):
             continue
         else:
             out += f".{part}" if out else str(part)

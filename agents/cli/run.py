@@ -229,9 +229,11 @@ def _run_experiment(args: argparse.Namespace, config: FederationConfig, out: Any
     from federation.experiment.kinds import build_arms
     from federation.experiment.results import summary_lines
 
+    spec = config.experiment
+    assert spec is not None
     data = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    arms = build_arms(data, config.experiment, Path(args.config).parent)
-    on_phase(f"experiment {config.experiment.kind}: {len(arms)} arms")
+    arms = build_arms(data, spec, Path(args.config).parent)
+    on_phase(f"experiment {spec.kind}: {len(arms)} arms")
     runtime = None
     if any(a.mode == "loop" for a in arms):
         if args.address:

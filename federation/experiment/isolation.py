@@ -131,14 +131,13 @@ def evaluate(spec: IsolationSpec, results: Sequence[ArmResult]) -> Outcome:
         parts.append(f"{s} {m['victim_quantile_s'] * 1e3:.2f} ms ({m['ratio_to_alone']:.2f}x its "
                      f"{alone[s] * 1e3:.2f} ms alone)")
     reading = (
-        f"Data plane only (simulate_run in the pure core; no broker, no audit): the victim and the aggressor each "
-        f"reserve {spec.shares[0]:.0%} and {spec.shares[1]:.0%} of every domain's rate; the aggressor's on and off "
+        f"Data plane only (simulate_run in the pure core; no broker, no audit): the victim and the aggressor "
+        f"reserve {spec.shares[0]:.0%} and {spec.shares[1]:.0%} of every domain's rate (WFQ weighs them by it); the aggressor's on and off "
         f"times grow by the burstiness factor at the same mean rate; every arm sends the victim the same packets. "
         f"At burstiness {top:g} the victim's {q} end-to-end delay was: {'; '.join(parts)}. "
-        + "; ".join(f"under {s} its {q} moved by at most {worst[s]:.1%} from alone" for s in spec.schedulers
-                    if s != "fifo")
-        + (f"; under fifo it grew {worst['fifo']:.2f}x" if "fifo" in worst else "")
-        + f". The claim (wfq and partition within {spec.within:.0%} of alone at every burstiness, fifo at least "
+        + "".join(f"Under {s} it moved by at most {worst[s]:.1%} from alone at any burstiness. "
+                  for s in spec.schedulers if s != "fifo")
+        + f"The claim (wfq and partition within {spec.within:.0%} of alone at every burstiness, fifo at least "
         f"{spec.fifo_factor:g}x at the highest) {'holds' if holds else 'does NOT hold'}.")
     return Outcome(f"reservations isolate the victim's {q}: within {spec.within:.0%} of alone under wfq and "
                    f"partition, at least {spec.fifo_factor:g}x under fifo at burstiness {top:g}",
