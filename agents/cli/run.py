@@ -209,14 +209,20 @@ def run_run(args: argparse.Namespace) -> int:
         record = run_scenario(fed, on_phase=on_phase, on_progress=_sim_progress(on_phase, config.run.horizon_s))
     on_phase(f"writing the report to {out}")
     doc = write_run(record, out, figures=not args.no_figures)
+    _print_doc(args, doc, summary_lines(doc),
+               f"report: {out / 'report.md'} (and report.json, figures, telemetry/, accountability/)")
+    return int(doc["verdict"]["exit_code"])
+
+
+def _print_doc(args: argparse.Namespace, doc: dict, summary: Sequence[str], trailer: str) -> None:
+    """``doc`` as JSON with ``--json``, else the summary lines and the trailer (where the report is)."""
     if args.json:
         json.dump(doc, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        for line in summary_lines(doc):
+        for line in summary:
             print(line)
-        print(f"report: {out / 'report.md'} (and report.json, figures, telemetry/, accountability/)")
-    return int(doc["verdict"]["exit_code"])
+        print(trailer)
 
 
 def _run_experiment(args: argparse.Namespace, config: FederationConfig, out: Any,
@@ -251,13 +257,7 @@ def _run_experiment(args: argparse.Namespace, config: FederationConfig, out: Any
     finally:
         if runtime is not None:
             runtime.shutdown()
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
-    else:
-        for line in summary_lines(doc):
-            print(line)
-        print(f"report: {out / 'report.md'} (and experiment.json, figures, arms/)")
+    _print_doc(args, doc, summary_lines(doc), f"report: {out / 'report.md'} (and experiment.json, figures, arms/)")
     return int(doc["claim"]["exit_code"])
 
 

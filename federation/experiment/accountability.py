@@ -22,7 +22,7 @@ import numpy as np
 from trefed.v1 import telemetry_pb2
 
 from federation.experiment.arms import Arm, make_arm
-from federation.experiment.results import ArmResult, Check, Outcome
+from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import AccountabilitySpec
 
 __all__ = ["arms", "evaluate", "figure"]
@@ -137,8 +137,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
         ax.set_yscale("log")
         ax.set_title(f"{name}: blamed {', '.join(m['blamed']) or 'none'}", fontsize=9)
     axes[0][0].set_ylabel("worst exceedance of d_i / eps_i")
-    fig.tight_layout()
-    path = out / "accountability.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "accountability.png")

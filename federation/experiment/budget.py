@@ -34,7 +34,7 @@ from typing import Any
 from federation.config import FederationConfig, ModelConfig, TokenBucketConfig
 from federation.errors import FieldError, NoFiniteBound
 from federation.experiment.arms import Arm, make_arm, route
-from federation.experiment.results import ArmResult, Check, Outcome
+from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import BudgetSplitSpec
 
 __all__ = ["arms", "slices", "cheapest_rates", "pure", "evaluate", "figure"]
@@ -203,8 +203,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
     ax.set_ylabel("reservation cost per tenant (/h)")
     bx.set_ylabel("tenants admitted (capacity / rate)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "budget-split.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "budget-split.png")

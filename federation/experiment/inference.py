@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.experiment.arms import Arm, make_arm
-from federation.experiment.results import ArmResult, Check, Outcome
+from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import InferenceSpec
 
 __all__ = ["tenant_id", "arms", "evaluate", "figure"]
@@ -163,8 +163,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
     for m, c in colours.items():
         ax.bar([0], [0], color=c, label=m)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "inference.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "inference.png")

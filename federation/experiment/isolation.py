@@ -30,7 +30,7 @@ import numpy as np
 from federation.errors import FieldError
 from federation.experiment.arms import Arm, make_arm, route
 from federation.experiment.plane import ActiveTenant, PlaneRun, simulate_run
-from federation.experiment.results import ArmResult, Check, Outcome
+from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import IsolationSpec
 
 __all__ = ["arms", "plane", "evaluate", "figure"]
@@ -170,8 +170,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
     ax.set_ylabel("victim's tail delay (ms); dotted: alone")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "isolation.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "isolation.png")

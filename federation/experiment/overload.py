@@ -25,7 +25,7 @@ from typing import Any
 
 from federation.errors import FieldError
 from federation.experiment.arms import Arm, make_arm
-from federation.experiment.results import ArmResult, Check, Outcome, compliance
+from federation.experiment.results import ArmResult, Check, Outcome, compliance, save_figure
 from federation.experiments_spec import OverloadAdmissionSpec
 
 __all__ = ["mean_rate_bps", "arms", "evaluate", "figure"]
@@ -143,8 +143,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
     bx.set_ylabel("worst tenant's P(D > d or lost)")
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "overload.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "overload.png")

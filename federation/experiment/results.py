@@ -39,7 +39,7 @@ from federation.experiment.plane import PlaneRun
 from federation.experiment.record import RunRecord
 
 __all__ = ["SCHEMA", "Check", "ArmResult", "Outcome", "TenantCompliance", "compliance", "jsonable",
-           "experiment_document", "experiment_markdown", "summary_lines", "write_experiment"]
+           "experiment_document", "experiment_markdown", "summary_lines", "write_experiment", "save_figure"]
 
 #: The ``schema`` of ``experiment.json``.
 SCHEMA = "trefed.experiment/1"
@@ -233,17 +233,30 @@ def summary_lines(doc: dict[str, Any], width: int = 80) -> list[str]:
 
 
 def write_experiment(doc: dict[str, Any], out: str | Path) -> None:
-    """Write ``experiment.json`` and ``report.md`` into ``out``.
+    """Write ``experiment.json`` and ``report.md`` into ``out`` (atomically, each).
 
     Raises
     ------
     InputError
-        ``out`` cannot be created or written.
+        The directory ``out`` cannot be made.
     """
+    from federation.tre.keys import write_atomic
+
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "experiment.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        (out / "report.md").write_text(experiment_markdown(doc))
     except OSError as exc:
-        raise InputError(f"{out}: cannot write the experiment's results ({exc.strerror or exc})") from None
+        raise InputError(f"{out}: cannot create the output directory ({exc.strerror or exc})") from None
+    for name, text in (("experiment.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"),
+                       ("report.md", experiment_markdown(doc))):
+        write_atomic(out / name, text.encode(), mode=0o644, overwrite=True)
+
+
+def save_figure(fig: Any, out: Path, name: str) -> list[str]:
+    """Lay out ``fig`` (matplotlib), write it as ``out/name`` (PNG, 110 dpi), close it; ``[name]``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return [name]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from federation.experiment.arms import Arm, make_arm
-from federation.experiment.results import ArmResult, Check, Outcome
+from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import BoundValiditySpec
 
 __all__ = ["arms", "evaluate", "figure"]
@@ -119,8 +119,4 @@ def figure(outcome: Outcome, results: Sequence[ArmResult], out: Path) -> list[st
     ax.set_ylabel("P(D > x): measured (solid), bound (dashed)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "bound-validity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path.name]
+    return save_figure(fig, out, "bound-validity.png")
