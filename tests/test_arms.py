@@ -124,3 +124,11 @@ def test_an_arm_the_kind_cannot_build_names_the_field():
     data["tenants"][0]["replicas"] = 2
     with pytest.raises(FieldError, match=r"tenants\[0\]\.replicas: is set by the experiment"):
         build_arms(data, parse_config(data).experiment)
+
+
+def test_a_bad_impairment_of_the_accountability_experiment_names_its_field():
+    data = _load("accountability")
+    data["experiment"]["impairment"] = {"kind": "spikes", "start_s": 30.0, "end_s": 20.0, "value": 0.01}
+    with pytest.raises(ConfigError, match=r"^experiment\.impairment: arm impaired: run\.impairments\[0\]\.end_s"
+                                          r"\(=20\) must be > start_s\(=30\)"):
+        build_arms(data, parse_config(data).experiment)

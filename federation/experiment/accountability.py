@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from trefed.v1 import telemetry_pb2
 
+from federation.errors import ConfigError
 from federation.experiment.arms import Arm, make_arm
 from federation.experiment.results import ArmResult, Check, Outcome, save_figure
 from federation.experiments_spec import AccountabilitySpec
@@ -32,11 +33,15 @@ def arms(base: dict[str, Any], spec: AccountabilitySpec, base_dir: Path | None =
     """``clean``, ``impaired``, ``liar`` (see the module docstring)."""
     impairment = {"domain": spec.impaired, **spec.impairment}
     liar = {"domain": spec.liar, "under_report_s": spec.under_report_s}
+    try:
+        impaired = make_arm(base, "impaired", {"run.impairments": [impairment], "run.liars": []},
+                            params={"arm": "impaired", "domain": spec.impaired}, base_dir=base_dir)
+    except ConfigError as exc:  # the impairment is the experiment's: say so
+        raise ConfigError(f"experiment.impairment: {exc}") from None
     return [
         make_arm(base, "clean", {"run.impairments": [], "run.liars": []}, params={"arm": "clean"},
                  base_dir=base_dir),
-        make_arm(base, "impaired", {"run.impairments": [impairment], "run.liars": []},
-                 params={"arm": "impaired", "domain": spec.impaired}, base_dir=base_dir),
+        impaired,
         make_arm(base, "liar", {"run.impairments": [], "run.liars": [liar]},
                  params={"arm": "liar", "domain": spec.liar}, base_dir=base_dir),
     ]
