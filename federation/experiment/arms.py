@@ -121,7 +121,7 @@ class Arm:
         What the experiment's metrics need to know of the arm (e.g. ``{"load": 2.0, "control": True}``).
     mode
         ``"loop"``: the whole loop on Ray (:func:`agents.scenario.run_scenario`); ``"plane"``: the
-        data plane only, in the pure core.
+        data plane only, in the pure core; ``"core"``: the calculus only, in the pure core.
     """
 
     name: str
