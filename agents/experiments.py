@@ -28,9 +28,11 @@ __all__ = ["run_arm", "run_experiment"]
 
 
 def run_arm(arm: Arm, runtime: Runtime | None, *, out: Path | None = None,
-            on_phase: Callable[[str], None] | None = None, state_dir: str | Path | None = None) -> ArmResult:
+            on_phase: Callable[[str], None] | None = None, state_dir: str | Path | None = None,
+            federation_kw: dict[str, Any] | None = None) -> ArmResult:
     """Run a loop arm: the whole loop (:func:`agents.scenario.run_scenario`) on a fresh federation on
-    ``runtime``; write its run (``report.json``, ``report.md``, telemetry, ...; no figures) into ``out``."""
+    ``runtime`` (``federation_kw``: further keyword arguments of :class:`~agents.runner.Federation`);
+    write its run (``report.json``, ``report.md``, telemetry, ...; no figures) into ``out``."""
     say = on_phase or (lambda s: None)
     t0 = time.perf_counter()
     if arm.mode != "loop":
@@ -42,7 +44,7 @@ def run_arm(arm: Arm, runtime: Runtime | None, *, out: Path | None = None,
     if runtime is None:
         raise ValueError(f"arm {arm.name}: a loop arm needs a Ray runtime")
     sub = None if state_dir is None else Path(state_dir) / arm.name
-    with Federation(arm.config, runtime=runtime, state_dir=sub, on_phase=None) as fed:
+    with Federation(arm.config, runtime=runtime, state_dir=sub, on_phase=None, **(federation_kw or {})) as fed:
         record = run_scenario(fed, on_phase=lambda s: say(f"  {s}"))
     doc = write_run(record, out, figures=False) if out is not None else None
     return ArmResult(arm, record.plane, record, doc, time.perf_counter() - t0)
@@ -50,7 +52,7 @@ def run_arm(arm: Arm, runtime: Runtime | None, *, out: Path | None = None,
 
 def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime: Runtime | None = None,
                    on_phase: Callable[[str], None] | None = None, figures: bool = True,
-                   state_dir: str | Path | None = None) -> dict[str, Any]:
+                   state_dir: str | Path | None = None, federation_kw: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every arm of ``config.experiment`` (built by :func:`federation.experiment.kinds.build_arms`),
     judge the claim, write the outputs of the module docstring into ``out``; return ``experiment.json``.
 
@@ -69,6 +71,9 @@ def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime
         Called with a sentence as each arm (and each phase of a loop arm) begins.
     figures
         Draw the experiment's figure(s).
+    state_dir, federation_kw
+        The domains' state directory (one sub-directory per arm) and further keyword arguments of
+        every loop arm's :class:`~agents.runner.Federation`.
     """
     say = on_phase or (lambda s: None)
     spec = config.experiment
@@ -87,7 +92,8 @@ def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime
         if arm.mode != "loop":
             r = run_pure(kind, arm)
         else:
-            r = run_arm(arm, runtime, out=out / "arms" / arm.name, on_phase=say, state_dir=state_dir)
+            r = run_arm(arm, runtime, out=out / "arms" / arm.name, on_phase=say, state_dir=state_dir,
+                        federation_kw=federation_kw)
         results.append(r)
         timings[arm.name] = r.wall_s
     say(f"judging the claim of {spec.kind} over {len(results)} arms")
