@@ -103,7 +103,7 @@ def evaluate(spec: OverloadAdmissionSpec, results: Sequence[ArmResult]) -> Outco
     hi_on, hi_off = by[(top, True)], by[(top, False)]
     holds = all(c.holds for c in checks)
     offered = ", ".join(f"{by[(L, True)]['offered']:.2f}x" for L in loads)
-    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(hi_on["auditor_verdicts"].items())) or "none"
+    verdict_text = ", ".join(f"{n} {v}" for v, n in sorted(hi_on["auditor_verdicts"].items())) or "none"
     reading = (
         f"Whole loop on Ray, every arm a fresh federation. A served tenant is compliant when its measured "
         f"P(D > d or lost) is at most {1 - spec.quantile:.1e}, i.e. its {q} delay is within its deadline d "
@@ -111,7 +111,7 @@ def evaluate(spec: OverloadAdmissionSpec, results: Sequence[ArmResult]) -> Outco
         f"With admission control on, compliance was {min(on):.0%} at worst over offered loads "
         f"{offered} of the bottleneck's capacity: at "
         f"{hi_on['offered']:.2f}x the broker admitted {hi_on['admitted']} of {hi_on['tenants']} tenants and "
-        f"{hi_on['compliant']} of them met their {q} (the auditor's verdicts on their contracts: {verdicts}; "
+        f"{hi_on['compliant']} of them met their {q} (the auditor's verdicts on their contracts: {verdict_text}; "
         f"with few or no late packets its interval cannot confirm a budget this small). With admission control off every tenant was let in "
         f"({hi_off['admitted']} with a reservation, {hi_off['served'] - hi_off['admitted']} without) and only "
         f"{hi_off['compliant']} of {hi_off['served']} ({hi_off['compliance']:.0%}) met it, the worst at "
