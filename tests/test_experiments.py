@@ -118,3 +118,19 @@ def test_the_optimised_split_is_cheaper_and_admits_more_than_an_equal_split(tmp_
     assert m["d80ms-eps0.001"]["optimised"]["cost_per_hour"] > m["d80ms-eps0.01"]["optimised"]["cost_per_hour"]
     assert (tmp_path / "out" / "budget-split.png").stat().st_size > 0
     assert "less per hour" in doc["reading"]
+
+
+def test_the_experiment_document_is_plain_json_and_its_summary_fits_80_columns():
+    from federation.experiment.results import Outcome, experiment_document, jsonable
+
+    assert jsonable({"a": (1, float("nan"), float("inf")), "b": True}) == {"a": [1, None, None], "b": True}
+    data = _small_isolation()
+    spec = parse_config(data).experiment
+    long_row = ("x" * 50, "y" * 50)
+    outcome = Outcome("s", (Check("c", float("nan"), "<=", 1.0),), "r", {}, ("h1", "h2"), (long_row,), "plane")
+    doc = experiment_document(spec, "f", [], outcome)
+    json.dumps(doc, allow_nan=False)  # no NaN, no tuples
+    assert doc["claim"] == {"statement": "s", "holds": False, "exit_code": 1,
+                            "checks": [{"name": "c", "value": None, "relation": "<=", "target": 1.0, "holds": False}]}
+    assert doc["experiment"]["burstiness"] == [1.0, 8.0] and doc["schema"] == SCHEMA
+    assert all(len(line) <= 80 for line in summary_lines(doc))

@@ -81,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "their traffic through the data plane under the config's impairments and events, have every domain "
         "report its signed telemetry to the auditor, and write the accountability report (report.json, "
         "report.md, figures, Parquet telemetry, signed reports) to --out. Exit 0: no violation; 1: a "
-        "violation (the report names the domain); 2: bad input. --admissions-only: admission control only.",
+        "violation (the report names the domain); 2: bad input. --admissions-only: admission control only. "
+        "A config with an experiment: section runs the experiment's arms instead and writes experiment.json, "
+        "report.md with the reading, the figure and arms/NAME/ (exit 0: its claim holds; 1: it does not).",
     )
     run.add_argument("config", metavar="CONFIG", help="federation config (YAML)")
     run.add_argument("--out", default=None, metavar="DIR",
