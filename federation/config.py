@@ -41,6 +41,7 @@ Schema (``configs/quickstart.yaml`` is a complete example)::
                          traffic: {kind: token-bucket, sigma_bits, rho_bps}
                                 | {kind: poisson, rate_pps, mean_size_bits, exponential_sizes}
                                 | {kind: mmoo, peak_bps, mean_on_s, mean_off_s, sources, correlated}}} ]
+    experiment: {kind, ...}        # optional: arms and a claim (federation/experiments_spec.py)
 
 Paths: a tenant enters the federation at its ``access`` domain; a path is a simple path of the
 (undirected) domain graph from there to the compute domain hosting a model, whose inner domains
@@ -60,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.errors import ConfigError, FieldError
+from federation.experiments_spec import EXPERIMENT_KINDS, ExperimentSpec
 from federation.timeline import RunSettings
 from federation.tre.validate import (
     MAX_HOLD_S,
@@ -421,6 +423,7 @@ class FederationConfig(_Strict):
     models: Annotated[tuple[ModelConfig, ...], Field(min_length=1)]
     tenants: tuple[TenantConfig, ...] = ()
     run: RunSettings = Field(default_factory=RunSettings)
+    experiment: ExperimentSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -467,6 +470,8 @@ class FederationConfig(_Strict):
                 raise FieldError(f"tenants[{i}].start_s",
                                  f"(={t.start_s:g}) must be < run.duration_s(={self.run.duration_s:g})")
         self.run.check_domains(set(kinds))
+        if self.experiment is not None:
+            self.experiment.check_refs(set(kinds), len(self.tenants))
         _check_prices(self)
         return self
 
@@ -577,10 +582,11 @@ _MESSAGES = {
 
 def _loc_path(loc: tuple[Any, ...], prefix: str = "") -> str:
     out = prefix
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("token-bucket", "poisson", "mmoo"):  # discriminated-union tag: not a field
+        elif part in ("token-bucket", "poisson", "mmoo") or (  # a union's tag: not a field
+                part in EXPERIMENT_KINDS and i > 0 and loc[i - 1] == "experiment"):
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -15,6 +15,13 @@
     with ``--json``, the report document) and where the report is. Exit code 0 when no violation
     was found, 1 when one was (the report names the domain), 2 for bad input.
 
+``trefed run CONFIG`` with an ``experiment:`` section (:mod:`federation.experiments_spec`)
+    runs the experiment instead (:mod:`agents.experiments`): every arm (a variant of the config)
+    through the loop or the data plane, ``DIR/arms/NAME/`` per arm, ``experiment.json``, the
+    figure(s) and ``report.md`` with the reading; an 80-column summary on stdout, each arm's
+    progress on stderr. Exit code 0 when the experiment's claim holds, 1 when it does not, 2 for
+    bad input.
+
 ``trefed run CONFIG --admissions-only [--json] [--concurrent] ...``
     admission control only: prints each tenant's outcome -- admitted with its contract (model,
     path, end-to-end bound, per-domain budget) or rejected with the reason naming the domain and the
@@ -80,7 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "their traffic through the data plane under the config's impairments and events, have every domain "
         "report its signed telemetry to the auditor, and write the accountability report (report.json, "
         "report.md, figures, Parquet telemetry, signed reports) to --out. Exit 0: no violation; 1: a "
-        "violation (the report names the domain); 2: bad input. --admissions-only: admission control only.",
+        "violation (the report names the domain); 2: bad input. --admissions-only: admission control only. "
+        "A config with an experiment: section runs the experiment's arms instead and writes experiment.json, "
+        "report.md with the reading, the figure and arms/NAME/ (exit 0: its claim holds; 1: it does not).",
     )
     run.add_argument("config", metavar="CONFIG", help="federation config (YAML)")
     run.add_argument("--out", default=None, metavar="DIR",
@@ -228,6 +237,8 @@ def run_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out(={str(out)!r}) is not a directory")
+    if config.experiment is not None:
+        return _run_experiment(args, config, out, on_phase)
     from agents.scenario import run_scenario
     from federation.experiment.report import summary_lines, write_run
 
@@ -235,14 +246,57 @@ def run_run(args: argparse.Namespace) -> int:
         record = run_scenario(fed, on_phase=on_phase, on_progress=_sim_progress(on_phase, config.run.horizon_s))
     on_phase(f"writing the report to {out}")
     doc = write_run(record, out, figures=not args.no_figures)
+    _print_doc(args, doc, summary_lines(doc),
+               f"report: {out / 'report.md'} (and report.json, figures, telemetry/, accountability/)")
+    return int(doc["verdict"]["exit_code"])
+
+
+def _print_doc(args: argparse.Namespace, doc: dict, summary: Sequence[str], trailer: str) -> None:
+    """``doc`` as JSON with ``--json``, else the summary lines and the trailer (where the report is)."""
     if args.json:
         json.dump(doc, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        for line in summary_lines(doc):
+        for line in summary:
             print(line)
-        print(f"report: {out / 'report.md'} (and report.json, figures, telemetry/, accountability/)")
-    return int(doc["verdict"]["exit_code"])
+        print(trailer)
+
+
+def _run_experiment(args: argparse.Namespace, config: FederationConfig, out: Any,
+                    on_phase: Callable[[str], None]) -> int:
+    """``trefed run CONFIG`` with an ``experiment:`` section: every arm, the claim (exit 0 it holds, 1 not)."""
+    from pathlib import Path
+
+    import yaml
+
+    from federation.experiment.kinds import build_arms
+    from federation.experiment.results import summary_lines
+
+    spec = config.experiment
+    assert spec is not None
+    data = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    arms = build_arms(data, spec, Path(args.config).parent)
+    on_phase(f"experiment {spec.kind}: {len(arms)} arms")
+    runtime = None
+    if any(a.mode == "loop" for a in arms):
+        if args.address:
+            os.environ["RAY_ADDRESS"] = args.address
+        on_phase("importing Ray and gRPC")
+        from agents.runtime import Runtime
+
+        runtime = Runtime(args.address)
+    from agents.experiments import run_experiment
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            doc = run_experiment(config, arms, out, runtime=runtime, on_phase=on_phase,
+                                 figures=not args.no_figures, state_dir=args.state_dir,
+                                 federation_kw={"insecure": True} if getattr(args, "insecure", False) else None)
+    finally:
+        if runtime is not None:
+            runtime.shutdown()
+    _print_doc(args, doc, summary_lines(doc), f"report: {out / 'report.md'} (and experiment.json, figures, arms/)")
+    return int(doc["claim"]["exit_code"])
 
 
 def _sim_progress(on_phase: Callable[[str], None], horizon_s: float) -> Callable[[float, int], None]:
