@@ -49,11 +49,14 @@ def test_no_exceedance_in_a_long_run_is_compliant_where_the_indicator_alone_is_n
     assert isinstance(new, LevelProportionEstimate) and len(new.references) == 3
     assert new.upper_limit(0.95) < 1e-4 and judge(new, 1e-3) is Judgement.COMPLIANT
     assert new.interval(0.95).low == 0.0 and new.value == 0.0
-    # the cluster index is at least the mean cluster size 1/theta = (1 - load)^-2 = 4 and the
-    # VIF at its own level (the uncentred moment of the batch counts)
+    # the cluster index is at least the mean cluster size 1/theta = (1 - load)^-2 = 4, and it is
+    # sum C^2 / sum C over the busy periods' exceedances (each busy period one cluster) within 15 %
+    busy = np.cumsum(w == 0)
     for r in new.references:
         assert r.threshold < d and r.effective >= 50 and r.dof >= 1
-        assert r.psi >= 4.0 and r.psi >= batch_vif(w > r.threshold).vif * (1 - r.count / len(w))
+        c = np.bincount(busy[w > r.threshold]).astype(np.float64)
+        assert r.psi >= 4.0 and r.psi == pytest.approx(float(c @ c) / c.sum(), rel=0.15)
+    assert batch_vif(w > d).vif == 400_000 / 512  # the indicator alone: each of 512 batches one sample
 
 
 def test_enough_exceedances_at_d_is_todays_estimate():

@@ -104,13 +104,14 @@ def _start(blocks: int, n: float) -> int:
     return max(1, min(MAX_BATCHES, blocks, 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1.0)))))))
 
 
-def _chosen_batches(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _chosen_batches(c: np.ndarray, s: np.ndarray, start: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The batches :func:`batch_vif` chooses: (exceedances per batch, samples per batch, lag-1 correlation).
 
     ``c`` and ``s`` are float arrays of equal length (counts and sizes of consecutive blocks); the
-    search is the one described in :func:`batch_vif`'s Notes.
+    search is the one described in :func:`batch_vif`'s Notes, from ``start`` batches (default
+    ``min(MAX_BATCHES, 2^floor(log2 sqrt n))``).
     """
-    b = _start(len(c), float(s.sum()))
+    b = _start(len(c), float(s.sum())) if start is None else max(1, min(len(c), start))
     edges = np.linspace(0, len(c), b + 1).astype(np.int64)
     bc, bs = np.add.reduceat(c, edges[:-1]), np.add.reduceat(s, edges[:-1])
     while True:

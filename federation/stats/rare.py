@@ -34,35 +34,38 @@ with :math:`\psi` for the VIF). With no exceedance it gives the upper limit
 :math:`-\ln(\alpha) / (n \theta)` from :math:`P(K = 0) = P(N = 0) = e^{-n p \theta}`.
 
 **The cluster index from a lower level.** At a level ``u < d`` with enough exceedances, cut the
-series into the batches :func:`~federation.stats.dependent.batch_vif` chooses for ``X_t > u``
-(long against the correlation time) with counts :math:`K_b(u)`, and take
+series into batches long against the correlation time of ``X_t > u`` and take, with their counts
+:math:`K_b(u)`,
 
 .. math::
 
     \hat\psi(u) = \frac{\sum_b K_b(u)^2}{\sum_b K_b(u)}
-                = \mathrm{VIF}(u)\,(1 - \hat p_u) + m \hat p_u ,
+                = \mathrm{VIF}_m(u)\,(1 - \hat p_u) + m \hat p_u ,
 
-the *uncentred* second moment per exceedance. It is not the VIF at ``u``: at a low level the
-clusters of a queue are separated by regenerations (the queue empties, and cannot exceed ``u``
-again for a while), which makes the count at ``u`` *less* dispersed than its clusters -- for
-2e7 M/M/1 waiting times the VIF at ``p = 0.1`` is 6.5 at load 0.5 (253 at 0.9) while
-:math:`\sum C^2 / \sum C` over busy periods is 8.6-9.2 (354-384) at every level from ``p = 0.1``
-to ``1e-4``. Adding :math:`m \hat p_u` back (the batch's own mean count) over-corrects that
-deficit when the batches are long against the regeneration time, which is the batch-means
-assumption itself; the price is a larger :math:`\hat\psi` when :math:`m \hat p_u` is large, so the
-levels are taken as high as they can be: walking down from ``d`` over levels with ``sqrt 2``
-times as many exceedances each, the first :data:`REFERENCES` with at least :data:`MIN_EFFECTIVE`
-effective exceedances (:math:`k_u / \hat\psi(u)`; at most :data:`MAX_REFERENCE_P` of the samples
-above ``u``). At ``d`` the inflation is
+the *uncentred* second moment per exceedance (``m`` samples per batch). It is not the VIF at
+``u``: at a low level the clusters of a queue are separated by regenerations (the queue empties,
+and cannot exceed ``u`` again for a while), which make the count at ``u`` *less* dispersed than
+its clusters -- for 2e7 M/M/1 waiting times the VIF at ``p = 0.1`` is 6.5 at load 0.5 (253 at
+0.9) while :math:`\sum C^2 / \sum C` over busy periods is 8.6-9.2 (354-384) at every level from
+``p = 0.1`` to ``1e-4``. Adding :math:`m \hat p_u` back (the batch's own mean count) restores
+that deficit when the batch is long against the regeneration time; beyond it, it overstates
+:math:`\psi` by about :math:`m \hat p_u`. The uncentred moment only grows with the batch length
+(:math:`(a + b)^2 \ge a^2 + b^2`), so the batches are the shortest the lag-1 test of
+:func:`~federation.stats.dependent.batch_vif` accepts, its search started from batches of 64
+samples; and the levels are as high as they can be: walking down from ``d`` over levels with
+``sqrt 2`` times as many exceedances each, the first :data:`REFERENCES` with at least
+:data:`MIN_EFFECTIVE` effective exceedances (:math:`k_u / \hat\psi(u)`, at most
+:data:`MAX_REFERENCE_P` of the samples above ``u``). At ``d`` the inflation is
 
 .. math::
 
     \max\Big(\max_u \hat\psi(u)\, (t_\nu / z)^2,\ \mathrm{VIF}(d)\Big)
 
 with :math:`\nu` the fewest degrees of freedom among the levels (the Student factor of
-:class:`~federation.stats.dependent.BatchProportionEstimate`) and :math:`\mathrm{VIF}(d)` the
-batch-means point estimate at ``d`` itself when it can be formed (exceedances in two batches or
-more): a guard against clusters at ``d`` larger than those below it that the data shows.
+:class:`~federation.stats.dependent.BatchProportionEstimate`; batches neither empty nor full,
+minus one) and :math:`\mathrm{VIF}(d)` the batch-means point estimate at ``d`` itself when it can
+be formed (exceedances in two batches or more): a guard against clusters at ``d`` larger than
+those below it that the data shows.
 
 **Why this is conservative for queueing delays, and when it is not.** The assumption is that the
 cluster index does not grow with the level: :math:`\psi(d) \le \max_u \psi(u)`. For a FIFO queue
@@ -121,6 +124,8 @@ REFERENCES = 3
 MAX_REFERENCE_P = 0.1
 #: Ratio of the exceedance counts of consecutive candidate levels.
 _STEP = math.sqrt(2.0)
+#: The batch search at a reference level starts from batches of at least this many samples.
+_FINE = 64
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,8 @@ def _samples(samples: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
 
 def _level(x: np.ndarray, u: float, ones: np.ndarray) -> ReferenceLevel | None:
     e = (x > u).astype(np.float64)
-    bc, bs, _ = _chosen_batches(e, ones)
+    start = max(1, 2 ** int(math.floor(math.log2(max(len(x) // _FINE, 1)))))
+    bc, bs, _ = _chosen_batches(e, ones, start)
     k = float(bc.sum())
     if k <= 0:
         return None
