@@ -24,8 +24,11 @@ Assumptions: the series is stationary (discard the warm-up of a run that starts 
 correlation time is shorter than the chosen batches. Two refinements make rare events honest:
 the Student factor's degrees of freedom are those of the batches the event actually occurs in (a
 p99.9 count in 512 batches rests on a few dozen clusters, not on 511 degrees of freedom), and with
-no exceedance at all each batch counts as one sample. Where even that is not enough -- a few
-effective exceedances -- intervals still undercover a little (``benchmarks/bench_coverage.py``);
+no exceedance at all each batch counts as one sample (honest, but with at most ``MAX_BATCHES``
+batches no upper limit falls below about ``3.6e-3``: where the samples themselves are at hand,
+:func:`~federation.stats.rare.tail_probability_of` measures the clustering at lower levels
+instead). Where even that is not enough -- a few effective exceedances -- intervals still
+undercover a little (``benchmarks/bench_coverage.py``);
 ``trefed compare`` therefore tests only grid points with at least 10 effective exceedances, and
 :func:`~federation.stats.base.judge` answers INCONCLUSIVE whenever the interval straddles the
 budget.
