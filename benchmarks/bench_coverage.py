@@ -34,14 +34,16 @@ that zero and few exceedances occur). Per cell: the coverage of the one-sided 95
 the two-sided 95 % interval (nominal 0.975) and of the two-sided interval, the same one-sided
 limit for Clopper-Pearson treating the delays as independent and for the indicator alone
 (:func:`tail_probability`, before issue 10), how often no or at most 5 exceedances occurred, the
-methods used and the median upper limit over the truth. And the audit (``--audit``): the packets
-an M/M/1 tandem of 3 domains (load 0.5, eps_i = 1e-3, true exceedance eps_i / 4, and eps_i / 100)
-needs before its domains are judged COMPLIANT, over 10 seeds, now and with the indicator alone.
+methods used and the median upper limit over the truth; and, where the method's assumption fails
+(clusters that grow with the level), M/G/1 waiting times with Pareto(2.5) service (``--heavy``).
+And the audit (``--audit``): the packets an M/M/1 tandem of 3 domains (load 0.5, eps_i = 1e-3,
+true exceedance eps_i / 4, and eps_i / 100) needs before its domains are judged COMPLIANT, over
+10 seeds, now and with the indicator alone.
 
-Writes benchmarks/out/coverage.json (``--rare`` and ``--audit`` add their sections to it) and
-prints the tables.
+Writes benchmarks/out/coverage.json (``--rare``, ``--heavy`` and ``--audit`` add their sections
+to it) and prints the tables.
 
-Run: python benchmarks/bench_coverage.py [--quick] [--reps R] [--pot-only] [--rare] [--audit]
+Run: python benchmarks/bench_coverage.py [--quick] [--reps R] [--pot-only] [--rare] [--heavy] [--audit]
 """
 
 from __future__ import annotations
@@ -324,6 +326,35 @@ def rare_coverage(load: float, n: int, reps: int, seed: int) -> list[dict[str, o
     return rows
 
 
+def heavy_coverage(n: int, reps: int, seed: int, alpha: float = 2.5, load: float = 0.5) -> list[dict[str, object]]:
+    """Where the assumption fails: M/G/1 waiting times with Pareto(``alpha``) service of mean 1.
+
+    A high level is reached by one long job, so clusters grow with the level (rare.py's Notes).
+    Truth: the quantiles of one run of 4e7 waiting times (after a warm-up of 1e6).
+    """
+    lindley = _kernels()["lindley"]
+    rng = np.random.default_rng(seed)
+    xm = (alpha - 1) / alpha
+
+    def run(m: int, warm: int) -> np.ndarray:
+        return lindley(0.0, xm * (1 + rng.pareto(alpha, m + warm)), rng.exponential(1 / load, m + warm))[warm:]
+
+    long = run(40_000_000, 1_000_000)
+    rows = []
+    for p in (1e-3, 1e-4):
+        d = float(np.quantile(long, 1 - p))
+        up = ind = zero = 0
+        for _ in range(reps):
+            w = run(n, n // 10)
+            e = tail_probability_of(w, d)
+            up += e.upper_limit(LEVEL) >= p
+            ind += tail_probability(w > d).upper_limit(LEVEL) >= p
+            zero += e.count == 0
+        rows.append({"model": f"M/G/1 Pareto({alpha}) service, load {load}", "n": n, "p": p, "level_s": d,
+                     "reps": reps, "upper95": up / reps, "indicator95": ind / reps, "zero": zero / reps})
+    return rows
+
+
 def _rare_table(rows: list[dict]) -> str:
     head = ("load", "n", "true P", "upper 95 %", "2-sided upper", "2-sided", "independent", "indicator alone",
             "no exc.", "<= 5 exc.", "borrowed", "upper / truth")
@@ -396,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pot-only", action="store_true", help="only the peaks-over-threshold cells (into --out)")
     ap.add_argument("--rare", action="store_true", help="only the rare-level cells of M/M/1 (into --out)")
     ap.add_argument("--audit", action="store_true", help="only the packets-until-COMPLIANT audit (into --out)")
+    ap.add_argument("--heavy", action="store_true", help="only the Pareto-service M/G/1 cells (into --out)")
     a = ap.parse_args(argv)
     reps = a.reps or (100 if a.quick else 1000)
-    if a.rare or a.audit:
+    if a.rare or a.audit or a.heavy:
         return _extra(a, reps)
     pot_reps = max(20, reps // 10) if a.quick else max(50, reps * 3 // 10)
     n_iid, n_queue = (20_000, 200_000) if a.quick else (100_000, 1_000_000)
@@ -429,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extra(a: argparse.Namespace, reps: int) -> int:
-    """``--rare`` / ``--audit``: their sections added to the JSON at ``--out``."""
+    """``--rare`` / ``--heavy`` / ``--audit``: their sections added to the JSON at ``--out``."""
     out = Path(a.out)
     data: dict[str, object] = json.loads(out.read_text()) if out.exists() else {"level": LEVEL}
     if a.rare:
@@ -441,6 +473,8 @@ def _extra(a: argparse.Namespace, reps: int) -> int:
                 print(f"rare load {load} n {n}: {sum(r['seconds'] for r in rows[-4:]):.0f} s", file=sys.stderr,
                       flush=True)
         data["rare"] = rows
+    if a.heavy:
+        data["heavy"] = heavy_coverage(200_000, max(20, reps // 5), a.seed + 300)
     if a.audit:
         seeds = 3 if a.quick else 10
         sizes = (20_000, 50_000) if a.quick else (20_000, 50_000, 100_000, 200_000, 500_000)
@@ -450,6 +484,10 @@ def _extra(a: argparse.Namespace, reps: int) -> int:
     out.write_text(json.dumps(data, indent=2) + "\n")
     if a.rare:
         print(_rare_table(data["rare"]))  # type: ignore[arg-type]
+    if a.heavy:
+        for r in data["heavy"]:  # type: ignore[attr-defined]
+            print(f"{r['model']}, n {r['n']:,}, P {r['p']:g}: upper 95 % covers {r['upper95']:.3f} "
+                  f"(indicator alone {r['indicator95']:.3f}, no exceedance {r['zero']:.2f})")
     if a.audit:
         print(_audit_table(data["audit"]))  # type: ignore[arg-type]
     return 0
