@@ -23,10 +23,14 @@ delays are then re-measured with the neighbour's witness,
 against the tenant's receipts when the tenant reports them (a chain signed with the tenant's key,
 ``domain_id`` = the tenant id); otherwise it has no witness.
 
-**Compliance.** Domain ``i`` signed ``(d_i, eps_i)``: its exceedance indicators
-:math:`X_k = [\\mathrm{lost}_k \\lor D_{i,k} > d_i]` over the tenant's packets, in ingress-time
-order, go to ``tail_probability(..., independent=False)`` (queueing delays are autocorrelated)
-and ``judge(estimate, eps_i, level)`` of :mod:`federation.stats` (batch means): COMPLIANT when the interval lies at or below
+**Compliance.** Domain ``i`` signed ``(d_i, eps_i)``: its delays over the tenant's packets in
+ingress-time order, a lost packet as infinite, :math:`X_k = D_{i,k}` (:math:`\\infty` if lost),
+go to ``tail_probability_of(X, d_i)`` of :mod:`federation.stats` (the exceedance indicator
+:math:`[X_k > d_i]` = lost or late; queueing delays are autocorrelated, and the clustering of
+exceedances is measured at lower delay levels of the same series, so that a rare or absent
+exceedance can be judged: method ``batch-means clopper-pearson, clusters of lower levels``; with
+enough exceedances of ``d_i`` itself, batch means at ``d_i``: ``batch-means clopper-pearson``),
+and ``judge(estimate, eps_i, level)``: COMPLIANT when the interval lies at or below
 :math:`\\epsilon_i`, VIOLATING when above, INCONCLUSIVE otherwise. A domain named by a finding
 (other than a reorder or a replay, which lose nothing) or without telemetry is never COMPLIANT:
 a COMPLIANT verdict becomes INCONCLUSIVE (never "compliant by silence").
@@ -34,8 +38,11 @@ a COMPLIANT verdict becomes INCONCLUSIVE (never "compliant by silence").
 **End to end.** Packets entering the first domain whose fate is known: lost somewhere (or
 vanished between two domains), or delivered by the last domain with delay
 :math:`D = \\mathrm{egress}_{n} - \\mathrm{ingress}_{1}`. Against the contract: delay
-(:math:`D > d`, budget :math:`\\epsilon_{delay}`), loss, error (a wrong answer delivered) and
-total (any of them, budget :math:`\\epsilon_{total}`; the end-to-end verdict).
+(:math:`D > d`, budget :math:`\\epsilon_{delay}`; from the delays, a packet not delivered never
+late), loss, error (a wrong answer delivered) and total (any of them, budget
+:math:`\\epsilon_{total}`; the end-to-end verdict; from the delays with a lost or wrong packet as
+infinite). Delay and total use ``tail_probability_of`` as above; loss and error, which have no
+delay series, ``tail_probability`` of their indicators.
 
 **Attribution.** A violating packet's responsibility is shared equally among the ``k`` domains
 that exceeded their ``d_i`` for it, lost it, or answered it wrongly (``1/k`` each). Since
@@ -54,7 +61,7 @@ import numpy as np
 
 from federation.audit.chain import HARMLESS, Batch, Finding, FindingKind
 from federation.errors import InputError
-from federation.stats import judge, tail_probability, tail_quantiles
+from federation.stats import judge, tail_probability, tail_probability_of, tail_quantiles
 
 __all__ = [
     "QUANTILES",
@@ -221,8 +228,16 @@ def check_level(level: float) -> float:
     return float(level)
 
 
-def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: bool) -> RateResult:
-    est = tail_probability(events, independent=False)
+def _rate(name: str, events: np.ndarray, budget: float, level: float, blocked: bool,
+          samples: np.ndarray | None = None, threshold: float = math.nan) -> RateResult:
+    """``events`` (in time order) judged against ``budget``; from ``samples > threshold`` when given.
+
+    With the samples (delays in time order, inf where the packet counts as exceeding whatever its
+    delay, -inf where it never does) the estimate is :func:`~federation.stats.tail_probability_of`,
+    which can judge rare and absent exceedances; ``events`` must then be ``samples > threshold``.
+    """
+    est = (tail_probability(events, independent=False) if samples is None
+           else tail_probability_of(samples, threshold, independent=False))
     iv = est.interval(level)
     verdict = str(judge(est, budget, level)) if len(events) else "INCONCLUSIVE"
     if blocked and verdict == "COMPLIANT":
@@ -397,10 +412,15 @@ def analyse(
     order = np.argsort(obs[base].ingress, kind="stable") if base is not None else np.empty(0, np.int64)  # type: ignore[union-attr]
     order = order[known[order]]
     e2e_blocked = bool(blocked) or base != 0 or not have[n - 1]
-    budgets = tuple(
-        _rate(name, ev[order], budget, level, e2e_blocked)
-        for name, ev, budget in (("delay", late, terms.epsilon_delay), ("loss", lost_e2e, terms.loss),
-                                 ("error", errors, terms.error), ("total", total, terms.epsilon_total))
+    delivered_s = np.where(delivered, delay, -math.inf)  # s; a packet not delivered is never late
+    late_s = delivered_s[order]
+    total_s = np.where(lost_e2e | errors, math.inf, delivered_s)[order]  # lost or wrong: always counts
+    d = terms.deadline_s
+    budgets = (
+        _rate("delay", late[order], terms.epsilon_delay, level, e2e_blocked, late_s, d),
+        _rate("loss", lost_e2e[order], terms.loss, level, e2e_blocked),
+        _rate("error", errors[order], terms.error, level, e2e_blocked),
+        _rate("total", total[order], terms.epsilon_total, level, e2e_blocked, total_s, d),
     )
     viol = np.flatnonzero(total)
     k = resp[:, viol].sum(axis=0)
@@ -418,9 +438,10 @@ def analyse(
             continue
         assert o is not None
         d_i = egress[i] - o.ingress
-        ev = o.lost | (np.nan_to_num(d_i, nan=math.inf) > t.delay_budget_s)
+        x_i = np.where(o.lost, math.inf, np.nan_to_num(d_i, nan=math.inf))  # s; a lost packet exceeds
         tord = np.argsort(o.ingress, kind="stable")
-        ex = _rate("exceedance", ev[tord], t.epsilon, level, t.domain_id in blocked)
+        ex = _rate("exceedance", x_i[tord] > t.delay_budget_s, t.epsilon, level, t.domain_id in blocked,
+                   x_i[tord], t.delay_budget_s)
         share = float(shares[i]) / len(viol) if len(viol) else 0.0
         results.append(DomainResult(t, ex, _quantiles(np.where(o.lost, math.inf, d_i)[tord], level),
                                     float(shares[i]), share, mine))

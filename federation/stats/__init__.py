@@ -10,6 +10,9 @@ sample size.
   :class:`ProportionEstimate`, :func:`judge` -> :class:`Judgement`.
 * :mod:`~federation.stats.dependent`: :func:`tail_probability`, :func:`tail_quantile` for time
   series (queueing delays): batch means with a chosen batch count, :func:`batch_vif`.
+* :mod:`~federation.stats.rare`: :func:`tail_probability_of` from the samples themselves, for rare
+  and absent exceedances: the clustering measured at lower levels of the same series
+  (:class:`LevelProportionEstimate`).
 * :mod:`~federation.stats.independent`: exact Clopper-Pearson (:func:`violation_estimate`) and
   order-statistic (:func:`quantile_estimate`) intervals for independent samples.
 * :mod:`~federation.stats.pot`: peaks over threshold (generalised Pareto, extremal index,
@@ -41,6 +44,12 @@ from federation.stats.independent import (
 )
 from federation.stats.multiple import holm
 from federation.stats.pot import PotQuantileEstimate, extremal_index, pot_quantile
+from federation.stats.rare import (
+    LevelProportionEstimate,
+    ReferenceLevel,
+    reference_levels,
+    tail_probability_of,
+)
 
 __all__ = [
     "Interval",
@@ -49,6 +58,10 @@ __all__ = [
     "Judgement",
     "judge",
     "tail_probability",
+    "tail_probability_of",
+    "LevelProportionEstimate",
+    "ReferenceLevel",
+    "reference_levels",
     "tail_quantile",
     "tail_quantiles",
     "batch_vif",

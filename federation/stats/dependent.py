@@ -24,8 +24,11 @@ Assumptions: the series is stationary (discard the warm-up of a run that starts 
 correlation time is shorter than the chosen batches. Two refinements make rare events honest:
 the Student factor's degrees of freedom are those of the batches the event actually occurs in (a
 p99.9 count in 512 batches rests on a few dozen clusters, not on 511 degrees of freedom), and with
-no exceedance at all each batch counts as one sample. Where even that is not enough -- a few
-effective exceedances -- intervals still undercover a little (``benchmarks/bench_coverage.py``);
+no exceedance at all each batch counts as one sample (honest, but with at most ``MAX_BATCHES``
+batches no upper limit falls below about ``3.6e-3``: where the samples themselves are at hand,
+:func:`~federation.stats.rare.tail_probability_of` measures the clustering at lower levels
+instead). Where even that is not enough -- a few effective exceedances -- intervals still
+undercover a little (``benchmarks/bench_coverage.py``);
 ``trefed compare`` therefore tests only grid points with at least 10 effective exceedances, and
 :func:`~federation.stats.base.judge` answers INCONCLUSIVE whenever the interval straddles the
 budget.
@@ -99,6 +102,30 @@ def _lag1(f: np.ndarray) -> float:
     return float(c[:-1] @ c[1:]) / den if den > 0 else math.nan
 
 
+def _start(blocks: int, n: float) -> int:
+    """The starting batch count ``min(MAX_BATCHES, blocks, 2^floor(log2 sqrt n))`` (at least 1)."""
+    return max(1, min(MAX_BATCHES, blocks, 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1.0)))))))
+
+
+def _chosen_batches(c: np.ndarray, s: np.ndarray, start: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The batches :func:`batch_vif` chooses: (exceedances per batch, samples per batch, lag-1 correlation).
+
+    ``c`` and ``s`` are float arrays of equal length (counts and sizes of consecutive blocks); the
+    search is the one described in :func:`batch_vif`'s Notes, from ``start`` batches (default
+    ``min(MAX_BATCHES, 2^floor(log2 sqrt n))``).
+    """
+    b = _start(len(c), float(s.sum())) if start is None else max(1, min(len(c), start))
+    edges = np.linspace(0, len(c), b + 1).astype(np.int64)
+    bc, bs = np.add.reduceat(c, edges[:-1]), np.add.reduceat(s, edges[:-1])
+    while True:
+        r1 = _lag1(bc / bs) if len(bc) > 2 else math.nan
+        if not (len(bc) // 2 >= MIN_BATCHES and r1 > _R1_Z / math.sqrt(len(bc))):
+            return bc, bs, r1
+        if len(bc) % 2:  # an odd last batch joins its neighbour
+            bc, bs = np.append(bc[:-2], bc[-2:].sum()), np.append(bs[:-2], bs[-2:].sum())
+        bc, bs = bc[0::2] + bc[1::2], bs[0::2] + bs[1::2]
+
+
 def batch_vif(counts: np.ndarray, sizes: np.ndarray | None = None) -> BatchVIF:
     r"""Choose non-overlapping batches of a series and estimate the variance inflation of its mean.
 
@@ -141,18 +168,10 @@ def batch_vif(counts: np.ndarray, sizes: np.ndarray | None = None) -> BatchVIF:
     if len(c) == 0:
         return BatchVIF(1.0, 0, math.nan, math.nan, 0)
     n, k = float(s.sum()), float(c.sum())
-    b = max(1, min(MAX_BATCHES, len(c), 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1.0)))))))
-    edges = np.linspace(0, len(c), b + 1).astype(np.int64)
-    bc, bs = np.add.reduceat(c, edges[:-1]), np.add.reduceat(s, edges[:-1])
     if not 0.0 < k < n:
+        b = _start(len(c), n)
         return BatchVIF(max(1.0, n / b), b, n / b, math.nan, 0)
-    while True:
-        r1 = _lag1(bc / bs) if len(bc) > 2 else math.nan
-        if not (len(bc) // 2 >= MIN_BATCHES and r1 > _R1_Z / math.sqrt(len(bc))):
-            break
-        if len(bc) % 2:  # an odd last batch joins its neighbour
-            bc, bs = np.append(bc[:-2], bc[-2:].sum()), np.append(bs[:-2], bs[-2:].sum())
-        bc, bs = bc[0::2] + bc[1::2], bs[0::2] + bs[1::2]
+    bc, bs, r1 = _chosen_batches(c, s)
     b = len(bc)
     p = k / n
     m = n / b
@@ -226,6 +245,10 @@ class BatchProportionEstimate(ProportionEstimate):
         """``n / vif`` (without the level's Student factor)."""
         return self.n / self.vif if self.n > 0 else 0.0
 
+    def inflation(self, level: float = 0.95) -> float:
+        """The variance inflation at ``level``: ``vif (t_dof / z)^2`` (``n / inflation`` is :math:`n_e`)."""
+        return self.vif * _t_over_z_sq(_check_level(level), self.dof)
+
     def interval(self, level: float = 0.95) -> Interval:
         """Clopper-Pearson at the effective size (Notes); ``[0, 1]`` when ``n = 0``."""
         level = _check_level(level)
@@ -233,7 +256,7 @@ class BatchProportionEstimate(ProportionEstimate):
             return Interval(0.0, 1.0)
         from scipy import special
 
-        ne = max(1.0, self.n / (self.vif * _t_over_z_sq(level, self.dof)))
+        ne = max(1.0, self.n / self.inflation(level))
         ke = self.count / self.n * ne
         a = (1.0 - level) / 2.0
         lo = 0.0 if self.count == 0 else float(special.betaincinv(ke, ne - ke + 1.0, a))
@@ -286,7 +309,7 @@ class BatchQuantileEstimate(QuantileEstimate):
         """
         x = self.series
         n = len(x)
-        b = max(1, min(MAX_BATCHES, n, 2 ** int(math.floor(math.log2(math.sqrt(max(n, 1)))))))
+        b = _start(n, float(n))
         edges = np.linspace(0, n, b + 1).astype(np.int64)
         sizes = np.diff(edges)
         row = np.repeat(np.arange(b, dtype=np.int64), sizes)
