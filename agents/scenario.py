@@ -19,7 +19,8 @@
    checks its signature against the auditor's public key.
 
 Each admitted tenant also gets the composed bound curve ``x -> P(D > x)`` at its reserved rates, the
-calculus the broker admitted it on (:func:`federation.calculus.compose.path_violation_probability`).
+calculus the broker admitted it on, and each of its sub-budgets the calculus' own per-domain bound
+(:mod:`federation.experiment.backing`).
 """
 
 from __future__ import annotations
@@ -37,16 +38,12 @@ from federation.audit.report import verify_report
 from federation.calculus.arrivals import Arrival
 from federation.calculus.compose import DomainSlice
 from federation.config import FederationConfig, TenantConfig
-from federation.experiment.backing import domain_bounds
+from federation.experiment.backing import bound_curve, domain_bounds
 from federation.experiment.plane import ActiveTenant, simulate_run
 from federation.experiment.record import BudgetRecord, RunRecord, TelemetryRecord, TenantRecord
 from federation.tre.trust import TrustStore
 
-__all__ = ["run_scenario", "bound_curve", "unreserved_route"]
-
-#: Points of each tenant's bound curve.
-CURVE_POINTS = 40
-
+__all__ = ["run_scenario", "unreserved_route"]
 
 def unreserved_route(config: FederationConfig, tenant: TenantConfig) -> tuple[str, tuple[str, ...]] | None:
     """``(model id, path)`` a tenant without a contract is served on: the first catalogue model of its
@@ -67,24 +64,6 @@ def _calculus(config: FederationConfig, tenant: TenantConfig, outcome: TenantOut
     bodies = [config.domain(d).envelope_body("k") for d in outcome.path]
     slices = path_slices(model, bodies, [b.rate_bps for b in outcome.budgets])
     return slices, arrival_of(tenant.intent.traffic, request_size_bits=model.request_size_bits)
-
-
-def bound_curve(config: FederationConfig, tenant: TenantConfig, outcome: TenantOutcome,
-                points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """The composed bound ``P(D > x)`` (``x`` s) of an admitted tenant at its reserved rates."""
-    from federation.calculus.compose import path_violation_probability
-    from federation.errors import TrefedError
-
-    slices, arrival = _calculus(config, tenant, outcome)
-    fixed = sum(s.latency + s.propagation_delay for s in slices)
-    xs = np.linspace(fixed, fixed + 2.5 * max(outcome.delay_bound_s - fixed, 1e-6), points)[1:]
-    ps = []
-    for x in xs:
-        try:
-            ps.append(min(1.0, path_violation_probability(slices, arrival, delay=float(x))))
-        except TrefedError:
-            ps.append(1.0)
-    return xs, np.asarray(ps)
 
 
 def _record(t: TenantConfig, index: int, outcome: TenantOutcome | None, served: ActiveTenant | None) -> TenantRecord:
@@ -190,7 +169,10 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
     lies = {liar.domain: liar.under_report_s for liar in run.liars}
     say(f"telemetry: {len(plane.logs)} domains sign and report {sum(len(x) for x in plane.logs.values())} rows")
     names = {a.index: a.tenant_id for a in active}
-    receipts = fed.report_telemetry(plane.logs, names, window_start_s=0.0, window_end_s=horizon + 1e6,
+    # the windows tile [0, end): packets reach the later domains after the last arrival at the first
+    last = max((float(log.ingress.max()) for log in plane.logs.values() if len(log)), default=0.0)
+    end = max(horizon, float(np.nextafter(last, np.inf)))
+    receipts = fed.report_telemetry(plane.logs, names, window_start_s=0.0, window_end_s=end,
                                     under_report_s=lies, batch_packets=run.telemetry_batch_packets)
     telemetry = {d: TelemetryRecord(d, r.batches, r.accepted, r.packets, r.reasons, lies.get(d, 0.0))
                  for d, r in receipts.items()}
@@ -212,8 +194,8 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
         if got is not None and got.admitted:
             report = fed.report(got.contract_id, run.confidence)
             signed[got.contract_id] = report.SerializeToString()
-            xs, ps = bound_curve(config, t, got)
             slices, arrival = _calculus(config, t, got)
+            xs, ps = bound_curve(slices, arrival, got.delay_bound_s)
             backing = domain_bounds(slices, arrival, [b.delay_s for b in rec.budgets])
             budgets = tuple(replace(b, bound_epsilon=e) for b, e in zip(rec.budgets, backing))
             rec = replace(rec, report=verify_report(report, trust), bound_x_s=xs, bound_p=ps, budgets=budgets)

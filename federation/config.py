@@ -466,7 +466,7 @@ class FederationConfig(_Strict):
         for i, t in enumerate(self.tenants):
             if t.access not in kinds:
                 raise FieldError(f"tenants[{i}].access", f"unknown domain {t.access!r}")
-            if t.start_s >= self.run.duration_s and t.start_s > 0:
+            if t.start_s >= self.run.duration_s:
                 raise FieldError(f"tenants[{i}].start_s",
                                  f"(={t.start_s:g}) must be < run.duration_s(={self.run.duration_s:g})")
         self.run.check_domains(set(kinds))

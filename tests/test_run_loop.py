@@ -224,3 +224,19 @@ def test_domain_bounds_of_a_deterministic_path_underflow_to_zero_not_a_traceback
     path = [DomainSlice("a", 1e8, latency=0.001), DomainSlice("b", 1e8, latency=0.001)]
     bounds = domain_bounds(path, TokenBucket(1e5, 1e7, packet_size=1e4), [0.05, 0.05])
     assert all(0.0 <= b < 1e-12 for b in bounds), bounds
+
+
+def test_a_tenants_outcomes_are_every_packet_it_sent_in_order_lost_and_wrong_ones_as_inf():
+    cfg = parse_config(_quickstart(duration_s=60.0, impairments=[
+        {"domain": "access", "kind": "loss", "start_s": 10.0, "end_s": 20.0, "value": 0.05}]))
+    model = cfg.model("resnet50-int8")  # error probability 0.004: some answers are wrong
+    path = ("access", "transport", "edge")
+    run = simulate_run(cfg, [ActiveTenant("factory-vision", 0, path, model.id, (60e6, 60e6, 80e6), 0.0, 60.0)])
+    late_or_lost = run.tenant_outcomes(0, "access", errors=False)
+    assert len(late_or_lost) == run.generated[0]
+    assert int(np.isinf(late_or_lost).sum()) == run.lost[0] > 0
+    with_errors = run.tenant_outcomes(0, "access")
+    wrong = int(run.delivered.error[run.delivered.tenant == 0].sum())
+    assert wrong > 0 and int(np.isinf(with_errors).sum()) == run.lost[0] + wrong
+    finite = late_or_lost[np.isfinite(late_or_lost)]
+    assert np.array_equal(finite, run.tenant_delays(0))  # the delivered delays, in order of arrival

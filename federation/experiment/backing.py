@@ -1,4 +1,7 @@
-"""Is a domain's sub-budget backed by a bound? The calculus' own bound on ``P(D_i > d_i)`` at a grant.
+"""The calculus of a granted contract: its composed bound curve, and whether each sub-budget is backed.
+
+:func:`bound_curve` is ``x -> P(D > x)``, the composed bound (:func:`federation.calculus.compose.
+path_violation_probability`) of a tenant's path at its reserved rates, what the broker admitted it on.
 
 A contract's per-domain budgets ``(d_i, eps_i)`` are a split of the composed end-to-end bound
 (:func:`federation.calculus.compose.split_bound`); they sum to the contract's ``(d, eps)``, but a
@@ -30,10 +33,13 @@ import numpy as np
 
 from federation.calculus.arrivals import Arrival
 from federation.calculus.budget import exponential_tails
-from federation.calculus.compose import DomainSlice, packetized, slice_services
+from federation.calculus.compose import DomainSlice, packetized, path_violation_probability, slice_services
 from federation.errors import TrefedError
 
-__all__ = ["domain_bounds"]
+__all__ = ["bound_curve", "domain_bounds", "CURVE_POINTS"]
+
+#: Points of a bound curve.
+CURVE_POINTS = 40
 
 #: Points of the log-spaced theta grid, and its span below theta_max (decades).
 _GRID = 400
@@ -70,3 +76,19 @@ def domain_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequenc
             if d >= t.offset and t.prefactor > 0:
                 best[i] = min(best[i], math.log(t.prefactor) - t.decay * (d - t.offset))
     return tuple(float(math.exp(b)) for b in best)  # a log below -745 is a bound of 0.0 (underflow)
+
+
+def bound_curve(path: Sequence[DomainSlice], traffic: Arrival, delay_bound_s: float,
+                points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, p)``: the composed bound ``P(D > x) <= p`` (s) from the path's constant latencies to 2.5
+    times the contract's queueing allowance beyond them (``delay_bound_s`` is the contract's ``d``);
+    ``p = 1`` where no bound is finite."""
+    fixed = sum(s.latency + s.propagation_delay for s in path)
+    xs = np.linspace(fixed, fixed + 2.5 * max(delay_bound_s - fixed, 1e-6), points)[1:]
+    ps = []
+    for x in xs:
+        try:
+            ps.append(min(1.0, path_violation_probability(path, traffic, delay=float(x))))
+        except TrefedError:
+            ps.append(1.0)
+    return xs, np.asarray(ps)

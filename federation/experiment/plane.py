@@ -137,6 +137,23 @@ class PlaneRun:
         order = np.argsort(d.ingress[m], kind="stable")
         return (d.egress[m] - d.ingress[m])[order]
 
+    def tenant_outcomes(self, index: int, entry: str, *, errors: bool = True) -> np.ndarray:
+        """Per packet tenant ``index`` sent, in order of arrival at its first domain ``entry``: its
+        end-to-end delay (s), or inf when it was lost (or, with ``errors``, answered wrongly): what
+        violates any deadline. With ``errors`` it is the series the auditor judges a total budget on.
+        """
+        first = self.logs[entry]
+        seq = first.seq[first.tenant == index]  # the log is in ingress order
+        out = np.full(len(seq), np.inf)
+        if len(seq) == 0:
+            return out
+        at = np.zeros(int(seq.max()) + 1, np.int64)
+        at[seq] = np.arange(len(seq))
+        d = self.delivered
+        m = (d.tenant == index) & ~d.error if errors else d.tenant == index
+        out[at[d.seq[m]]] = d.egress[m] - d.ingress[m]
+        return out
+
 
 def plane_domain(d: DomainConfig, scheduler: str, request_size_bits: float) -> Domain:
     """The data-plane domain of a config domain (see the module docstring); bits, s."""

@@ -15,7 +15,7 @@ from trefed.v1 import services_pb2, telemetry_pb2
 
 from federation.config import FederationConfig
 from federation.experiment.plane import PlaneRun
-from federation.stats import tail_probability
+from federation.stats import ProportionEstimate, tail_probability_of
 
 __all__ = ["BudgetRecord", "TenantRecord", "TelemetryRecord", "RunRecord"]
 
@@ -100,24 +100,16 @@ class TenantRecord:
             return str(telemetry_pb2.Verdict.Name(self.report.end_to_end_verdict))
         return "UNAUDITED" if self.served else "NOT_SERVED"
 
-    def measured(self, plane: PlaneRun, level: float = 0.95) -> tuple[float, float, float, int]:
-        """``(rate, ci_low, ci_high, packets)`` of ``P(D > deadline) or lost``, from the data plane.
+    def measured(self, plane: PlaneRun, *, errors: bool = False) -> ProportionEstimate | None:
+        """The rate of packets late for ``deadline_s`` or lost (with ``errors``: or answered wrongly,
+        the tenant's total budget), measured in the data plane; None when it sent nothing.
 
-        The estimate of :func:`federation.stats.tail_probability` (batch means over the packets in
-        order of arrival: the delays are autocorrelated); what the run reports for tenants served
-        without a contract, whom no auditor judges.
+        The auditor's estimator (:func:`federation.stats.tail_probability_of`) over
+        :meth:`PlaneRun.tenant_outcomes` in order of arrival (the delays are autocorrelated): what the
+        run reports for tenants served without a contract, whom no auditor judges.
         """
-        d = plane.delivered
-        m = d.tenant == self.index
-        order = np.argsort(d.ingress[m], kind="stable")
-        late = ((d.egress[m] - d.ingress[m]) > self.deadline_s)[order]
-        lost = plane.lost.get(self.index, 0)
-        series = np.concatenate([late, np.ones(lost, bool)]) if lost else late
-        if len(series) == 0:
-            return math.nan, 0.0, 1.0, 0
-        est = tail_probability(series)
-        iv = est.interval(level)
-        return float(est.value), float(iv.low), float(iv.high), len(series)
+        series = plane.tenant_outcomes(self.index, self.path[0], errors=errors) if self.path else np.empty(0)
+        return tail_probability_of(series, self.deadline_s) if len(series) else None
 
 
 @dataclass(frozen=True)

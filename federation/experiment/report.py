@@ -67,9 +67,13 @@ def _violation(t: TenantRecord, record: RunRecord) -> dict[str, Any]:
                 "packets": int(b.packets), "source": "auditor", "method": b.confidence_method}
     if not t.served:
         return {}
-    rate, lo, hi, n = t.measured(record.plane, record.config.run.confidence)
-    return {"rate": _num(rate), "ci_low": _num(lo), "ci_high": _num(hi), "budget": _num(t.epsilon), "packets": n,
-            "source": "data plane (no contract, not audited)", "method": "batch-means clopper-pearson"}
+    est = t.measured(record.plane, errors=True)  # late, lost or wrong: against the intent's whole epsilon
+    if est is None:
+        return {"rate": None, "ci_low": 0.0, "ci_high": 1.0, "budget": _num(t.epsilon), "packets": 0,
+                "source": "data plane (no contract, not audited)", "method": ""}
+    iv = est.interval(record.config.run.confidence)
+    return {"rate": _num(est.value), "ci_low": _num(iv.low), "ci_high": _num(iv.high), "budget": _num(t.epsilon),
+            "packets": est.n, "source": "data plane (no contract, not audited)", "method": est.method}
 
 
 def _quantiles(t: TenantRecord, record: RunRecord) -> dict[str, float | str | None]:

@@ -131,16 +131,20 @@ class TenantCompliance:
 
 
 def compliance(record: RunRecord, quantile: float) -> list[TenantCompliance]:
-    """Every served tenant of a run, measured in the data plane (:meth:`TenantRecord.measured`: batch
-    means over its packets in order of arrival, lost packets counted as late), and the auditor's
+    """Every served tenant of a run, measured in the data plane (:meth:`TenantRecord.measured`: the
+    auditor's estimator over its packets in order of arrival, lost packets counted as late), and the auditor's
     end-to-end verdict for those with a contract. A tenant with no packet is not compliant."""
     out = []
     for t in record.tenants:
         if not t.served:
             continue
-        rate, lo, hi, n = t.measured(record.plane, record.config.run.confidence)
-        ok = n > 0 and rate <= 1.0 - quantile
-        out.append(TenantCompliance(t.tenant_id, t.admitted, rate, lo, hi, n, t.verdict, bool(ok)))
+        est = t.measured(record.plane)
+        if est is None:
+            out.append(TenantCompliance(t.tenant_id, t.admitted, math.nan, 0.0, 1.0, 0, t.verdict, False))
+            continue
+        iv = est.interval(record.config.run.confidence)
+        out.append(TenantCompliance(t.tenant_id, t.admitted, est.value, iv.low, iv.high, est.n, t.verdict,
+                                    bool(est.value <= 1.0 - quantile)))
     return out
 
 

@@ -2,7 +2,7 @@
 
 One arm, the base config, through the whole loop: every tenant the broker admits gets the composed
 bound curve ``x -> P(D > x) <= p(x)`` at its reserved rates (the calculus it was admitted on,
-:func:`agents.scenario.bound_curve`), and its packets' end-to-end delays are measured in the data
+:func:`federation.experiment.backing.bound_curve`), and its packets' end-to-end delays are measured in the data
 plane. Tenants entering at different access domains of a chain cross different numbers of domains
 (``configs/bound-validity.yaml``: 1 to 5).
 
