@@ -51,6 +51,7 @@ from federation.calculus.reference import (  # noqa: E402
     time_exceedance,
 )
 from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover  # noqa: E402
+from federation.compare.run import fifo_tandem_departures  # noqa: E402
 
 D = "discrete"
 EPS = (1e-3, 1e-4)
@@ -213,27 +214,6 @@ def figure(quick: bool) -> Path:
     return path
 
 
-def dataplane_virtual(lam: float, size: str, hops, packets: int, seed: int):
-    """(arrival times, egress times) of flow 0's packets in order through FIFO data-plane domains.
-
-    ``hops``: (rate bits/s, cross packets/s, cross size "det"|"exp") per domain; each cross flow
-    enters and leaves at its domain; packets of mean 1 bit.
-    """
-    from federation.dataplane.engine import simulate
-    from federation.dataplane.path import Domain, Source
-    from federation.dataplane.traffic import PacketSizes, Poisson
-
-    kind = {"det": "fixed", "exp": "exponential"}
-    doms = [Domain(rate=c) for c, _, _ in hops]
-    srcs = [Source(0, Poisson(lam, PacketSizes(kind[size], 1.0)))]
-    for h, (_, lc, kc) in enumerate(hops):
-        if lc:
-            srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))
-    d = simulate(doms, srcs, seed=seed, packets=packets, record_domains=False).tenant(0)
-    o = np.argsort(d.seq)
-    return d.ingress[o], d.egress[o]
-
-
 def fifo_scenarios():
     """(name, flow packets/s, flow size, hops): (rate, cross packets/s (0: none), cross size) per hop."""
     for hops, u in [(1, 0.3), (1, 0.6), (1, 0.9), (2, 0.3), (2, 0.6), (3, 0.3), (3, 0.6), (3, 0.9),
@@ -306,7 +286,7 @@ def run_fifo(quick: bool) -> dict:
     rows = run_discrete_fifo(quick)
     for i, (name, lam, size, hops) in enumerate(fifo_scenarios()):
         t0 = time.time()
-        a, f = dataplane_virtual(lam, size, hops, n, 1300 + i)
+        a, f = fifo_tandem_departures(lam, size, hops, n, 1300 + i)
         a, f = a[n // 100:], f[n // 100:]
         sim = TimeSim(lambda d, a=a, f=f: time_exceedance(a, f, d).p, float(np.max(f - a)))
         t_sim = time.time() - t0

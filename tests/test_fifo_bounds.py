@@ -36,9 +36,7 @@ from federation.calculus.reference import (
 )
 from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover
 from federation.calculus.tandem import tandem_delay, tandem_violation
-from federation.dataplane.engine import simulate
-from federation.dataplane.path import Domain, Source
-from federation.dataplane.traffic import PacketSizes, Poisson
+from federation.compare.run import fifo_tandem_departures
 from federation.errors import InputError, SpecError
 from federation.specs import parse_arrival, parse_cross, parse_hop
 
@@ -170,23 +168,6 @@ def test_packetizer_latency_on_shared_links():
 # ------------------------------------------------------------------ validity against the data plane
 
 
-def _dataplane_virtual(lam, size, hops, packets, seed):
-    """(arrival times, egress times) of flow 0's packets, in order, through FIFO domains.
-
-    ``hops``: (rate bits/s, cross packets/s, cross size kind) per domain; the cross flow enters and
-    leaves at that domain. Sizes of mean 1 bit.
-    """
-    kind = {"det": "fixed", "exp": "exponential"}
-    doms = [Domain(rate=c) for c, _, _ in hops]
-    srcs = [Source(0, Poisson(lam, PacketSizes(kind[size], 1.0)))]
-    for h, (_, lc, kc) in enumerate(hops):
-        if lc:
-            srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))
-    d = simulate(doms, srcs, seed=seed, packets=packets, record_domains=False).tenant(0)
-    o = np.argsort(d.seq)
-    return d.ingress[o], d.egress[o]
-
-
 def _virtual_quantile(a, f, q):
     lo, hi = 0.0, float(np.max(f - a)) + 1.0
     for _ in range(50):
@@ -207,7 +188,7 @@ FIFO_CASES = [
 
 @pytest.mark.parametrize("lam,size,hops,seed", FIFO_CASES)
 def test_fifo_bounds_valid_against_the_data_plane(lam, size, hops, seed):
-    a, f = _dataplane_virtual(lam, size, hops, 200_000, seed)
+    a, f = fifo_tandem_departures(lam, size, hops, 200_000, seed)
     a, f = a[2000:], f[2000:]
     flow = PoissonArrival(lam, 1.0, size)
     services = [FifoLeftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
@@ -232,7 +213,7 @@ def test_fifo_bounds_valid_against_the_data_plane(lam, size, hops, seed):
 def test_the_validity_check_catches_a_bound_that_ignores_the_cross_traffic():
     """The same check fails for an invalid bound: the flow alone through the links (cross traffic dropped)."""
     lam, hops = 0.3, [(1.0, 0.4, "det")]
-    a, f = _dataplane_virtual(lam, "det", hops, 200_000, 505)
+    a, f = fifo_tandem_departures(lam, "det", hops, 200_000, 505)
     a, f = a[2000:], f[2000:]
     flow = PoissonArrival(lam, 1.0, "det")
     caught = 0

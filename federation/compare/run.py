@@ -45,14 +45,15 @@ from federation.compare.model import (
     bottleneck_utilisation,
     compared_model,
 )
-from federation.dataplane.engine import Simulation
+from federation.dataplane.engine import Simulation, simulate
 from federation.dataplane.path import Admission, Domain, Scheduler, Source
-from federation.dataplane.traffic import traffic_from_spec
+from federation.dataplane.traffic import PacketSizes, Poisson, traffic_from_spec
 from federation.errors import InputError, NoFiniteBound
 from federation.specs import parse_arrival
 from federation.stats import holm, tail_probability, tail_quantiles
 
 __all__ = [
+    "fifo_tandem_departures",
     "GridPoint",
     "EpsilonRow",
     "LoadRow",
@@ -488,3 +489,23 @@ def compare_loads(
         r = compare([_scale_spec(a, f) for a in arrivals], hops, cross, **kwargs)
         out.append(LoadRow(float(u), float(f), r.epsilons, r.valid, r.grid))
     return tuple(out)
+
+
+def fifo_tandem_departures(lam: float, size: str, hops: Sequence[tuple[float, float, str]], packets: int,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(arrival times, egress times)`` (s) of flow 0's packets, in order, through FIFO data-plane domains.
+
+    The FIFO cross-traffic reference the FIFO bounds are checked against (tests, ``bench_tightness``):
+    flow 0 is Poisson ``lam`` packets/s of mean 1 bit (``size`` ``"det"`` or ``"exp"``); ``hops`` gives
+    per domain ``(rate bits/s, cross packets/s (0: none), cross size "det"|"exp")``, each cross flow
+    entering and leaving at its domain.
+    """
+    kind = {"det": "fixed", "exp": "exponential"}
+    doms = [Domain(rate=c) for c, _, _ in hops]
+    srcs = [Source(0, Poisson(lam, PacketSizes(kind[size], 1.0)))]  # type: ignore[arg-type]
+    for h, (_, lc, kc) in enumerate(hops):
+        if lc:
+            srcs.append(Source(h + 1, Poisson(lc, PacketSizes(kind[kc], 1.0)), entry=h, exit=h))  # type: ignore[arg-type]
+    d = simulate(doms, srcs, seed=seed, packets=packets, record_domains=False).tenant(0)
+    o = np.argsort(d.seq)
+    return d.ingress[o], d.egress[o]
