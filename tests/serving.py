@@ -4,7 +4,8 @@
 further command-line ``args``, e.g. ``("--insecure",)``), waits for ``broker listening on
 127.0.0.1:PORT`` and each domain's address and yields a :class:`Served` with them; on exit it
 sends SIGTERM (what a supervisor sends; Ctrl-C takes the same path), waits, and keeps the exit
-code and every line the server printed (stdout and stderr).
+code and every line the server printed (stdout and stderr); a server that does not stop within
+60 s gets SIGABRT first, so its lines end with every thread's stack (faulthandler).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def trefed_serve(config: str | Path, state_dir: Path, *, startup_s: float = 180.
                  args: Sequence[str] = ()) -> Iterator[Served]:
     """Serve ``config`` on a free port of 127.0.0.1 (outside any ``RAY_ADDRESS`` cluster)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT (sent below if it does not stop) prints every thread's stack
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("trefed")), "serve", str(config), "--port", "0",
          "--state-dir", str(state_dir), *args],
@@ -77,8 +79,14 @@ def trefed_serve(config: str | Path, state_dir: Path, *, startup_s: float = 180.
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
             try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # show where it hangs, then kill it and its children
+                served.lines.append(f"[serving.py: no exit 60 s after SIGTERM; SIGABRT for the stacks]\n")
+                server.send_signal(signal.SIGABRT)
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=10)
         while True:

@@ -192,14 +192,16 @@ def run_serve(args: argparse.Namespace) -> int:
         tmp_keys = tempfile.mkdtemp(prefix="trefed-keys-")
         config = config.model_copy(update={"keys_dir": Path(tmp_keys)})
     fed = _federation(args, config, on_phase, host=args.host, broker_port=args.port)
-    previous: dict = {}
+    # Before the start (a signal while starting stops right after it) and again after it: Ray
+    # installs its own SIGTERM handler when it starts, ours must replace it.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             fed.start()
         except OSError as exc:  # e.g. --port already in use
             raise InputError(f"cannot start the federation: {exc}") from None
-        # After Ray started: Ray installs its own SIGTERM handler, ours must replace it.
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, on_signal)
         print(_security(args, config), flush=True)
         if not args.insecure:
             print(f"clients need a certificate of this CA: trefed keys issue --ca {config.keys_dir} "
