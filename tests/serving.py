@@ -81,7 +81,7 @@ def trefed_serve(config: str | Path, state_dir: Path, *, startup_s: float = 180.
             try:
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:  # show where it hangs, then kill it and its children
-                served.lines.append(f"[serving.py: no exit 60 s after SIGTERM; SIGABRT for the stacks]\n")
+                served.lines.append("[serving.py: no exit 60 s after SIGTERM; SIGABRT for the stacks]\n")
                 server.send_signal(signal.SIGABRT)
                 try:
                     server.wait(timeout=10)

@@ -39,7 +39,7 @@ SCIPY_HEAVY = ("scipy.optimize", "scipy.signal", "scipy.linalg", "scipy.stats")
 #: The README's ``trefed bound`` examples (continuous M/M/1; three hops with cross traffic; slotted on-off).
 README_BOUNDS = [
     ("--arrival", "poisson:rate=0.8,size=exp", "--hop", "rate=1", "--delay", "20"),
-    ("--arrival", "poisson:rate=0.4,size=exp", "--hop", "rate=1", "--hop", "rate=1", "--hop", "rate=1",
+    ("--arrival", "poisson:rate=0.4", "--hop", "rate=1", "--hop", "rate=1", "--hop", "rate=1",
      "--cross", "2=poisson:rate=0.3,size=exp", "--epsilon", "1e-3", "--json"),
     ("--time", "discrete", "--arrival", "mmoo:stay_on=0.9,stay_off=0.9,peak=0.35,n=4", "--hop", "rate=1",
      "--epsilon", "1e-4"),

@@ -84,13 +84,12 @@ def test_tandem_packet_bound_adds_only_the_last_transmission():
 
 def test_wrong_bound_is_violated(monkeypatch):
     """The check can fail: a bound scaled down 100-fold is caught, naming the worst d."""
-    real = curvemod.violation_bound
+    for name in ("violation_bound", "virtual_violation_bound"):
+        def too_small(*a, real=getattr(curvemod, name), **k):
+            b = real(*a, **k)
+            return type(b)(b.delay, b.epsilon * 1e-2, b.theta, b.method, b.detail)
 
-    def too_small(*a, **k):
-        b = real(*a, **k)
-        return type(b)(b.delay, b.epsilon * 1e-2, b.theta, b.method, b.detail)
-
-    monkeypatch.setattr(curvemod, "violation_bound", too_small)
+        monkeypatch.setattr(curvemod, name, too_small)
     for arr, hops, ps in ((["poisson:rate=0.7,size=exp"], ["rate=1"], 1.0),
                           (["mmoo:on=1,off=1,peak=1,n=4"], ["rate=3"], 0.05)):
         r = compare(arr, hops, packets=N, seed=2, packet_size=ps)

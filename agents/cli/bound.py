@@ -30,12 +30,16 @@ work-conserving scheduler, including strict priority to the cross traffic). With
 --multiplexing fifo the hops serve their cross traffic and the flow in one FIFO queue, as the
 data plane's fifo domains do, and the FIFO bounds (methods mgf-fifo, martingale-fifo) apply too.
 
-Continuous time (seconds, bits, bits/s): the bounded delay is the end-to-end *virtual delay* at
-a time-stationary instant t -- the time until all work of the flow that arrived by t has left the
-last hop, in the fluid model (work is served bit by bit; a single FIFO hop's virtual delay is the
-waiting time of a Poisson arrival) -- plus every hop's latency and prop. For fixed-size packets
-(poisson with size=det) the bound also covers the store-and-forward packet tandem (the
-packetizer latency size/rate of every constant-rate hop but the last is included). service=exp
+Continuous time (seconds, bits, bits/s): for one Poisson --arrival the bounded delay is a
+packet's end-to-end *sojourn* -- from its arrival to the departure of its last bit from the last
+hop, its own transmissions included, what `trefed simulate` and the auditor measure (a Poisson
+arrival sees the time-stationary state, PASTA; store-and-forward: the packetizer latency
+size/rate of every constant-rate hop but the last is included) -- plus every hop's latency and
+prop. Exponential packet sizes (size=exp) through two or more hops are bounded without cross
+traffic only (max-plus; no packetizer latency bounds an unbounded packet). For other traffic
+the bounded delay is the end-to-end *virtual delay* at a time-stationary instant t -- the time
+until all work of the flow that arrived by t has left the last hop, in the fluid model (work is
+served bit by bit) -- plus the latencies (for a token bucket, at every instant). service=exp
 hops serve one packet (the flow's mean packet size) per completion, completions at rate
 rate/size per second (i.i.d. exponential service times). Precisely, the delay is the horizontal
 deviation min{T: A(0,t) <= D_out(0,t+T)} of the flow's cumulative bits: "all work that arrived

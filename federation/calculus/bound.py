@@ -110,9 +110,11 @@ class MartingaleDetail:
 
 @dataclass(frozen=True)
 class PriorityDetail:
-    """The blind-multiplexing martingale bound: ``theta_star`` (1/bits), the aggregate's martingale root."""
+    """The blind-multiplexing martingale bound: ``theta_star`` (1/bits), the aggregate's martingale root;
+    ``sojourn``: the bound is on a Poisson packet's sojourn (its own size included)."""
 
     theta_star: float
+    sojourn: bool = False
 
 
 @dataclass(frozen=True)

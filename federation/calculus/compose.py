@@ -8,9 +8,12 @@ martingale bound; the deterministic bound for a token bucket through determinist
 risk-budget decomposition into per-domain ``(d_i, eps_i)``, and the total fidelity budget
 ``eps_total = eps_delay + p_loss + e_model``.
 
-What is bounded: the end-to-end *virtual delay* of the tenant's traffic (the time until all work
-that arrived by a time ``t`` has left the last domain, ``t`` time-stationary), plus every
-domain's latency and propagation delay. Loss is ``1 - prod(1 - p_loss_i)``; inference errors
+What is bounded: for Poisson packets (continuous time) a packet's end-to-end *sojourn*, from its
+arrival to the departure of its last bit from the last domain, its own transmissions included
+(what the data plane and the auditor measure; :mod:`~federation.calculus.sojourn`); for other
+traffic the end-to-end *virtual delay* (the time until all work that arrived by a time ``t`` has
+left the last domain, ``t`` time-stationary; for a token bucket at every instant). Every domain's
+latency and propagation delay is added. Loss is ``1 - prod(1 - p_loss_i)``; inference errors
 add over the compute domains.
 
 :func:`violation_bound` and :func:`delay_bound` are the smallest valid bound over the methods
@@ -22,7 +25,7 @@ is :func:`federation.calculus.plan.plan_rates`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -41,6 +44,7 @@ from federation.calculus.martingale import martingale_delay, martingale_violatio
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.roots import invert_delay
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
+from federation.calculus.sojourn import fluid_holds, per_packet, sojourn_of
 from federation.calculus.tandem import tandem_delay, tandem_violation
 from federation.errors import InputError, NoFiniteBound
 
@@ -49,6 +53,7 @@ __all__ = [
     "DomainBudget",
     "EndToEndEnvelope",
     "violation_bound",
+    "virtual_violation_bound",
     "delay_bound",
     "compose_path",
     "path_violation_probability",
@@ -138,27 +143,94 @@ def violation_bound(
     (:mod:`~federation.calculus.fifo`), and for Poisson packets in continuous time the packet-domain max-plus and
     product-form bounds. In continuous time with fixed-size packets the fluid methods get the
     packetizer latencies (:func:`packetized`), so the result bounds the store-and-forward packet
-    tandem as well as the fluid one. ``dependent=True``: the flow and the hops' services (e.g.
-    one cross flow at several hops) may be dependent; only the Hölder MGF tandem bound applies.
+    tandem as well as the fluid one. For Poisson packets ``D`` is a packet's sojourn, its own
+    transmission included (:mod:`~federation.calculus.sojourn`); the fluid methods do not apply
+    to random packet sizes through more than one hop. ``dependent=True``: the flow and the
+    hops' services (e.g. one cross flow at several hops) may be dependent; only the Hölder MGF
+    tandem bound applies.
+
+    Raises
+    ------
+    NoFiniteBound
+        When no method gives a finite bound (e.g. random packet sizes through several hops with
+        cross traffic).
     """
+    best: Bound | None = None
     fl = packetized(arrival, services)
-    b = tandem_violation(arrival, fl, delay, names=names, dependent=dependent)
-    if b.method == BoundMethod.DETERMINISTIC or dependent:
-        return b
-    fm = fifo_martingale_violation(arrival, fl, delay)
-    # at one FIFO hop alone the FIFO MGF bound is never below the aggregate's martingale bound
-    # (its term at the delay alone is at least exp(-gamma(theta) d) with theta below the root)
-    fifo_mgf = fifo_tandem_violation(arrival, fl, delay, names=names) if fm is None or len(fl) > 1 else None
-    for alt in (
-        martingale_violation(arrival, fl, delay),
-        fm,
-        fifo_mgf,
-        maxplus_violation(arrival, services, delay),
-        product_form_violation(arrival, services, delay),
-    ):
-        if alt is not None and alt.epsilon < b.epsilon:
-            b = alt
-    return b
+    for b in _candidates(arrival, services, delay, names, dependent):
+        b2 = sojourn_of(arrival, services if b.method in _PACKET_METHODS else fl, b)
+        if b2 is not None and (best is None or b2.epsilon < best.epsilon):
+            best = b2
+    if best is None:
+        raise _no_packet_bound(arrival, services)
+    return best
+
+
+#: Methods computed on the services themselves (the others on the packetized ones).
+_PACKET_METHODS = frozenset({BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM})
+
+
+def virtual_violation_bound(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound:
+    """The smallest bound on the time-stationary *virtual* delay ``P(V > delay)`` (s, latencies included).
+
+    ``V(t)`` is the time until the flow's work that arrived before ``t`` has left, ``t`` a random
+    instant: the fluid methods' own quantity (without a packet's own transmission), what
+    ``trefed compare --notion virtual`` measures at time-uniform probes. The max-plus bound
+    gets back its factor ``lambda/(lambda+theta)`` (:func:`~federation.calculus.packet.maxplus_log_bound`);
+    the product form bounds the sojourn, hence ``V`` too.
+    """
+    best: Bound | None = None
+    for b in _candidates(arrival, services, delay, None, False, sojourn=False):
+        if best is None or b.epsilon < best.epsilon:
+            best = b
+    if best is None:
+        raise _no_packet_bound(arrival, services)
+    return best
+
+
+def _candidates(
+    arrival: Arrival, services: Sequence[Service], delay: float, names: Sequence[str] | None, dependent: bool,
+    *, sojourn: bool = True,
+) -> Iterator[Bound]:
+    """Every method's bound at ``delay``, cheapest first: the fluid ones on the virtual delay (the
+    blind-multiplexing martingale bound on the sojourn when ``sojourn`` and per-packet), the
+    packet ones on the sojourn (``sojourn=False``: the max-plus one on the virtual delay)."""
+    fluid = fluid_holds(arrival, services)
+    fl = packetized(arrival, services)
+    if fluid:
+        b = tandem_violation(arrival, fl, delay, names=names, dependent=dependent)
+        yield b
+        if b.method == BoundMethod.DETERMINISTIC or dependent:
+            return
+        m = martingale_violation(arrival, fl, delay, sojourn=sojourn and per_packet(arrival))
+        if m is not None:
+            yield m
+        fm = fifo_martingale_violation(arrival, fl, delay)
+        if fm is not None:
+            yield fm
+        # at one FIFO hop alone the FIFO MGF bound is never below the aggregate's martingale bound
+        # (its term at the delay alone is at least exp(-gamma(theta) d) with theta below the root)
+        if fm is None or len(fl) > 1:
+            f = fifo_tandem_violation(arrival, fl, delay, names=names)
+            if f is not None:
+                yield f
+    elif dependent:
+        return
+    mp = maxplus_violation(arrival, services, delay)
+    if mp is not None and not sojourn and isinstance(arrival, PoissonArrival) and math.isfinite(mp.theta):
+        mp = replace(mp, epsilon=mp.epsilon * arrival.rate / (arrival.rate + mp.theta))
+    for alt in (mp, product_form_violation(arrival, services, delay)):
+        if alt is not None:
+            yield alt
+
+
+def _no_packet_bound(arrival: Arrival, services: Sequence[Service]) -> NoFiniteBound:
+    return NoFiniteBound(
+        f"no bound applies to packets of random size (Poisson size={getattr(arrival, 'size', '?')}) "
+        f"through {len(services)} store-and-forward hops with cross traffic or mixed services: a "
+        "packet's delay at a later hop depends on the sizes of the packets ahead of it; use fixed-size "
+        "packets (size=det), or constant-rate hops without cross traffic"
+    )
 
 
 def delay_bound(
@@ -172,8 +244,37 @@ def delay_bound(
     """The smallest delay bound at ``epsilon`` over the methods of :func:`violation_bound`.
 
     The closed-form and cheap bounds are inverted first; the MGF tandem bound is inverted only
-    if it beats them at their delay.
+    if it beats them at their delay. For Poisson packets (a packet's sojourn,
+    :mod:`~federation.calculus.sojourn`), :func:`violation_bound` itself is inverted, from the
+    virtual-delay bound up.
     """
+    if not 0.0 < epsilon < 1.0:
+        raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
+    if not per_packet(arrival):
+        return _virtual_delay_bound(arrival, services, epsilon, names=names, dependent=dependent)
+    lat = sum(s.latency for s in services)
+    start = lat
+    if fluid_holds(arrival, services):  # the virtual delay is a lower end: the packet adds to it
+        start = max(lat, _virtual_delay_bound(arrival, services, epsilon, names=names, dependent=dependent).delay)
+    own = arrival.packet_size * sum(1.0 / max(s.mean_rate, 1e-300) for s in services)  # mean own service, s
+
+    def eps_at(x: float) -> float:
+        return violation_bound(arrival, services, x, names=names, dependent=dependent).epsilon
+
+    d = invert_delay(eps_at, epsilon, start, start + max(own, 1e-12), discrete=False)
+    return violation_bound(arrival, services, d, names=names, dependent=dependent)
+
+
+def _virtual_delay_bound(
+    arrival: Arrival,
+    services: Sequence[Service],
+    epsilon: float,
+    *,
+    names: Sequence[str] | None = None,
+    dependent: bool = False,
+) -> Bound:
+    """The smallest delay bound at ``epsilon`` of the fluid methods (virtual delay), and for
+    Poisson packets the max-plus and product-form bounds."""
     fl = packetized(arrival, services)
     if dependent or (arrival.deterministic and all(s.deterministic for s in services)):
         return tandem_delay(arrival, fl, epsilon, names=names, dependent=dependent)

@@ -41,7 +41,7 @@ queues", JRSS B 1970 (the overshoot factor).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -238,11 +238,18 @@ def martingale_model(arrival: Arrival, services: Sequence[Service]) -> Martingal
     return None
 
 
-def martingale_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
-    """Martingale bound on ``P(D > delay)`` (delay incl. latencies), or ``None`` if not applicable."""
+def martingale_violation(
+    arrival: Arrival, services: Sequence[Service], delay: float, *, sojourn: bool = False
+) -> Bound | None:
+    """Martingale bound on ``P(D > delay)`` (delay incl. latencies), or ``None`` if not applicable.
+
+    ``sojourn``: the blind-multiplexing bound (:func:`priority_violation`) on a Poisson packet's
+    sojourn; the others bound the virtual delay
+    (:func:`federation.calculus.sojourn.sojourn_of` converts them).
+    """
     m = martingale_model(arrival, services)
     if m is None:
-        return priority_violation(arrival, services, delay)
+        return priority_violation(arrival, services, delay, sojourn=sojourn)
     return m.bound(delay)
 
 
@@ -283,15 +290,21 @@ def _sp_parts(arrival: Arrival, services: Sequence[Service]) -> tuple[Arrival, f
     return s.cross, s.base.rate, s.base.latency
 
 
-def priority_violation(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound | None:
+def priority_violation(
+    arrival: Arrival, services: Sequence[Service], delay: float, *, sojourn: bool = False
+) -> Bound | None:
     """Martingale bound for one constant-rate hop with i.i.d. cross traffic (blind multiplexing).
 
     Valid for every work-conserving scheduler (strict priority to the cross traffic is the worst
-    case); ``None`` when not applicable (see the module notes).
+    case); ``None`` when not applicable (see the module notes). ``sojourn=True`` (Poisson packets
+    in continuous time): the bound on an arriving packet's sojourn, its own size ``L`` added to
+    the work that must leave, ``P(Q + L + A_c(d) > C d) <= H E[e^{theta L}] e^{(kappa_c - theta C) d}
+    + (1 - H) P(A_c(d) + L > C d)`` (``Q`` seen by the arrival: PASTA; ``L`` independent).
     """
     parts = _sp_parts(arrival, services)
     if parts is None:
         return None
+    own = _own_size_log_mgf(arrival) if sojourn else None
     cross, c, lat = parts
     discrete = arrival.time == "discrete"
     dv = delay - lat
@@ -305,22 +318,37 @@ def priority_violation(arrival: Arrival, services: Sequence[Service], delay: flo
     if theta_star is None:
         return None
     scale = cross.packet_size
-    # Chernoff bound on P(A_c(0,d) > C d)
+    own_log = own[0] if own is not None else (lambda th: 0.0)
+    # Chernoff bound on P(A_c(0,d) (+ L) > C d)
     if dv > 0:
-        hi_s = min(cross.theta_max * (1 - 1e-9), 1e3 / scale)
-        res = minimize_scalar_bounded(lambda x: (cross.kappa(math.exp(x)) - math.exp(x) * c) * dv,
-                                      (math.log(hi_s) - 25.0, math.log(hi_s)))
+        hi_s = min(cross.theta_max * (1 - 1e-9), 1e3 / scale, own[1] * (1 - 1e-9) if own else math.inf)
+        res = minimize_scalar_bounded(
+            lambda x: (cross.kappa(math.exp(x)) - math.exp(x) * c) * dv + own_log(math.exp(x)),
+            (math.log(hi_s) - 25.0, math.log(hi_s)))
         log_chern = min(0.0, float(res.fun))
     else:
         log_chern = 0.0
 
     def value(theta: float) -> float:
         h = 1.0 / tot.overshoot(theta)
-        return h * math.exp((cross.kappa(theta) - theta * c) * dv) + (1.0 - h) * math.exp(log_chern)
+        g = own_log(theta)
+        if not math.isfinite(g):
+            return math.inf
+        return h * math.exp((cross.kappa(theta) - theta * c) * dv + g) + (1.0 - h) * math.exp(log_chern)
 
     res = minimize_scalar_bounded(lambda x: value(theta_star * x), (1e-6, 1.0), xatol=1e-6)
     th = theta_star * float(res.x)
     v = min(value(th), value(theta_star))
     if value(theta_star) <= v:
         th = theta_star
-    return Bound(delay, float(min(1.0, v)), th, BoundMethod.MARTINGALE_SP, PriorityDetail(theta_star))
+    return Bound(delay, float(min(1.0, v)), th, BoundMethod.MARTINGALE_SP, PriorityDetail(theta_star, own is not None))
+
+
+def _own_size_log_mgf(arrival: Arrival) -> tuple[Callable[[float], float], float] | None:
+    """``theta -> log E[exp(theta L)]`` of a Poisson packet's size ``L`` (1/bit) and its pole, else ``None``."""
+    if not isinstance(arrival, PoissonArrival) or arrival.time != "continuous":
+        return None
+    m = arrival.mean_size
+    if arrival.size == "det":
+        return (lambda th: th * m), math.inf
+    return (lambda th: -math.log1p(-th * m) if th * m < 1 else math.inf), 1.0 / m

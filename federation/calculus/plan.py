@@ -23,9 +23,10 @@ from scipy.optimize import minimize, minimize_scalar
 from federation.calculus.arrivals import Arrival, PoissonArrival, TokenBucket
 from federation.calculus.bound import Bound, BoundMethod, TandemDetail
 from federation.calculus.compose import DomainSlice, delay_bound, packetized, slice_services, violation_bound
-from federation.calculus.packet import maxplus_applies, maxplus_log_bound
+from federation.calculus.packet import maxplus_applies, maxplus_log_bound, size_correlation_log
 from federation.calculus.roots import bracket_root
 from federation.calculus.services import ConstantRate, Service
+from federation.calculus.sojourn import fluid_holds, own_log_mgf
 from federation.calculus.tandem import tandem_log_bound
 from federation.errors import InputError, NoFiniteBound
 
@@ -210,6 +211,7 @@ class _TandemAtTheta:
         self.p, self.theta, self.kappa, self.beta = planner, theta, kappa, beta
         size = planner.traffic.packet_size
         self.per_rate = math.nan if planner.discrete else -math.expm1(-theta * size) / size
+        self.own = own_log_mgf(planner.traffic, theta)
 
     def __call__(self, v: np.ndarray) -> float:
         p, theta = self.p, self.theta
@@ -225,31 +227,46 @@ class _TandemAtTheta:
             return 0.0
         if not all(g > self.kappa for g in gam):
             return math.inf
-        return tandem_log_bound(self.kappa, self.beta, gam, dv, p.discrete)[0]
+        # + a Poisson packet's own size, as the composed bound (federation.calculus.sojourn)
+        return tandem_log_bound(self.kappa, self.beta, gam, dv, p.discrete)[0] + self.own
 
 
 class _MaxplusAtTheta:
     """The fixed-theta max-plus log bound (:func:`maxplus_log_bound`) as a function of the group rates.
 
     A packet's service time of ``L`` bits has ``log M = theta*L/r`` at a constant-rate hop and
-    ``-log(1 - theta/mu)``, ``mu = r/L``, at an exponential-service hop (``inf`` if ``theta >= mu``).
+    ``-log(1 - theta/mu)``, ``mu = r/L``, at an exponential-service hop (``inf`` if ``theta >= mu``);
+    an exponential size of mean ``L`` has ``-log(1 - theta*L/r)`` at a constant-rate hop, and the
+    size's correlation over those hops (:func:`~federation.calculus.packet.size_correlation_log`).
     """
 
     def __init__(self, planner: _Planner, theta: float, lam: float):
         self.p, self.theta, self.lam = planner, theta, lam
+        self.exp_size = isinstance(planner.traffic, PoissonArrival) and planner.traffic.size == "exp"
 
     def __call__(self, v: np.ndarray) -> float:
         p, theta = self.p, self.theta
         p.n_surr.tick()
         vs = v.tolist()
         size = p.traffic.packet_size
-        log_mgfs = [theta * size / vs[0]] * len(p.det) if p.det else []
+        corr = 0.0
+        if not p.det:
+            log_mgfs = []
+        elif self.exp_size:
+            if not theta * size < vs[0]:
+                return math.inf
+            log_mgfs = [-math.log1p(-theta * size / vs[0])] * len(p.det)
+            corr = size_correlation_log(size, [vs[0]] * len(p.det), theta)
+            if not math.isfinite(corr):
+                return math.inf
+        else:
+            log_mgfs = [theta * size / vs[0]] * len(p.det)
         for x in vs[1 if p.det else 0:]:
             mu = x / size
             if not theta < mu:
                 return math.inf
             log_mgfs.append(-math.log1p(-theta / mu))
-        return maxplus_log_bound(self.lam, log_mgfs, p.delay - p.lat_sum, theta)
+        return maxplus_log_bound(self.lam, log_mgfs, p.delay - p.lat_sum, theta, correlation=corr)
 
 
 class _Planner:
@@ -282,8 +299,10 @@ class _Planner:
         self.pk_count = sum(1 for i, s in enumerate(path) if s.service != "exp" and i < n - 1)  # packetizing
         # generous rates: the theta range only grows with the rates
         self.big = np.where(np.isfinite(self.gcap), self.gcap, self.rho * 1e3)
-        self.methods = [BoundMethod.MGF_TANDEM]
-        if delay > self.lat_sum and maxplus_applies(traffic, self.services_of(self.big)):
+        big_services = self.services_of(self.big)
+        # the fluid MGF tandem bound does not hold for random packet sizes through several hops
+        self.methods = [BoundMethod.MGF_TANDEM] if fluid_holds(traffic, big_services) else []
+        if delay > self.lat_sum and maxplus_applies(traffic, big_services):
             self.methods.append(BoundMethod.MGF_MAXPLUS)
         self.ranges = {m: self.theta_hi(m) for m in self.methods}
 
@@ -330,7 +349,7 @@ class _Planner:
             if not math.isfinite(kap):
                 return _infinite
             return _TandemAtTheta(self, theta, kap, traffic.beta(theta))
-        assert isinstance(traffic, PoissonArrival)  # MGF_MAXPLUS: Poisson packets of fixed size
+        assert isinstance(traffic, PoissonArrival)  # MGF_MAXPLUS: Poisson packets
         if not theta > 0:
             return _infinite
         return _MaxplusAtTheta(self, theta, traffic.rate)

@@ -34,10 +34,11 @@ import numpy as np
 
 from federation.calculus.arrivals import PoissonArrival
 from federation.calculus.bound import Bound
-from federation.calculus.compose import packetized, violation_bound
+from federation.calculus.compose import packetized, violation_bound, virtual_violation_bound
 from federation.calculus.martingale import martingale_violation
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.services import ConstantRate, ExpService, Leftover
+from federation.calculus.sojourn import per_packet
 from federation.calculus.tandem import tandem_violation
 from federation.compare.model import ComparedModel, Tagged
 from federation.errors import NoFiniteBound
@@ -74,8 +75,8 @@ class BoundCurve:
         self._n_fine = fine
 
     def raw(self, d: float) -> Bound:
-        """The calculus bound of the model at ``d`` (s), unconverted."""
-        return violation_bound(self.flow, self.services, d)
+        """The calculus bound of the model's virtual delay at ``d`` (s), unconverted."""
+        return virtual_violation_bound(self.flow, self.services, d)
 
     def _fine_grid(self) -> tuple[np.ndarray, np.ndarray, list[Bound]]:
         if self._fine is None:
@@ -124,10 +125,15 @@ class BoundCurve:
             for fb in (martingale_violation(self.flow, self.fl, x), tandem_violation(self.flow, self.fl, x)):
                 if fb is not None:
                     cands.append((fb.epsilon, f"{fb.method}+last-hop-shift", fb.theta))
-        mp = maxplus_violation(self.flow, self.services, d)
+        mp = maxplus_violation(self.flow, self.services, d)  # a packet's sojourn already
         if mp is not None and isinstance(self.flow, PoissonArrival):
-            lam = self.flow.rate
-            cands.append((min(1.0, mp.epsilon * (lam + mp.theta) / lam), "mgf-maxplus(tagged)", mp.theta))
+            cands.append((mp.epsilon, "mgf-maxplus(tagged)", mp.theta))
+        if per_packet(self.flow):  # what the broker composes: the calculus' own packet bound
+            try:
+                vb = violation_bound(self.flow, self.services, d)
+                cands.append((vb.epsilon, f"{vb.method}(packet)", vb.theta))
+            except NoFiniteBound:
+                pass
         pf = product_form_violation(self.flow, self.services, d)
         if pf is not None:
             cands.append((pf.epsilon, "product-form", pf.theta))

@@ -1,0 +1,153 @@
+"""A packet's own share of its delay: from a virtual-delay bound to a bound on the packet's sojourn.
+
+The fluid methods (:mod:`~federation.calculus.tandem`, :mod:`~federation.calculus.martingale`,
+:mod:`~federation.calculus.fifo`) bound the *virtual delay* ``V(t)`` at a time-stationary ``t``:
+the time until the work that arrived before ``t`` has left. What the data plane and the auditor
+measure is a packet's *sojourn* ``S``, from its arrival to the departure of its last bit from the
+last hop, its own transmission included. For Poisson packets in continuous time the two differ by
+the packet itself: an arrival sees the time-stationary state (PASTA), and its own size ``L`` is
+independent of it. Elsewhere (token buckets: their envelope bounds every interval, the arrival
+instants' included; fluid traffic; discrete time) nothing is added.
+
+Notes
+-----
+A method whose bound is a union of Chernoff bounds in ``theta`` (1/bit) over the intervals
+``(s, t]`` of the flow's arrivals (the MGF tandem and FIFO bounds) gives, for the arrivals with
+the packet's own ``L`` bits added at ``t``,
+
+.. math::
+
+    P(S > d) \\le E[e^{\\theta L}] \\, \\varepsilon_V(d; \\theta)
+
+at the same ``theta`` (every term gains the factor; the term ``s = t`` keeps the bound at 1
+below the packet's own transmission time). ``E[e^{theta L}]`` is ``e^{theta L}`` for a fixed
+size, ``1/(1 - theta m)`` for an exponential size of mean ``m``. The martingale bound
+``P(Q > x) <= H e^{-a x}`` holds for ``x >= 0`` only (``Q >= 0``), so with the packet's own
+service time ``Y`` (``L/C`` at the bottleneck ``C``, or ``Exp(mu)`` at an exponential-service hop)
+
+.. math::
+
+    P(S > d) \\le P(Y > x) + H e^{-a x} E[e^{a Y}; Y \\le x], \\qquad x = d - T,
+
+exact for M/M/1 (``e^{-(mu-lambda) x}``); the FIFO martingale bound is the aggregate's at the
+FIFO hop, the same with ``C`` that hop's rate. The blind-multiplexing martingale bound (a
+backlog plus future cross work) takes the packet's size itself
+(:func:`~federation.calculus.martingale.priority_violation` with ``sojourn=True``). The max-plus and product-form bounds of :mod:`~federation.calculus.packet`
+bound the sojourn already.
+
+A fluid bound covers the store-and-forward packet tandem only with the packetizer latencies of
+:func:`~federation.calculus.compose.packetized`, which need a largest packet: for exponential
+sizes the fluid methods hold on one hop only (where the fluid and the packet queue coincide).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from federation.calculus.arrivals import Arrival, PoissonArrival
+from federation.calculus.bound import (
+    Bound,
+    BoundMethod,
+    FifoDetail,
+    MartingaleDetail,
+    PriorityDetail,
+    TandemDetail,
+)
+from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
+
+__all__ = ["per_packet", "fluid_holds", "sojourn_of", "own_log_mgf"]
+
+#: Methods whose bound is already on the packet's sojourn (or holds at every instant).
+_ALREADY = frozenset({BoundMethod.DETERMINISTIC, BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM})
+
+
+def per_packet(arrival: Arrival) -> bool:
+    """Whether a delay of this traffic is a Poisson packet's sojourn (continuous-time Poisson packets)."""
+    return isinstance(arrival, PoissonArrival) and arrival.time == "continuous"
+
+
+def fluid_holds(arrival: Arrival, services: Sequence[Service]) -> bool:
+    """Whether the fluid methods bound the packet system: always, except random packet sizes
+    through more than one hop or through a hop that is not constant-rate (no largest packet)."""
+    if not (per_packet(arrival) and isinstance(arrival, PoissonArrival) and arrival.size != "det"):
+        return True
+    if len(services) != 1:
+        return False
+    s = services[0]
+    return isinstance(s, ConstantRate) or (isinstance(s, Leftover) and isinstance(s.base, ConstantRate))
+
+
+def _log_size_mgf(arrival: PoissonArrival, theta: float) -> float:
+    """``log E[exp(theta L)]`` of a packet's size ``L`` (bits), ``theta`` in 1/bit (``inf`` past the pole)."""
+    if arrival.size == "det":
+        return theta * arrival.mean_size
+    x = theta * arrival.mean_size
+    return -math.log1p(-x) if x < 1.0 else math.inf
+
+
+def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound | None:
+    """The bound on a packet's sojourn at ``b.delay`` from ``b``, computed on ``services`` (see the module Notes).
+
+    ``services`` are the ones ``b`` was computed on (for the fluid methods, with the packetizer
+    latencies). ``b`` unchanged when it bounds the sojourn already or the traffic is not
+    per-packet (:func:`per_packet`); ``None`` when ``b`` cannot be converted (no ``theta``, a
+    blind-multiplexing martingale bound of the virtual delay, or the packet-size MGF is infinite
+    at ``theta``).
+    """
+    if not per_packet(arrival) or b.method in _ALREADY or b.epsilon >= 1.0:
+        return b
+    assert isinstance(arrival, PoissonArrival)
+    eps: float | None
+    if b.method in (BoundMethod.MARTINGALE, BoundMethod.MARTINGALE_FIFO):
+        eps = _martingale_sojourn(arrival, services, b)
+    elif b.method == BoundMethod.MARTINGALE_SP:
+        return b if isinstance(b.detail, PriorityDetail) and b.detail.sojourn else None
+    elif math.isfinite(b.theta) and b.theta > 0:
+        log_factor = _log_size_mgf(arrival, b.theta)
+        if not math.isfinite(log_factor):
+            return None
+        detail = b.detail
+        if isinstance(detail, (TandemDetail, FifoDetail)):  # the unclipped log, converted too
+            detail = replace(detail, log_epsilon=detail.log_epsilon + log_factor)
+        return Bound(b.delay, float(min(1.0, b.epsilon * math.exp(log_factor))), b.theta, b.method, detail)
+    else:
+        return None
+    if eps is None:
+        return None
+    return Bound(b.delay, float(min(1.0, eps)), b.theta, b.method, b.detail)
+
+
+def own_log_mgf(arrival: Arrival, theta: float) -> float:
+    """``log E[exp(theta L)]`` of a per-packet flow's own packet (1/bit; ``inf`` past the pole), 0 otherwise."""
+    if not per_packet(arrival):
+        return 0.0
+    assert isinstance(arrival, PoissonArrival)
+    return _log_size_mgf(arrival, theta)
+
+
+def _martingale_sojourn(arrival: PoissonArrival, services: Sequence[Service], b: Bound) -> float | None:
+    """``P(Y > x) + H e^{-a x} E[e^{a Y}; Y <= x]`` for the martingale bound ``b`` (Notes)."""
+    detail = b.detail
+    if not isinstance(detail, MartingaleDetail) or not detail.decay > 0:
+        return None
+    h, a = detail.prefactor, detail.decay
+    x = b.delay - sum(s.latency for s in services)
+    if x < 0:
+        return 1.0
+    first = services[0]
+    if len(services) == 1 and isinstance(first, ExpService):
+        nu = first.completion_rate  # Y ~ Exp(nu): the packet's own service time
+    else:
+        # the queue the martingale bounds: a FIFO hop's (its base rate), else the bottleneck link's
+        c = first.base.rate if isinstance(first, Leftover) and isinstance(first.base, ConstantRate) else min(
+            s.rate for s in services if isinstance(s, ConstantRate))
+        if arrival.size == "det":
+            y = arrival.mean_size / c
+            return 1.0 if y > x else h * math.exp(-a * (x - y))
+        nu = c / arrival.mean_size  # Y = L/C ~ Exp(C/m)
+    if not a < nu:
+        return None
+    # P(Y > x) + h e^{-a x} * nu/(nu - a) * (1 - e^{-(nu - a) x})
+    return math.exp(-nu * x) + h * nu / (nu - a) * (math.exp(-a * x) - math.exp(-nu * x))
