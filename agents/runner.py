@@ -26,7 +26,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +413,21 @@ class Federation:
         ch = self._channels.pop(self.domain_addresses[domain_id], None)
         if ch is not None:
             ch.close()
+
+    def republish_domain(self, domain_id: str, guardrails: Mapping[str, float] | None = None) -> int:
+        """The domain's operator publishes a new envelope: the configured one with the ``guardrails``
+        fields given changed (e.g. ``{"reservable_capacity_bps": 2e8}``); returns its sequence.
+        The broker sees it at its next envelope refresh (``broker.envelope_refresh_s``)."""
+        d = self.config.domain(domain_id)
+        body = d.envelope_body(self.keys[domain_id].key_id)
+        for name, value in (guardrails or {}).items():
+            setattr(body.guardrails, name, float(value))
+        return int(self.runtime.call(self.domain_actors[domain_id], "republish", body.SerializeToString()))
+
+    def revoke_domain(self, domain_id: str) -> None:
+        """The domain's operator withdraws its envelope (until it republishes): the broker can no
+        longer fetch it, the domain refuses new reservations; granted ones stand."""
+        self.runtime.call(self.domain_actors[domain_id], "revoke")
 
     def restart_domain(self, domain_id: str) -> str:
         """Start a new controller for a killed domain on the same SQLite file and port; return its address."""

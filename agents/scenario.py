@@ -7,7 +7,10 @@
    tenant's agent requests service at its ``start_s`` (resolution, admission, two-phase
    reservation, signed grants) and releases its contract after ``hold_s``; a ``crash`` event
    kills a domain controller and restarts it ``down_s`` later on its reservation table (requests
-   in between that need it fail). With ``admission_control: false`` a tenant the broker refuses
+   in between that need it fail); a ``republish`` event has the domain's operator sign a new
+   envelope with other guardrails, a ``revoke`` event withdraws it (the domain refuses new
+   reservations; granted ones stand), and the run then waits ``broker.envelope_refresh_s`` of
+   wall time, the broker's cache refresh, so the requests after it see the change. With ``admission_control: false`` a tenant the broker refuses
    is let in all the same, unreserved, on the first path to a model of its task.
 2. **Data plane**: the tenants let in send their traffic for ``run.horizon_s`` s through their
    paths' domains, each domain scheduling by its reservations, under the config's impairments
@@ -41,6 +44,7 @@ from federation.config import FederationConfig, TenantConfig
 from federation.experiment.backing import bound_curve, domain_bounds
 from federation.experiment.plane import ActiveTenant, simulate_run
 from federation.experiment.record import BudgetRecord, RunRecord, TelemetryRecord, TenantRecord
+from federation.timeline import CrashEvent, RepublishEvent
 from federation.tre.trust import TrustStore
 
 __all__ = ["run_scenario", "unreserved_route"]
@@ -109,9 +113,16 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
             timeline.append((start, 2, "arrive", t.id, 0.0))
         if t.hold_s is not None and start + run.scaled(t.hold_s) < horizon:
             timeline.append((start + run.scaled(t.hold_s), 1, "leave", t.id, 0.0))
+    republish: dict[tuple[float, str], RepublishEvent] = {}
     for ev in run.events:
-        timeline.append((run.scaled(ev.at_s), 0, "crash", ev.domain, 0.0))
-        timeline.append((run.scaled(ev.at_s + ev.down_s), 0, "restart", ev.domain, 0.0))
+        if isinstance(ev, CrashEvent):
+            timeline.append((run.scaled(ev.at_s), 0, "crash", ev.domain, 0.0))
+            timeline.append((run.scaled(ev.at_s + ev.down_s), 0, "restart", ev.domain, 0.0))
+        elif isinstance(ev, RepublishEvent):
+            republish[(run.scaled(ev.at_s), ev.domain)] = ev
+            timeline.append((run.scaled(ev.at_s), 0, "republish", ev.domain, 0.0))
+        else:
+            timeline.append((run.scaled(ev.at_s), 0, "revoke", ev.domain, 0.0))
     timeline.sort(key=lambda e: (e[0], e[1]))
     events: list[tuple[float, str]] = []
     outcomes: dict[str, TenantOutcome] = {}
@@ -120,7 +131,21 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
     t0 = time.perf_counter()
     say(f"admissions: {len(config.tenants)} tenants over {horizon:g} s of simulated time")
     for at, _, kind, who, _x in timeline:
-        if kind == "crash":
+        if kind in ("republish", "revoke"):
+            if who in down:  # its operator acts on a controller that is down: nothing to sign with
+                events.append((at, f"domain {who} could not {kind} its envelope (controller down)"))
+                continue
+            if kind == "republish":
+                changes = republish[(at, who)].guardrails
+                seq = fed.republish_domain(who, changes)
+                what = ", ".join(f"{k} {v:g}" for k, v in changes.items()) or "unchanged guardrails"
+                events.append((at, f"domain {who} republished its envelope (sequence {seq}: {what})"))
+            else:
+                fed.revoke_domain(who)
+                events.append((at, f"domain {who} revoked its envelope"))
+            say(f"[t={at:7.2f} s] {events[-1][1]}; the broker sees it at its next refresh")
+            time.sleep(config.broker.envelope_refresh_s)  # wall time: the broker's cache refresh
+        elif kind == "crash":
             fed.kill_domain(who)
             down.add(who)
             events.append((at, f"domain {who} controller crashed"))

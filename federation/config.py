@@ -62,7 +62,7 @@ from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.errors import ConfigError, FieldError
 from federation.experiments_spec import EXPERIMENT_KINDS, ExperimentSpec
-from federation.timeline import RunSettings
+from federation.timeline import RepublishEvent, RunSettings
 from federation.tre.validate import (
     MAX_HOLD_S,
     check_domain_id,
@@ -470,6 +470,15 @@ class FederationConfig(_Strict):
                 raise FieldError(f"tenants[{i}].start_s",
                                  f"(={t.start_s:g}) must be < run.duration_s(={self.run.duration_s:g})")
         self.run.check_domains(set(kinds))
+        for i, ev in enumerate(self.run.events):  # a republished envelope must be a valid one
+            if isinstance(ev, RepublishEvent) and ev.guardrails:
+                g = self.domain(ev.domain).guardrails.to_proto()
+                for name, value in ev.guardrails.items():
+                    setattr(g, name, value)
+                try:
+                    check_guardrails(g)
+                except ConfigError as exc:
+                    raise FieldError(f"run.events[{i}]", f"the republished envelope of {ev.domain!r}: {exc}") from None
         if self.experiment is not None:
             self.experiment.check_refs(set(kinds), len(self.tenants))
         _check_prices(self)

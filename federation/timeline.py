@@ -4,8 +4,8 @@
 plane for ``duration_s`` seconds of simulated time, lets every domain report its signed telemetry
 and has the auditor judge it. This section says how long, with which schedulers, which impairments
 strike which domain when, which control-plane events happen (a domain controller crashing and
-restarting) and which domain lies in its
-telemetry. Tenants arrive and leave through their own ``start_s`` / ``hold_s``
+restarting; a domain republishing its envelope with other guardrails, or revoking it) and which
+domain lies in its telemetry. Tenants arrive and leave through their own ``start_s`` / ``hold_s``
 (:class:`~federation.config.TenantConfig`).
 
 Units: seconds (s) of simulated time since the start of the run, bits/s, probabilities in [0, 1].
@@ -24,7 +24,9 @@ Schema::
       confidence: 0.95           # level of every interval of the audit
       telemetry_batch_packets: 20000
       impairments: [{domain, kind: delay|spikes|degrade|outage|loss|error, start_s, end_s, value, prob}]
-      events: [{at_s, kind: crash, domain, down_s}]
+      events: [{at_s, kind: crash, domain, down_s},
+               {at_s, kind: republish, domain, reservable_capacity_bps, max_tenant_rate_bps},
+               {at_s, kind: revoke, domain}]
       liars: [{domain, under_report_s}]   # reports every egress this much earlier than it happened
 """
 
@@ -41,6 +43,8 @@ __all__ = [
     "IMPAIRMENT_KINDS",
     "ImpairmentConfig",
     "CrashEvent",
+    "RepublishEvent",
+    "RevokeEvent",
     "EventConfig",
     "LiarConfig",
     "RunSettings",
@@ -99,7 +103,36 @@ class CrashEvent(_Strict):
     down_s: _Pos = 1.0
 
 
-EventConfig = Annotated[CrashEvent, Field(discriminator="kind")]
+class RepublishEvent(_Strict):
+    """``domain``'s operator publishes a new envelope at ``at_s`` (the next sequence, signed with its
+    key): the configured one with the guardrails given here changed (bits/s; the others as
+    configured). Requests after it are admitted on it (the broker fetches it at its next envelope
+    refresh); reservations already granted keep their rates. Lifts an earlier revocation."""
+
+    kind: Literal["republish"] = "republish"
+    at_s: _NonNeg
+    domain: _Id
+    reservable_capacity_bps: _Pos | None = None
+    max_tenant_rate_bps: _Pos | None = None
+
+    @property
+    def guardrails(self) -> dict[str, float]:
+        """The changed guardrail fields (envelope names) and their values."""
+        return {k: v for k in ("reservable_capacity_bps", "max_tenant_rate_bps")
+                if (v := getattr(self, k)) is not None}
+
+
+class RevokeEvent(_Strict):
+    """``domain``'s operator withdraws its envelope at ``at_s``, until a later ``republish``: the
+    broker can no longer fetch it and the domain refuses new reservations, so requests over a path
+    through it are refused; reservations already granted stand (their traffic flows)."""
+
+    kind: Literal["revoke"] = "revoke"
+    at_s: _NonNeg
+    domain: _Id
+
+
+EventConfig = Annotated[CrashEvent | RepublishEvent | RevokeEvent, Field(discriminator="kind")]
 
 
 class LiarConfig(_Strict):

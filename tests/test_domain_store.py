@@ -694,3 +694,57 @@ def test_tombstones_of_unknown_aborts_are_pruned_after_the_longest_hold(key, clo
         assert svc.prepare(prepare_req("p-ghost", "ghost0", hold=5.0)).state == PREPARED
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------- republish and revoke
+
+
+def test_revoke_refuses_new_reservations_keeps_granted_ones_and_survives_a_restart(svc, key, clock, db_path):
+    svc.prepare(prepare_req("p1", "r1"))
+    svc.prepare(prepare_req("p2", "r2"))
+    svc.commit(commit_req("c1", "r1"))
+    seq = svc.envelope_sequence
+    svc.revoke()
+    with pytest.raises(FailedPrecondition, match=r"domain 'transport' has revoked its envelope 'transport/gold'"):
+        svc.get_envelope(services_pb2.GetEnvelopeRequest())
+    with pytest.raises(FailedPrecondition, match="revoked"):
+        svc.prepare(prepare_req("p3", "r3"))
+    svc.commit(commit_req("c2", "r2"))  # a hold prepared before the revocation still commits
+    svc.release(release_req("x1", "r1"))
+    clock.advance(3000.0)  # past half the validity: a revoked envelope is not re-signed
+    svc.sweep()
+    assert svc.envelope_sequence == seq
+    again = reopen(svc, key, clock, db_path)
+    assert again.revoked
+    with pytest.raises(FailedPrecondition, match="revoked"):
+        again.prepare(prepare_req("p4", "r4"))
+
+
+def test_republish_signs_the_next_sequence_admits_on_its_guardrails_and_survives_a_restart(svc, key, clock, db_path):
+    svc.prepare(prepare_req("p1", "r1", rate=4e7))
+    svc.commit(commit_req("c1", "r1"))
+    svc.revoke()
+    seq = svc.envelope_sequence
+    smaller = make_template(capacity=5e7)
+    assert svc.republish(smaller) == seq + 1 and not svc.revoked
+    env = svc.get_envelope(services_pb2.GetEnvelopeRequest())
+    body = envelope_pb2.EnvelopeBody.FromString(env.body)
+    assert body.header.sequence == seq + 1 and body.guardrails.reservable_capacity_bps == 5e7
+    trust = TrustStore()
+    trust.add_key(key)
+    assert trust.verify_envelope(env, now=clock()).header.sequence == seq + 1  # the domain's signature
+    with pytest.raises(ResourceExhausted, match="reservable capacity 5e\\+07 bps exceeded"):
+        svc.prepare(prepare_req("p2", "r2", tenant="t2", rate=2e7))  # 4e7 held + 2e7 > 5e7; r1 is kept
+    svc.prepare(prepare_req("p3", "r3", tenant="t2", rate=1e7))
+    again = reopen(svc, key, clock, db_path)  # restarted with the start-up template (capacity 1e8)
+    assert again.guardrails.reservable_capacity_bps == 5e7 and again.envelope_sequence == seq + 2
+    with pytest.raises(ConfigError, match="domain_id"):
+        again.republish(make_template("access"))
+    other = make_template()
+    other.header.tre_id = "transport/silver"
+    with pytest.raises(ConfigError, match="tre_id"):
+        again.republish(other)
+    bad = make_template(capacity=1e6)  # max_tenant_rate_bps 5e7 > capacity: refused, nothing changed
+    with pytest.raises(ConfigError, match="max_tenant_rate_bps"):
+        again.republish(bad)
+    assert again.guardrails.reservable_capacity_bps == 5e7 and again.envelope_sequence == seq + 2

@@ -44,6 +44,11 @@ def _quickstart(**run: object) -> dict:
     ({"events": [{"kind": "crash", "domain": "edge", "at_s": 301}]},
      "run.events[0].at_s(=301) must be < run.duration_s(=300)"),
     ({"events": [{"kind": "explode", "domain": "edge", "at_s": 1}]}, "run.events[0]"),
+    ({"events": [{"kind": "revoke", "domain": "nowhere", "at_s": 1}]}, "run.events[0].domain: unknown domain"),
+    ({"events": [{"kind": "republish", "domain": "edge", "at_s": 1, "reservable_capacity_bps": 0}]},
+     "run.events[0].republish.reservable_capacity_bps"),
+    ({"events": [{"kind": "republish", "domain": "edge", "at_s": 1, "reservable_capacity_bps": 30e6}]},
+     "run.events[0]: the republished envelope of 'edge': guardrails.max_tenant_rate_bps"),
     ({"liars": [{"domain": "edge", "under_report_s": 0.1}, {"domain": "edge", "under_report_s": 0.2}]},
      "run.liars[1].domain: domain 'edge' is listed twice"),
     ({"scheduler": "lottery"}, "run.scheduler"),
@@ -159,6 +164,36 @@ def test_tenants_arrive_and_leave_and_a_crashed_domain_refuses_then_recovers(ray
     sentences = [s for _, s in doc["events"]]
     assert "domain edge controller crashed" in sentences and "domain edge controller restarted" in sentences
     assert any(s.startswith("tenant early left (released") for s in sentences)
+    assert code == (1 if doc["verdict"]["violation_found"] else 0)
+
+
+def test_a_revoked_envelope_refuses_new_tenants_and_a_republished_one_admits_on_its_guardrails(
+        ray_runtime, tmp_path, capsys):
+    """Revoked: the broker cannot fetch the edge's envelope (nor the edge reserve), so a request
+    through it is refused while the tenant admitted before keeps its grant and its traffic;
+    republished with a smaller reservable capacity: admitted again, on the new guardrail."""
+    data = _quickstart(duration_s=60.0, impairments=[], events=[
+        {"kind": "revoke", "domain": "edge", "at_s": 10.0},
+        {"kind": "republish", "domain": "edge", "at_s": 20.0, "reservable_capacity_bps": 160.0e6},
+    ])
+    first, second = data["tenants"][0], data["tenants"][1]
+    data["tenants"] = [  # at the edge: ~104 Mb/s for the first tenant's kind, ~44 Mb/s for the second's
+        {**first, "id": "before"},
+        {**second, "id": "while-revoked", "start_s": 15.0},
+        {**second, "id": "after-republish", "start_s": 25.0},
+        {**second, "id": "over-new-capacity", "start_s": 26.0},  # fits 250 Mb/s, not 160
+    ]
+    code, doc = _run(tmp_path, data, capsys, "envelope-events")
+    by = {t["tenant_id"]: t for t in doc["tenants"]}
+    assert by["before"]["admitted"] and by["before"]["served"] and by["before"]["end_s"] == 60.0
+    assert not by["while-revoked"]["admitted"] and not by["while-revoked"]["served"]
+    assert "domain 'edge' has revoked its envelope 'edge/gpu'" in by["while-revoked"]["reason"]
+    assert by["after-republish"]["admitted"]
+    assert not by["over-new-capacity"]["admitted"]
+    assert "reservable capacity 1.6e+08 bps exceeded" in by["over-new-capacity"]["reason"]
+    sentences = [s for _, s in doc["events"]]
+    assert "domain edge revoked its envelope" in sentences
+    assert "domain edge republished its envelope (sequence 2: reservable_capacity_bps 1.6e+08)" in sentences
     assert code == (1 if doc["verdict"]["violation_found"] else 0)
 
 

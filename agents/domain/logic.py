@@ -198,7 +198,7 @@ class DomainService:
         self._publisher = EnvelopePublisher(template, key, store, validity_s=validity_s, now=now)
         self.validity_s = self._publisher.validity_s
         self.guardrails = type(template.guardrails)()
-        self.guardrails.CopyFrom(template.guardrails)
+        self.guardrails.CopyFrom(self._publisher.template.guardrails)  # a republished one survives restarts
         self._expire(now)
 
     # ------------------------------------------------------------------ envelope
@@ -214,11 +214,38 @@ class DomainService:
         return self._publisher.sequence
 
     def get_envelope(self, request: services_pb2.GetEnvelopeRequest) -> envelope_pb2.TailRiskEnvelope:
-        """The signed envelope of ``request.tre_id`` (empty: the default class); NOT_FOUND otherwise."""
+        """The signed envelope of ``request.tre_id`` (empty: the default class); NOT_FOUND otherwise,
+        FAILED_PRECONDITION while it is revoked."""
         now = self._clock()
         self._tick(now)
         self._check_tre(request.tre_id)
+        self._check_published()
         return self._publisher.envelope
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the envelope is revoked (:meth:`revoke`)."""
+        return self._publisher.revoked
+
+    def republish(self, template: envelope_pb2.EnvelopeBody) -> int:
+        """Publish ``template`` (same domain and service class; e.g. other guardrails) with the next
+        sequence and admit new reservations on its guardrails; granted ones keep their rates.
+        Lifts a revocation. Returns the new sequence; ``ConfigError`` naming the field otherwise."""
+        self._publisher.republish(template, self._clock())
+        self.guardrails.CopyFrom(self._publisher.template.guardrails)
+        return self._publisher.sequence
+
+    def revoke(self) -> None:
+        """Withdraw the envelope: GetEnvelope and Prepare answer FAILED_PRECONDITION until the next
+        :meth:`republish`; granted reservations stand (Commit, Release and Abort still work)."""
+        self._publisher.revoke()
+
+    def _check_published(self) -> None:
+        if self._publisher.revoked:
+            raise FailedPrecondition(
+                f"domain {self.domain_id!r} has revoked its envelope {self.tre_id!r} (sequence "
+                f"{self._publisher.sequence}): it admits no new reservations until it republishes"
+            )
 
     def _check_tre(self, tre_id: str) -> str:
         if tre_id and tre_id != self.tre_id:
@@ -387,6 +414,7 @@ class DomainService:
                 self._log("Prepare", request.request_id, digest, response, now)
             return response
 
+        self._check_published()
         g = self.guardrails
         d = f"domain {self.domain_id!r}"
         if res.rate_bps < g.min_tenant_rate_bps:

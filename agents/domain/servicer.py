@@ -269,6 +269,20 @@ class DomainControllerAgent:
         else:
             self._stallable.released.set()
 
+    async def republish(self, envelope_body: bytes) -> int:
+        """The operator publishes a new envelope (a serialized EnvelopeBody template of this domain
+        and service class, e.g. with other guardrails): see :meth:`DomainService.republish`.
+        Returns the new sequence. After :meth:`start`."""
+        try:
+            template = envelope_pb2.EnvelopeBody.FromString(envelope_body)
+        except DecodeError as exc:
+            raise ConfigError(f"envelope_body: not a serialized EnvelopeBody ({exc})") from exc
+        return self.service.republish(template)
+
+    async def revoke(self) -> None:
+        """The operator withdraws the envelope: see :meth:`DomainService.revoke`. After :meth:`start`."""
+        self.service.revoke()
+
     async def held_answers(self) -> int:
         """How many answers :meth:`stall` holds now (each of a call that already ran)."""
         return 0 if self._stallable is None else self._stallable.held
