@@ -171,6 +171,7 @@ def _slices(
                 service="exp" if b.model.service == envelope_pb2.EXPONENTIAL_SERVICE else "size",
                 loss_probability=b.model.loss_probability,
                 error_probability=model.error_probability if compute else 0.0,
+                work_bits=model.request_size_bits if compute else 0.0,  # one inference per request
             )
         )
     return out

@@ -74,6 +74,18 @@ class DomainSlice:
     service: Literal["size", "exp"] = "size"  # "exp": i.i.d. exponential service times, mean size/rate
     loss_probability: float = 0.0  # probability a packet is lost in this domain
     error_probability: float = 0.0  # inference error probability (compute domains), else 0
+    # service="exp": bits of work one request costs here (the model's request size: a mean
+    # service time of work_bits/rate per request, whatever the request's own size); 0: its size
+    work_bits: float = 0.0
+
+    def service_rate(self, traffic: Arrival) -> float:
+        """The rate (bits/s of ``traffic``'s own packets) the calculus serves it at: ``rate``,
+        scaled by ``L/work_bits`` at an exponential-service domain when Poisson packets of mean
+        size ``L`` each cost ``work_bits`` (a token bucket's packets are the model's requests already,
+        fluid traffic has no requests)."""
+        if self.service == "exp" and self.work_bits > 0 and isinstance(traffic, PoissonArrival):
+            return self.rate * traffic.mean_size / self.work_bits
+        return self.rate
 
 
 @dataclass(frozen=True)
@@ -316,9 +328,11 @@ def slice_services(path: Sequence[DomainSlice], traffic: Arrival) -> list[Servic
             raise InputError(f"domain {s.domain_id!r}: rate(={s.rate!r}) must be > 0 and finite")
         if s.latency < 0 or s.propagation_delay < 0:
             raise InputError(f"domain {s.domain_id!r}: latency and propagation_delay must be >= 0")
+        if s.work_bits < 0 or not math.isfinite(s.work_bits):
+            raise InputError(f"domain {s.domain_id!r}: work_bits(={s.work_bits!r}) must be >= 0 and finite")
         lat = s.latency + s.propagation_delay
         if s.service == "exp":
-            out.append(ExpService(s.rate, traffic.packet_size, lat, traffic.time))
+            out.append(ExpService(s.service_rate(traffic), traffic.packet_size, lat, traffic.time))
         elif s.service == "size":
             out.append(ConstantRate(s.rate, lat, traffic.time))
         else:
@@ -336,10 +350,11 @@ def _check(path: Sequence[DomainSlice], traffic: Arrival, time: str) -> None:
             p = getattr(s, name)
             if not 0.0 <= p < 1.0:
                 raise InputError(f"domain {s.domain_id!r}: {name}(={p!r}) must be in [0, 1)")
-        if traffic.mean_rate >= s.rate:
+        if traffic.mean_rate >= s.service_rate(traffic):
+            work = "" if s.service_rate(traffic) == s.rate else f" ({s.work_bits:g} bits of work per request)"
             raise NoFiniteBound(
                 f"domain {s.domain_id!r}: traffic mean rate {traffic.mean_rate:g} bits/s >= "
-                f"reserved rate {s.rate:g} bits/s"
+                f"reserved rate {s.rate:g} bits/s{work}"
             )
 
 

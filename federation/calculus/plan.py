@@ -133,10 +133,16 @@ def plan_rates(
     :class:`NoFiniteBound` is raised, except in the direction search of step 2, which then keeps
     the best plan found so far. Typical time on a 3-hop path with one compute domain: 10-40 ms.
     """
-    c, cap = _check_request(path, traffic, delay, epsilon, costs, max_rates)
+    # a domain whose requests cost work_bits (DomainSlice.service_rate) is planned in the flow's
+    # own bits -- the rate r' = r*k, k = service_rate/rate, at the price c/k and the cap cap*k --
+    # and its rate converted back: the same services, costs and caps
+    k = np.array([replace(s, rate=1.0).service_rate(traffic) for s in path])
+    path = [replace(s, work_bits=0.0) for s in path] if np.any(k != 1.0) else path
+    c, cap = _check_request(path, traffic, delay, epsilon, costs, max_rates, k)
     if traffic.deterministic and all(s.service == "size" for s in path):
         return _plan_deterministic(path, traffic, delay, epsilon, cap)
-    return _Planner(path, traffic, delay, epsilon, c, cap).plan()
+    rates = _Planner(path, traffic, delay, epsilon, c, cap).plan()
+    return tuple(float(r / f) for r, f in zip(rates, k))
 
 
 def _check_request(
@@ -146,8 +152,10 @@ def _check_request(
     epsilon: float,
     costs: Sequence[float] | None,
     max_rates: Sequence[float] | None,
+    k: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(costs, caps) as arrays, after the checks of :func:`plan_rates` (raises its errors)."""
+    """(costs, caps) as arrays, after the checks of :func:`plan_rates` (raises its errors); with
+    ``k``, per domain, in the flow's own bits (``costs / k``, ``caps * k``)."""
     if not 0.0 < epsilon < 1.0:
         raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
     n = len(path)
@@ -159,6 +167,8 @@ def _check_request(
     cap = np.full(n, np.inf) if max_rates is None else np.asarray(max_rates, dtype=float)
     if cap.shape != (n,) or np.any(cap <= 0):
         raise InputError("max_rates must be one positive number per domain")
+    if k is not None:
+        c, cap = c / k, cap * k
     rho = traffic.mean_rate
     for s, m in zip(path, cap):
         if m <= rho:

@@ -67,7 +67,8 @@ def slices(config: FederationConfig, model: ModelConfig, path: Sequence[str], ra
                                propagation_delay=m.propagation_delay_s,
                                service="exp" if m.service == "exponential" else "size",
                                loss_probability=m.loss_probability,
-                               error_probability=model.error_probability if compute else 0.0))
+                               error_probability=model.error_probability if compute else 0.0,
+                               work_bits=model.request_size_bits if compute else 0.0))
     return out
 
 
