@@ -279,9 +279,12 @@ def run_sweep(plan: SweepPlan, out: str | Path, runtime: Runtime | None, *, base
     serial_s = 0.0
     per_node: dict[str, int] = {}
     running = 0
+    if journal.exists():  # a last line cut short (the driver was killed writing it) is no row: drop it
+        raw = journal.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            with open(journal, "r+b") as g:
+                g.truncate(raw.rfind(b"\n") + 1)
     with open(journal, "a", encoding="utf-8") as f:
-        if before and journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
-            f.write("\n")  # a torn last line stays alone on its line
 
         def record(row: dict[str, Any]) -> None:
             nonlocal serial_s

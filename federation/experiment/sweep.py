@@ -652,7 +652,7 @@ def draw_figures(plan: SweepPlan, summaries: Sequence[PointSummary], metrics: Se
                  level: float = 0.95) -> list[str]:
     """One PNG per (metric, grid key): the metric's mean against the key's values with error bars (the
     interval at ``level``; none where a point has one seed), one line per combination of the other
-    keys. Metrics no point has are skipped. Returns the file names."""
+    keys. Metrics no point has, and keys of one value, are skipped. Returns the file names."""
     if not plan.axes:
         return []
     import matplotlib

@@ -1,0 +1,178 @@
+"""``trefed sweep`` against a real multi-node Ray cluster on loopback (Ray's own test harness).
+
+One :class:`ray.cluster_utils.Cluster` for the module: a head and a worker node, one CPU each, every
+listener on 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` before Ray starts), a private
+``RAY_TMPDIR``, no dashboard. ``trefed sweep --address`` runs as its own process (the driver), as a
+user runs it. Where the tasks ran is read from the node id each row records, never from timings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import FAST_CONFIG
+
+from agents.cli.main import main as trefed
+
+BIN = Path(sys.executable).parent
+
+#: The grid of the tests: the edge's reservable capacity admits 2 of the 3 tenants at 50 Mb/s and
+#: all 3 at 100 Mb/s (each reserves about 20.2 Mb/s there), so the points differ.
+GRID = ["--grid", "domains[2].guardrails.reservable_capacity_bps=5e7,1e8",
+        "--grid", "domains[2].guardrails.max_tenant_rate_bps=5e7"]
+
+#: Columns that say where and when a task ran, not what it measured.
+WHERE = {"node_id", "node_ip", "wall_s", "finished_at"}
+
+
+def small_config(path: Path, duration_s: float = 2.0) -> Path:
+    """FAST_CONFIG with 3 tenants and ``duration_s`` s of traffic, written to ``path``."""
+    data = copy.deepcopy(FAST_CONFIG)
+    data["tenants"] = data["tenants"][:3]
+    data["run"] = {"duration_s": duration_s, "seed": 7}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A head and one worker node on loopback (1 CPU each), private RAY_TMPDIR; shut down at the end."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray starts: every listener on 127.0.0.1
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    tmp = tempfile.mkdtemp(prefix="ray-sw-")  # short: Ray's socket paths must fit 107 bytes
+    old = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = tmp
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                       "node_ip_address": "127.0.0.1"})
+    try:
+        c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+        if old is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = old
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)  # the address is given explicitly
+    return env
+
+
+def _sweep(cluster: Any, config: Path, out: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "trefed"), "sweep", str(config), *GRID, "--address", cluster.address,
+                           "--out", str(out), "--no-figures", *args],
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _measured(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in WHERE}
+
+
+def test_a_sweep_spreads_over_both_nodes_matches_a_serial_run_and_resumes(cluster, tmp_path):
+    config = small_config(tmp_path / "small.yaml")
+    out = tmp_path / "cluster"
+    r = _sweep(cluster, config, out, "--seeds", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["tasks"] == {"total": 6, "ok": 6, "failed": 0, "skipped": 0, "ran": 6, "not_run": 0,
+                            "per_node": doc["tasks"]["per_node"]}
+    nodes = {n.node_id for n in cluster.list_all_nodes()}
+    assert {n["node_id"] for n in doc["environment"]["nodes"]} == nodes
+    rows = _rows(out)
+    assert len(rows) == 6 and all(row["status"] == "ok" for row in rows)
+    assert {row["node_id"] for row in rows} == nodes  # tasks ran on both nodes
+    assert "ETA" in r.stderr and "tasks done" in r.stderr
+
+    # the same points and seeds one after another in this process, without Ray
+    serial = tmp_path / "serial"
+    assert trefed(["sweep", str(config), *GRID, "--seeds", "3", "--serial", "--out", str(serial),
+                   "--no-figures"]) == 0
+    ref = json.loads((serial / "sweep.json").read_text())
+    assert doc["aggregate"] == ref["aggregate"]  # bit for bit: the seeds make the runs, not the nodes
+    by_task = {row["task_id"]: _measured(row) for row in _rows(serial)}
+    assert {row["task_id"]: _measured(row) for row in rows} == by_task
+    admitted = [p["metrics"]["admitted"]["mean"] for p in doc["aggregate"]]
+    assert admitted == [2.0, 3.0]  # the grid changed what ran
+
+    # a rerun into the same directory runs nothing
+    again = _sweep(cluster, config, out, "--seeds", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    doc2 = json.loads((out / "sweep.json").read_text())
+    assert doc2["tasks"]["skipped"] == 6 and doc2["tasks"]["ran"] == 0
+    assert len(_rows(out)) == 6 and doc2["aggregate"] == ref["aggregate"]
+
+    # an interrupted sweep: 2 rows survived, the third was cut while being written; one more seed asked for
+    lines = (out / "rows.jsonl").read_text().splitlines(keepends=True)
+    kept = [json.loads(line) for line in lines[:2]]
+    (out / "rows.jsonl").write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    resumed = _sweep(cluster, config, out, "--seeds", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    doc3 = json.loads((out / "sweep.json").read_text())
+    assert doc3["tasks"]["skipped"] == 2 and doc3["tasks"]["ran"] == 6 and doc3["tasks"]["ok"] == 8
+    after = {row["task_id"]: row for row in _rows(out)}
+    assert all(after[k["task_id"]] == k for k in kept)  # finished tasks were not run again
+    assert "resuming: 2 of 8 tasks already done" in resumed.stderr
+    four = tmp_path / "serial4"
+    assert trefed(["sweep", str(config), *GRID, "--seeds", "4", "--serial", "--out", str(four),
+                   "--no-figures"]) == 0
+    assert doc3["aggregate"] == json.loads((four / "sweep.json").read_text())["aggregate"]
+
+
+def test_a_worker_node_killed_mid_sweep_has_its_tasks_retried_elsewhere(cluster, tmp_path):
+    """A third node joins, takes tasks, and is killed (no graceful shutdown) while the sweep runs: Ray
+    retries its tasks on the nodes left and every task ends ok."""
+    victim = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    config = small_config(tmp_path / "small.yaml", duration_s=3.0)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([str(BIN / "trefed"), "sweep", str(config), *GRID, "--seeds", "6", "--address",
+                             cluster.address, "--out", str(out), "--no-figures", "--max-retries", "5"],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the victim has finished a task: it is then running the next one
+            rows = _rows(out) if (out / "rows.jsonl").exists() else []
+            if any(row["node_id"] == victim.node_id for row in rows):
+                break
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no task ran on the third node"
+            time.sleep(0.1)
+        done_before = len(rows)
+        cluster.remove_node(victim, allow_graceful=False)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert done_before < 12  # it died mid-sweep
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["tasks"]["ok"] == 12 and doc["tasks"]["failed"] == 0
+    rows = _rows(out)
+    assert sorted((row["point"], row["seed"]) for row in rows) == sorted(
+        (p, s) for p in (0, 1) for s in range(7, 13))  # every point and seed, once each
+    assert all(row["status"] == "ok" for row in rows)
+    assert victim.node_id in {row["node_id"] for row in rows}
+    assert "12/12 tasks done" in stderr
