@@ -137,6 +137,8 @@ def parse_grid(specs: Sequence[str]) -> tuple[GridAxis, ...]:
         seen.add(key)
         if not text.strip():
             raise InputError(f"--grid {key}: no values after '='")
+        if re.search(r"(^|,)\s*(?=,|$)", text):  # YAML would drop a trailing one silently
+            raise InputError(f"--grid {key}: values {text!r} must be comma-separated, none empty")
         try:
             values = yaml.safe_load(f"[{text}]")
         except yaml.YAMLError as exc:
