@@ -176,3 +176,24 @@ def test_a_worker_node_killed_mid_sweep_has_its_tasks_retried_elsewhere(cluster,
     assert all(row["status"] == "ok" for row in rows)
     assert victim.node_id in {row["node_id"] for row in rows}
     assert "12/12 tasks done" in stderr
+
+
+def test_the_readme_sweep_runs_on_the_cluster(cluster, tmp_path):
+    """The README's ``trefed sweep`` command, with ``--address`` of the cluster and ``--out`` here."""
+    import shlex
+
+    from test_readme import readme_commands
+
+    [command] = [c for c in readme_commands() if c.startswith("trefed sweep ")]
+    argv = shlex.split(command)
+    argv[argv.index("--out") + 1] = str(tmp_path / "readme")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([str(BIN / "trefed"), *argv[1:], "--address", cluster.address], cwd=root, env=_env(),
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "readme" / "sweep.json").read_text())
+    assert doc["tasks"]["ok"] == 9 and len(doc["environment"]["nodes"]) == 2
+    worst = [p["metrics"]["worst_violation_rate"]["mean"] for p in doc["aggregate"]]
+    assert worst == sorted(worst) and worst[0] < worst[-1]  # more spikes, more violations
+    assert doc["figures"] == ["worst_violation_rate-vs-run.impairments_0_.prob.png",
+                              "domain.transport.blamed-vs-run.impairments_0_.prob.png"]
