@@ -56,8 +56,11 @@ def cluster() -> Iterator[Any]:
     tmp = tempfile.mkdtemp(prefix="ray-sw-")  # short: Ray's socket paths must fit 107 bytes
     old = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = tmp
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                       "node_ip_address": "127.0.0.1"})
+    # A killed node is declared dead after 3 failed health checks 1 s apart (Ray's default: 5 checks 3 s
+    # apart), so the node-death test waits ~3 s, not ~15 s, for its tasks to be retried.
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     try:
         c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         c.wait_for_nodes()
