@@ -52,7 +52,8 @@ import ray  # noqa: E402 - must follow the environment set-up above
 
 from federation.errors import InputError  # noqa: E402
 
-__all__ = ["Runtime", "ActorRef", "ActorCallError", "NodeInfo", "TaskLost", "is_loopback_address", "current_node"]
+__all__ = ["Runtime", "ActorRef", "ActorCallError", "NodeInfo", "TaskLost", "is_loopback_address", "current_node",
+           "in_task"]
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -102,6 +103,11 @@ class TaskLost:
     (its node or worker died each time) or it raised; ``error`` says which."""
 
     error: str
+
+
+def in_task() -> bool:
+    """True inside a Ray task or actor (not in a driver, not without Ray)."""
+    return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None
 
 
 def current_node() -> tuple[str, str]:

@@ -101,13 +101,13 @@ class TaskSpec:
 
 def _node() -> tuple[str, str]:
     """(node id, node IP) inside a Ray worker; ("local", "127.0.0.1") outside Ray."""
-    try:
-        from agents.runtime import Runtime, current_node
+    if "ray" in sys.modules:  # (a serial run need not import Ray to learn it is not in a task)
+        from agents.runtime import in_task
 
-        if Runtime.is_running():
+        if in_task():
+            from agents.runtime import current_node
+
             return current_node()
-    except Exception:  # noqa: BLE001 - no Ray here: a serial run in this process
-        pass
     return "local", "127.0.0.1"
 
 
@@ -327,6 +327,9 @@ def run_sweep(plan: SweepPlan, out: str | Path, runtime: Runtime | None, *, base
     summaries = aggregate(plan, rows)
     files = write_tables(plan, rows, summaries, out, level)
     drawn = draw_figures(plan, summaries, metrics, out, level) if figures else []
+    for m in metrics if tuple(metrics) != DEFAULT_METRICS else ():  # (asked for by name)
+        if not any(m in s.metrics for s in summaries):
+            say(f"metric {m}: no row has it (see rows.csv for the metrics there are)")
     ok = sum(s.ok for s in summaries)
     failed = sum(s.failed for s in summaries)
     versions = _versions()

@@ -243,3 +243,18 @@ def test_a_failing_point_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch
     table = pq.read_table(out / "rows.parquet")
     assert table.num_rows == 4 and set(table.column("status").to_pylist()) == {"ok"}
     assert table.column("grid.domains[2].guardrails.reservable_capacity_bps").to_pylist() == [5e7, 5e7, 1e8, 1e8]
+
+
+def test_a_config_with_an_experiment_sweeps_the_experiment(tmp_path, capsys):
+    """budget-split (the calculus only): each point runs the whole experiment; the row holds its claim,
+    its checks and its arms' metrics."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "exp"
+    assert trefed(["sweep", str(root / "configs" / "budget-split.yaml"), "--grid",
+                   "experiment.deadlines=[0.04],[0.08]", "--serial", "--out", str(out)]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["experiment"] is True and doc["tasks"]["ok"] == 2
+    first, second = (p["metrics"] for p in doc["aggregate"])
+    assert first["claim_holds"]["mean"] == 1.0 and first["exit_code"]["mean"] == 0.0
+    assert any(k.startswith("check.d 40 ms") for k in first) and not any(k.startswith("check.d 40 ms") for k in second)
+    assert any(k.startswith("arm.d80ms-") for k in second)

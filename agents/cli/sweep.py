@@ -112,8 +112,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from agents.sweep import run_sweep
 
     metrics = tuple(args.metric) if args.metric else None
-    command = "trefed sweep " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "sweep") \
-        if sys.argv[1:2] == ["sweep"] else "trefed sweep " + shlex.quote(str(path))
+    command = ("trefed sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"]
+               else "trefed sweep " + shlex.quote(str(path)))  # (called from Python: the config alone)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Ray's driver prints raylet warnings on stdout
             kw = {"metrics": metrics} if metrics else {}
