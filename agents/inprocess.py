@@ -89,6 +89,10 @@ class InProcessRuntime:
 
             raise ActorCallError(f"actor call timed out after {timeout:g} s") from exc
 
+    def placement(self, actors: Sequence[ActorRef], *, timeout: float = 30.0) -> dict[str, str]:
+        """Every agent runs here: actor name -> ``"local"``."""
+        return {a.name: "local" for a in actors}
+
     def kill(self, actor: ActorRef) -> None:
         if self._actors.pop(actor.name, None) is not None and hasattr(actor.handle, "stop") and self._loop:
             with contextlib.suppress(Exception):

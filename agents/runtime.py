@@ -110,6 +110,10 @@ def in_task() -> bool:
     return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None
 
 
+def _node_of_actor(_self: Any) -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
 def current_node() -> tuple[str, str]:
     """``(node id, node IP)`` of the Ray node this code runs on (in a task or the driver)."""
     return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
@@ -281,17 +285,25 @@ class Runtime:
         """Create ``cls(*args, **kwargs)`` as a Ray actor named ``name`` and return its ref.
 
         Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
-        on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor.
+        on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor. On a
+        cluster joined by address the actors are spread over its nodes (Ray's ``SPREAD`` strategy);
+        :meth:`placement` says where each runs.
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")
-        remote_cls: Any = ray.remote(cls).options(
-            num_cpus=num_cpus, max_concurrency=max_concurrency, max_restarts=0
-        )
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_concurrency": max_concurrency, "max_restarts": 0}
+        if self.address:
+            options["scheduling_strategy"] = "SPREAD"
+        remote_cls: Any = ray.remote(cls).options(**options)
         handle = remote_cls.remote(*args, **kwargs)
         ref = ActorRef(name=name, handle=handle)
         self._actors[name] = ref
         return ref
+
+    def placement(self, actors: Sequence[ActorRef], *, timeout: float = 30.0) -> dict[str, str]:
+        """actor name -> id (hex) of the node each of ``actors`` runs on (asked of each actor itself)."""
+        refs = [a.handle.__ray_call__.remote(_node_of_actor) for a in actors]
+        return dict(zip((a.name for a in actors), ray.get(refs, timeout=timeout)))
 
     def call(self, actor: ActorRef, method: str, *args: Any, timeout: float = 60.0, **kwargs: Any) -> Any:
         """Call ``actor.method(*args, **kwargs)`` and wait for its result (at most ``timeout`` s)."""

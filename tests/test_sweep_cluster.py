@@ -75,7 +75,11 @@ def cluster() -> Iterator[Any]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
+    # The harness's nodes run without Ray's token authentication, so the driver must too: trefed asks
+    # for token mode when RAY_AUTH_MODE is unset, and a token driver's actors die unstarted on such a
+    # cluster (its tasks still run).
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
+               RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)  # the address is given explicitly
     return env
 
@@ -200,3 +204,18 @@ def test_the_readme_sweep_runs_on_the_cluster(cluster, tmp_path):
     assert worst == sorted(worst) and worst[0] < worst[-1]  # more spikes, more violations
     assert doc["figures"] == ["worst_violation_rate-vs-run.impairments_0_.prob.png",
                               "domain.transport.blamed-vs-run.impairments_0_.prob.png"]
+
+
+def test_run_on_the_cluster_spreads_the_agents_over_its_nodes(cluster, tmp_path):
+    """``trefed run --address``: the agents are spread over the nodes, and the output says where."""
+    config = small_config(tmp_path / "small.yaml")
+    r = subprocess.run([str(BIN / "trefed"), "run", str(config), "--address", cluster.address, "--admissions-only",
+                        "--json"], env=_env(), capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [t["admitted"] for t in json.loads(r.stdout)["tenants"]] == [True, True, True]
+    [line] = [ln for ln in r.stderr.splitlines() if "placement over" in ln]
+    nodes = {n.node_id[:12] for n in cluster.list_all_nodes()}
+    assert "placement over 2 node(s)" in line, line
+    placed = dict(part.split(" on ") for part in line.split(": ", 1)[1].split(", "))
+    assert set(placed) == {"domain access", "domain transport", "domain edge", "broker", "auditor"}
+    assert set(placed.values()) == nodes
