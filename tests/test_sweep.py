@@ -258,3 +258,21 @@ def test_a_config_with_an_experiment_sweeps_the_experiment(tmp_path, capsys):
     assert first["claim_holds"]["mean"] == 1.0 and first["exit_code"]["mean"] == 0.0
     assert any(k.startswith("check.d 40 ms") for k in first) and not any(k.startswith("check.d 40 ms") for k in second)
     assert any(k.startswith("arm.d80ms-") for k in second)
+
+
+def test_progress_counts_failures_and_its_eta_is_the_rate_so_far():
+    import io
+
+    from agents.sweep import Progress
+
+    now = [100.0]
+    out = io.StringIO()
+    p = Progress(10, 2, stream=out, every_s=0.0, clock=lambda: now[0])  # 2 done before this run
+    now[0] = 104.0
+    p.update({"status": "ok"}, 3)
+    now[0] = 108.0
+    p.update({"status": "error"}, 3)  # 2 in 8 s: 0.25 tasks/s, 6 left: 24 s
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "[  8.0 s] sweep: 4/10 tasks done (1 failed), 3 in flight, 0.25 tasks/s, ETA 24 s"
+    p.update(None, 3, force=True)  # nothing new: no line
+    assert len(out.getvalue().splitlines()) == 2
