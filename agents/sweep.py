@@ -261,9 +261,9 @@ def run_sweep(plan: SweepPlan, out: str | Path, runtime: Runtime | None, *, base
     if skipped:
         say(f"resuming: {skipped} of {len(plan.tasks)} tasks already done in {out}")
     specs = [TaskSpec.of(t, base_dir, plan.experiment, insecure) for t in todo]
-    where = "serial, in this process (no Ray)"
+    where = "serial, in this process (no Ray)" if runtime is None else "nothing left to run: Ray not started"
     nodes: list[dict[str, Any]] = []
-    if runtime is not None:
+    if runtime is not None and specs:
         say(f"starting Ray: joining the cluster at {runtime.address}" if runtime.address
             else "starting Ray: a local instance on 127.0.0.1")
         runtime.start()
@@ -296,7 +296,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, runtime: Runtime | None, *, base
             if row.get("status") != "ok":
                 say(f"task {row['task_id']} (point {row['point']}, seed {row['seed']}) failed: {row['error']}")
 
-        if runtime is None:
+        if runtime is None or not specs:
             for spec in specs:
                 row = run_task(spec)
                 record(row)
@@ -348,7 +348,8 @@ def run_sweep(plan: SweepPlan, out: str | Path, runtime: Runtime | None, *, base
         "environment": {"trefed_version": versions["trefed"], "ray_version": versions["ray"],
                         "python": platform.python_version(), "platform": platform.platform(),
                         "where": where, "address": runtime.address if runtime is not None else None,
-                        "nodes": nodes or [{"node_id": "local", "address": "127.0.0.1", "cpus": 1.0}],
+                        "nodes": nodes if runtime is not None else [{"node_id": "local", "address": "127.0.0.1",
+                                                                     "cpus": 1.0}],
                         "max_retries": max_retries},
         "wall_s": wall,
         "serial_estimate_s": serial_s,

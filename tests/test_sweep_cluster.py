@@ -33,6 +33,9 @@ BIN = Path(sys.executable).parent
 GRID = ["--grid", "domains[2].guardrails.reservable_capacity_bps=5e7,1e8",
         "--grid", "domains[2].guardrails.max_tenant_rate_bps=5e7"]
 
+#: Ray's authentication mode of the module's cluster (set by the fixture; see there).
+AUTH_MODE = "token"
+
 #: Columns that say where and when a task ran, not what it measured.
 WHERE = {"node_id", "node_ip", "wall_s", "finished_at"}
 
@@ -51,11 +54,21 @@ def cluster() -> Iterator[Any]:
     """A head and one worker node on loopback (1 CPU each), private RAY_TMPDIR; shut down at the end."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray starts: every listener on 127.0.0.1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+    from ray._private.authentication.authentication_utils import get_authentication_mode_name
+    from ray._raylet import get_authentication_mode
     from ray.cluster_utils import Cluster
 
     tmp = tempfile.mkdtemp(prefix="ray-sw-")  # short: Ray's socket paths must fit 107 bytes
-    old = os.environ.get("RAY_TMPDIR")
+    old = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
     os.environ["RAY_TMPDIR"] = tmp
+    # Ray 2.60's token authentication: this process checks the nodes it starts in the mode its Ray was
+    # configured with ("disabled" on import; "token" once a local Ray of the session started here), so
+    # the nodes and the drivers (_env) get that mode; a token is Ray's default file ~/.ray/auth_token.
+    global AUTH_MODE
+    AUTH_MODE = get_authentication_mode_name(get_authentication_mode())
+    os.environ["RAY_AUTH_MODE"] = AUTH_MODE
+    ensure_token_if_auth_enabled()
     # A killed node is declared dead after 3 failed health checks 1 s apart (Ray's default: 5 checks 3 s
     # apart), so the node-death test waits ~3 s, not ~15 s, for its tasks to be retried.
     c = Cluster(initialize_head=True, head_node_args={
@@ -67,19 +80,17 @@ def cluster() -> Iterator[Any]:
         yield c
     finally:
         c.shutdown()
-        if old is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _env() -> dict[str, str]:
-    # The harness's nodes run without Ray's token authentication, so the driver must too: trefed asks
-    # for token mode when RAY_AUTH_MODE is unset, and a token driver's actors die unstarted on such a
-    # cluster (its tasks still run).
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
-               RAY_AUTH_MODE="disabled")
+               RAY_AUTH_MODE=AUTH_MODE)
     env.pop("RAY_ADDRESS", None)  # the address is given explicitly
     return env
 
