@@ -25,7 +25,8 @@ that journal and runs only the tasks without an ``ok`` row. At the end (also whe
     DIR/aggregate.csv   per point and metric: mean, sd, n, Student-t interval across the seeds
     DIR/sweep.json      schema trefed.sweep/1: the command, the grid, counts, the environment (trefed
                         and Ray versions, nodes, tasks per node), wall time, the serial estimate (the
-                        sum of the tasks' wall times) and the speed-up, the aggregate, the figures
+                        sum of the tasks' wall times: tasks sharing cores run slower, so it overstates
+                        a serial run) and the speed-up against it, the aggregate, the figures
     DIR/sweep.md        the same, short, with a table of the points
     DIR/METRIC-vs-KEY.png   each metric against each grid key, with error bars
 """

@@ -720,8 +720,10 @@ def sweep_markdown(doc: Mapping[str, Any], summaries: Sequence[PointSummary], me
              f"`{doc['command']}`", "",
              f"{len(summaries)} points x {doc['seeds']} seeds = {tasks['total']} tasks: {tasks['ok']} ok, "
              f"{tasks['failed']} failed, {tasks['skipped']} already done (resumed), {tasks['ran']} run now.", "",
-             f"Ran on {len(env['nodes'])} node(s) ({env['where']}); wall time {doc['wall_s']:.1f} s; the tasks run "
-             f"now took {doc['serial_estimate_s']:.1f} s one after another (speed-up {_fmt(doc['speedup'])}x). "
+             f"Ran on {len(env['nodes'])} node(s) ({env['where']}); wall time {doc['wall_s']:.1f} s; the wall times "
+             f"of the tasks run now sum to {doc['serial_estimate_s']:.1f} s (the serial estimate: speed-up "
+             f"{_fmt(doc['speedup'])}x; tasks sharing cores run slower, so it overstates the gain over a serial "
+             "run, `--serial` measures that). "
              f"trefed {env['trefed_version']}, Ray {env['ray_version']}, Python {env['python']}.", ""]
     shown = [m for m in metrics if any(m in s.metrics for s in summaries)]
     if shown:
