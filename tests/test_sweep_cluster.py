@@ -68,18 +68,20 @@ def cluster() -> Iterator[Any]:
     global AUTH_MODE
     AUTH_MODE = get_authentication_mode_name(get_authentication_mode())
     os.environ["RAY_AUTH_MODE"] = AUTH_MODE
-    ensure_token_if_auth_enabled()
-    # A killed node is declared dead after 3 failed health checks 1 s apart (Ray's default: 5 checks 3 s
-    # apart), so the node-death test waits ~3 s, not ~15 s, for its tasks to be retried.
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    c = None
     try:
+        ensure_token_if_auth_enabled()
+        # A killed node is declared dead after 3 failed health checks 1 s apart (Ray's default: 5 checks
+        # 3 s apart), so the node-death test waits ~3 s, not ~15 s, for its tasks to be retried.
+        c = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
         c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         c.wait_for_nodes()
         yield c
     finally:
-        c.shutdown()
+        if c is not None:
+            c.shutdown()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
