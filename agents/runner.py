@@ -112,8 +112,8 @@ class Federation:
         Expiry sweep period of the domain controllers, s.
     on_phase : callable, optional
         Progress hook: called with a short sentence as each phase begins (starting Ray, each
-        domain controller, the broker and the auditor once listening, with their addresses, each tenant's
-        request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
+        domain controller, the broker and the auditor once listening, with their addresses; on a
+        cluster joined by address, the node each agent runs on; each tenant's request as it is sent); e.g. ``trefed run`` prints them on stderr. Default: silent.
     insecure : bool
         Start every agent without TLS (loopback hosts only); default mutual TLS.
     """
@@ -228,11 +228,24 @@ class Federation:
             self.broker_address = self.runtime.call(self.broker_actor, "address")
             self._phase(f"broker started on {self.broker_address}")
             self._start_auditor(self.auditor_key)
+            if self.runtime.address:  # a cluster: say which node each agent landed on
+                where = self.placement()
+                self._phase(f"placement over {len(set(where.values()))} node(s): "
+                            + ", ".join(f"{k} on {v[:12]}" for k, v in where.items()))
         except BaseException:
             self.stop()
             raise
         self._started = True
         return self
+
+    def placement(self) -> dict[str, str]:
+        """Agent (``domain ID``, ``broker``, ``auditor``, ``tenant ID``) -> the id of the node it runs on."""
+        named = {f"domain {d}": a for d, a in self.domain_actors.items()}
+        named.update({"broker": a for a in [self.broker_actor] if a is not None})
+        named.update({"auditor": a for a in [self.auditor_actor] if a is not None})
+        named.update({f"tenant {t}": a for t, a in self.tenant_actors.items()})
+        nodes = self.runtime.placement(list(named.values()))
+        return {k: nodes[a.name] for k, a in named.items()}
 
     def _start_auditor(self, key: SigningKey) -> None:
         self._phase("starting the auditor")

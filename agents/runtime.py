@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,8 @@ import ray  # noqa: E402 - must follow the environment set-up above
 
 from federation.errors import InputError  # noqa: E402
 
-__all__ = ["Runtime", "ActorRef", "ActorCallError", "is_loopback_address"]
+__all__ = ["Runtime", "ActorRef", "ActorCallError", "NodeInfo", "TaskLost", "is_loopback_address", "current_node",
+           "in_task"]
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -84,6 +85,38 @@ class ActorRef:
 
     name: str
     handle: Any
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node of the Ray cluster: its id (hex), address, CPUs, and whether it is alive."""
+
+    node_id: str
+    address: str
+    cpus: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class TaskLost:
+    """What :meth:`Runtime.map_unordered` yields for a task Ray could not finish: its retries ran out
+    (its node or worker died each time) or it raised; ``error`` says which."""
+
+    error: str
+
+
+def in_task() -> bool:
+    """True inside a Ray task or actor (not in a driver, not without Ray)."""
+    return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None
+
+
+def _node_of_actor(_self: Any) -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def current_node() -> tuple[str, str]:
+    """``(node id, node IP)`` of the Ray node this code runs on (in a task or the driver)."""
+    return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
 
 class Runtime:
@@ -172,6 +205,72 @@ class Runtime:
     def is_running() -> bool:
         return ray.is_initialized()
 
+    @staticmethod
+    def nodes() -> list[NodeInfo]:
+        """Every node the cluster knows (alive or dead), as Ray lists them."""
+        return [NodeInfo(str(n["NodeID"]), str(n.get("NodeManagerAddress", "")),
+                         float(n.get("Resources", {}).get("CPU", 0.0)), bool(n.get("Alive")))
+                for n in ray.nodes()]
+
+    # ------------------------------------------------------------------ tasks
+
+    def map_unordered(
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        *,
+        num_cpus: float = 1.0,
+        max_retries: int = 3,
+        max_in_flight: int | None = None,
+        spread: bool = True,
+        poll_s: float = 1.0,
+    ) -> Iterator[tuple[int, Any]]:
+        """Run ``fn(item)`` for every item as a Ray task; yield ``(index, result)`` as each finishes.
+
+        At most ``max_in_flight`` tasks are submitted at a time (default: twice the cluster's CPUs),
+        so the driver holds only their results; each is fetched as it finishes (``ray.wait``) and
+        dropped once yielded. ``spread`` asks Ray to spread the tasks over the nodes (the ``SPREAD``
+        strategy). A task whose worker or node dies is retried by Ray up to ``max_retries`` times,
+        wherever there is room; when the retries run out, or ``fn`` raises, a :class:`TaskLost` is
+        yielded for it instead of a result. Between results the generator yields ``(-1, None)``
+        every ``poll_s`` s, so the caller can report progress while nothing finishes.
+        """
+        if max_in_flight is None:
+            cpus = sum(n.cpus for n in self.nodes() if n.alive) or 1.0
+            max_in_flight = max(1, int(2 * cpus / max(num_cpus, 1e-9)))
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries, "retry_exceptions": False}
+        if spread:
+            options["scheduling_strategy"] = "SPREAD"
+        remote = ray.remote(fn).options(**options)
+        todo = iter(enumerate(items))
+        in_flight: dict[Any, int] = {}
+
+        def submit() -> None:
+            while len(in_flight) < max_in_flight:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                in_flight[remote.remote(nxt[1])] = nxt[0]
+
+        submit()
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_s)
+            if not ready:
+                yield -1, None
+                continue
+            for ref in ready:
+                index = in_flight.pop(ref)
+                try:
+                    result: Any = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    result = TaskLost(f"the task raised: {exc.cause if exc.cause is not None else exc}")
+                except ray.exceptions.RayError as exc:
+                    result = TaskLost(f"lost after {max_retries} retries: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                del ref
+                submit()
+                yield index, result
+
     # ------------------------------------------------------------------ actors
 
     def spawn(
@@ -186,17 +285,25 @@ class Runtime:
         """Create ``cls(*args, **kwargs)`` as a Ray actor named ``name`` and return its ref.
 
         Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
-        on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor.
+        on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor. On a
+        cluster joined by address the actors are spread over its nodes (Ray's ``SPREAD`` strategy);
+        :meth:`placement` says where each runs.
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")
-        remote_cls: Any = ray.remote(cls).options(
-            num_cpus=num_cpus, max_concurrency=max_concurrency, max_restarts=0
-        )
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_concurrency": max_concurrency, "max_restarts": 0}
+        if self.address:
+            options["scheduling_strategy"] = "SPREAD"
+        remote_cls: Any = ray.remote(cls).options(**options)
         handle = remote_cls.remote(*args, **kwargs)
         ref = ActorRef(name=name, handle=handle)
         self._actors[name] = ref
         return ref
+
+    def placement(self, actors: Sequence[ActorRef], *, timeout: float = 30.0) -> dict[str, str]:
+        """actor name -> id (hex) of the node each of ``actors`` runs on (asked of each actor itself)."""
+        refs = [a.handle.__ray_call__.remote(_node_of_actor) for a in actors]
+        return dict(zip((a.name for a in actors), ray.get(refs, timeout=timeout)))
 
     def call(self, actor: ActorRef, method: str, *args: Any, timeout: float = 60.0, **kwargs: Any) -> Any:
         """Call ``actor.method(*args, **kwargs)`` and wait for its result (at most ``timeout`` s)."""

@@ -59,10 +59,10 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_trefed_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    # run and serve need Ray; commands on a run's output (runs/...) follow a run: tests/test_run_loop.py
-    # runs those, in order, after the README's run
+    # run, serve and sweep need Ray; commands on a run's output (runs/...) follow a run: tests/test_run_loop.py
+    # runs those, in order, after the README's run; tests/test_sweep_cluster.py runs the sweep on a cluster
     commands = [(c, e) for c, e in readme_commands_and_codes()
-                if c.split()[1] not in ("run", "serve") and " runs/" not in c]
+                if c.split()[1] not in ("run", "serve", "sweep") and " runs/" not in c]
     assert {c.split()[1] for c, _ in commands} >= {"bound", "simulate", "compare", "keys", "tre", "audit"}
     for command, expected in commands:
         argv, _, redirect = command.partition(">")

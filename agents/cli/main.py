@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "agents.cli.simulate",
     "agents.cli.compare",
     "agents.cli.run",
+    "agents.cli.sweep",
     "agents.cli.audit",
 )
 
