@@ -2,7 +2,9 @@
 
 Only what cannot be vectorised lives here: servers whose decisions depend on the queue content
 (finite buffers, latency ceilings, time-varying capacity, batching, the work-conserving
-fair-queueing scheduler), the Gilbert-Elliott loss chain and the token-bucket shaper. Plain FIFO
+fair-queueing scheduler), the Gilbert-Elliott loss chain and the token-bucket shaper; and, for
+long runs, the exponential streams of :mod:`federation.dataplane.rng` and a whole tandem of plain
+FIFO / rate-partition hops in one packet-by-packet pass (:func:`tandem_exp`). Otherwise plain FIFO
 and rate-partition hops are max-plus scans in numpy (``federation.dataplane.engine``).
 
 Conventions. Times in seconds, work in bits, rates in bits/s. A server's capacity is
@@ -15,8 +17,12 @@ gives bit-identical results to processing it at once.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
+
+from federation.dataplane.rng import FE, GOLDEN, KE, LOW8, M1, M2, S11, S27, S30, S31, TWO53, WE, ZR
 
 __all__ = [
     "finish_time",
@@ -25,6 +31,8 @@ __all__ = [
     "scfq",
     "gilbert_elliott",
     "token_bucket_shape",
+    "exp_fill",
+    "tandem_exp",
 ]
 
 
@@ -266,4 +274,106 @@ def token_bucket_shape(t: np.ndarray, s: np.ndarray, sigma: float, rho: float,
     state[0] = tok
     state[1] = tt
     state[2] = last
+    return out
+
+
+# --------------------------------------------------------------------------- random streams
+# The counter-based exponential streams of federation.dataplane.rng, drawn inline (same numbers).
+
+
+@njit(cache=True, inline="always")
+def _mix(s: np.uint64) -> np.uint64:
+    """SplitMix64's output function of counter value ``s``."""
+    z = (s ^ (s >> S30)) * M1
+    z = (z ^ (z >> S27)) * M2
+    return z ^ (z >> S31)
+
+
+@njit(cache=True)
+def _exp_slow(w: np.uint64) -> float:
+    """The rest of a draw whose first word ``w`` fell outside its layer's rectangle."""
+    t = w
+    off = 0.0
+    while True:
+        i = np.int64(w & LOW8)
+        ri = np.int64(w >> S11)
+        x = float(ri) * WE[i]
+        if ri < KE[i]:
+            return off + x
+        t = t + GOLDEN
+        if i == 0:  # the tail beyond ZR: memoryless, so ZR + a fresh draw
+            off += ZR
+            w = _mix(t)
+            continue
+        u = float(np.int64(_mix(t) >> S11)) * (1.0 / TWO53)
+        if (FE[i - 1] - FE[i]) * u + FE[i] < math.exp(-x):
+            return off + x
+        t = t + GOLDEN
+        w = _mix(t)
+
+
+@njit(cache=True, inline="always")
+def _exp1(s: np.uint64) -> tuple[float, np.uint64]:
+    """The next standard exponential of the stream at counter ``s``, and the advanced counter."""
+    s = s + GOLDEN
+    w = _mix(s)
+    i = np.int64(w & LOW8)
+    ri = np.int64(w >> S11)
+    if ri < KE[i]:
+        return float(ri) * WE[i], s
+    return _exp_slow(w), s
+
+
+@njit(cache=True)
+def exp_fill(state: np.ndarray, out: np.ndarray, mean: float) -> None:
+    """Fill ``out`` with exponential variates of mean ``mean`` from the stream ``state[0]`` (advanced)."""
+    s = state[0]
+    for i in range(len(out)):
+        x, s = _exp1(s)
+        out[i] = x * mean
+    state[0] = s
+
+
+@njit(cache=True)
+def tandem_exp(t: np.ndarray, flow: np.ndarray, streams: np.ndarray, mean: np.ndarray, rate: np.ndarray,
+               cls: np.ndarray, inv: np.ndarray, partition: np.ndarray, delay: np.ndarray,
+               csum: np.ndarray, cmax: np.ndarray) -> np.ndarray:
+    """Packets through a tandem of FIFO / static-partition hops with exponential service, packet by packet.
+
+    Packet ``i`` (arrival ``t[i]`` at the first hop, in arrival order) of flow ``f = flow[i]`` draws its
+    service at hop ``h`` from stream ``streams[f * len(mean) + h]``: ``x = Exp(1) * mean[h]`` s at the
+    full rate. A FIFO hop serves it in ``x``; a partition hop in the server of class
+    ``c = cls[h, f]``, in ``x * rate[h] * inv[h, c]`` (``inv``: 1 / the class rate). It reaches the
+    next hop ``delay[h]`` s after its departure. Returns the egress times of the last hop.
+
+    Notes
+    -----
+    Each server runs the max-plus form of the Lindley recursion with the arithmetic of
+    :func:`federation.dataplane.engine.max_plus_fifo`: ``M_n = max(M_{n-1}, A_n - C_{n-1})``,
+    ``C_n = C_{n-1} + S_n``, ``D_n = M_n + C_n`` (``csum`` = C, ``cmax`` = M, per hop and class,
+    carried between calls), so the result is bit-identical to the hop-by-hop numpy path.
+    """
+    n = len(t)
+    nh = len(mean)
+    out = np.empty(n)
+    for i in range(n):
+        f = flow[i]
+        a = t[i]
+        for h in range(nh):
+            k = f * nh + h
+            x, streams[k] = _exp1(streams[k])
+            x = x * mean[h]
+            c = 0
+            if partition[h]:
+                c = cls[h, f]
+                x = x * rate[h] * inv[h, c]
+            m = a - csum[h, c]
+            mx = cmax[h, c]
+            if m > mx:
+                mx = m
+            cmax[h, c] = mx
+            cs = csum[h, c] + x
+            csum[h, c] = cs
+            a = (mx + cs) + delay[h]
+        out[i] = a
     return out
