@@ -198,11 +198,11 @@ def scfq(A: np.ndarray, w: np.ndarray, flow: np.ndarray, cmap: np.ndarray, tag_p
             break
         best = 0
         bf = hf[0]
-        for c in range(1, ncls):
+        for c in range(1, ncls):  # branch-free: which class is smallest is unpredictable
             x = hf[c]
-            if x < bf:
-                bf = x
-                best = c
+            lt = x < bf
+            bf = x if lt else bf
+            best = c if lt else best
         i = head[best]
         j = nxt[i]
         head[best] = j
