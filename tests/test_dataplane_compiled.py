@@ -106,6 +106,24 @@ def test_compiled_pass_chunk_size_never_matters(chunk, sched, seed):
     assert np.array_equal(a.generated, b.generated)
 
 
+@pytest.mark.parametrize("sched", ["fifo", "partition"])
+@pytest.mark.parametrize("chunk", [7, 1000, 1 << 20])
+@pytest.mark.parametrize("stop", [{"packets": 5000}, {"horizon": 3000.0}], ids=["packets", "horizon"])
+def test_poisson_generated_in_the_compiled_pass(sched, chunk, stop):
+    """All flows Poisson: the arrivals are drawn inside the pass too, still the hop-by-hop packets."""
+    doms = [Domain(1.0, service=EXP1, scheduler=sched, latency=0.1) for _ in range(3)]
+    srcs = [Source(t, Poisson(0.1)) for t in range(8)] if sched == "partition" else [Source(0, Poisson(0.8))]
+    adm = Admission(None, {t: 1 / 8 for t in range(7)}) if sched == "partition" else None  # 7: best effort
+    fast = Simulation(doms, srcs, seed=3, admission=adm, record_domains=False, chunk_packets=chunk, compiled=True,
+                      **stop)
+    slow = Simulation(doms, srcs, seed=3, admission=adm, chunk_packets=777, compiled=False, **stop)
+    a, b = fast.run(), slow.run()
+    assert _equal(_by_flow(a, len(srcs)), _by_flow(b, len(srcs)))
+    assert np.array_equal(a.generated, b.generated) and fast.packet_hops == slow.packet_hops
+    if "packets" in stop:
+        assert a.generated[0] == 5000
+
+
 def test_default_uses_the_compiled_pass_only_where_it_may():
     doms, srcs, _ = _path("fifo")
     assert Simulation(doms, srcs, packets=10, record_domains=False, compiled=True)._fused

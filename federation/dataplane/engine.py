@@ -40,7 +40,7 @@ from federation.dataplane.impairments import Impairment, capacity_schedule, wind
 from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
 from federation.dataplane.rng import exponential_draw
 from federation.dataplane.telemetry import Delivered, DomainLog, Telemetry, TelemetryChunk
-from federation.dataplane.traffic import child_generator, child_stream
+from federation.dataplane.traffic import Poisson, child_generator, child_stream
 from federation.errors import InputError
 
 __all__ = [
@@ -534,6 +534,53 @@ class Simulation:
         self._f_csum = np.zeros((nh, ncls))
         self._f_cmax = np.full((nh, ncls), -np.inf)
 
+    def _chunks_poisson(self, step: float) -> Iterator[TelemetryChunk]:
+        """The run when every flow is Poisson: generated inside the compiled pass, window by window.
+
+        The windows end where :meth:`chunks` ends them, but the packets do not depend on that: the
+        arrival streams are drawn one by one with the Poisson generator's arithmetic.
+        """
+        from federation.dataplane.kernels import tandem_poisson
+
+        nf = self.nflows
+        gens = cast(list[Any], self._gens)  # _PoissonGen: type checked by the caller
+        pstate = np.array([g.stream_t[0] for g in gens], np.uint64)
+        scale = np.array([g.scale for g in gens])
+        pnext = np.empty(nf)
+        for f in range(nf):  # the first arrival: 0 + X_1 (as the generator's carried cumsum)
+            st = pstate[f:f + 1]
+            pnext[f] = 0.0 + exponential_draw(st, 1, scale[f])[0]
+        count = np.zeros(nf, np.int64)
+        limit0 = -1 if self.packets is None else int(self.packets)
+        stop = np.array([np.inf])
+        cap = self.chunk_packets + 64
+        k = 0
+        done = False
+        while not done:
+            k += 1
+            W = k * step
+            if self.horizon is not None and W >= self.horizon:
+                W = self.horizon
+                done = True
+            while True:
+                before = count.copy()
+                t, fl = np.empty(cap), np.empty(cap, _FLOW)
+                seq, eg = np.empty(cap, np.int64), np.empty(cap)
+                n = tandem_poisson(W, limit0, stop, pstate, pnext, scale, count, t, fl, seq, eg, self._f_streams,
+                                   self._f_mean, self._f_rate, self._f_cls, self._f_inv, self._f_part,
+                                   self._f_delay, self._f_csum, self._f_cmax)
+                if limit0 >= 0 and count[0] >= limit0:
+                    done = True
+                self.packet_hops += n * len(self.domains)
+                t, fl, seq, eg = t[:n], fl[:n], seq[:n], eg[:n]
+                tenant = (np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl])
+                yield TelemetryChunk(None, Delivered(fl, seq, tenant, t, eg, np.zeros(n, np.bool_)),
+                                     count - before, np.zeros(nf, np.int64))
+                if n < cap:
+                    break
+        for f, g in enumerate(gens):
+            g.count = int(count[f])
+
     def _window_fused(self, new: dict[int, tuple[np.ndarray, np.ndarray]], W: float) -> TelemetryChunk:
         """One window through the whole path in one compiled pass (see :meth:`_fusable`).
 
@@ -643,6 +690,9 @@ class Simulation:
         step = self.chunk_packets / rate
         if self.packets is not None:  # windows never need to reach far beyond flow 0's last packet
             step = min(step, 1.05 * self.packets / self.sources[0].traffic.packet_rate)
+        if self._fused and all(type(s.traffic) is Poisson for s in self.sources):
+            yield from self._chunks_poisson(step)
+            return
         k = 0
         done = False
         while not done:

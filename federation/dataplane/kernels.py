@@ -33,6 +33,7 @@ __all__ = [
     "token_bucket_shape",
     "exp_fill",
     "tandem_exp",
+    "tandem_poisson",
 ]
 
 
@@ -377,3 +378,65 @@ def tandem_exp(t: np.ndarray, flow: np.ndarray, streams: np.ndarray, mean: np.nd
             a = (mx + cs) + delay[h]
         out[i] = a
     return out
+
+
+@njit(cache=True)
+def tandem_poisson(until: float, limit0: int, stop: np.ndarray, pstate: np.ndarray, pnext: np.ndarray, scale: np.ndarray,
+                   count: np.ndarray, t_out: np.ndarray, f_out: np.ndarray, s_out: np.ndarray, e_out: np.ndarray,
+                   streams: np.ndarray, mean: np.ndarray, rate: np.ndarray, cls: np.ndarray, inv: np.ndarray,
+                   partition: np.ndarray, delay: np.ndarray, csum: np.ndarray, cmax: np.ndarray) -> int:
+    """:func:`tandem_exp` fed by Poisson flows generated inline: all packets arriving before ``until``.
+
+    Flow ``f``'s next arrival is ``pnext[f]`` (s); the one after it is ``pnext[f] + Exp(1) * scale[f]``
+    with the draw from stream ``pstate[f]`` (the arithmetic of the Poisson generator of
+    :mod:`federation.dataplane.traffic`: a carried cumulative sum). Packets are handed out in arrival
+    order (ties: lower flow first), numbered per flow by ``count``; after flow 0's ``limit0``-th packet
+    (``limit0 < 0``: no limit) flow 0 stops and the others only send up to that packet's time
+    (``stop[0]``: arrivals before it, ``inf`` until then; kept by the caller).
+    Writes arrival, flow, number and egress of each packet into the ``*_out`` arrays and returns how
+    many it wrote: ``len(t_out)`` if they filled up (call again), fewer once the window is done.
+    """
+    nf = len(pnext)
+    nh = len(mean)
+    cap = len(t_out)
+    until = min(until, stop[0])
+    k = 0
+    while k < cap:
+        f = 0
+        tf = pnext[0]
+        for g in range(1, nf):
+            if pnext[g] < tf:
+                tf = pnext[g]
+                f = g
+        if not tf < until:
+            break
+        t_out[k] = tf
+        f_out[k] = f
+        s_out[k] = count[f]
+        count[f] += 1
+        x, pstate[f] = _exp1(pstate[f])
+        pnext[f] = tf + x * scale[f]
+        if f == 0 and count[0] == limit0:
+            pnext[0] = np.inf
+            stop[0] = np.nextafter(tf, np.inf)
+            until = min(until, stop[0])
+        a = tf
+        for h in range(nh):
+            j = f * nh + h
+            x, streams[j] = _exp1(streams[j])
+            x = x * mean[h]
+            c = 0
+            if partition[h]:
+                c = cls[h, f]
+                x = x * rate[h] * inv[h, c]
+            m = a - csum[h, c]
+            mx = cmax[h, c]
+            if m > mx:
+                mx = m
+            cmax[h, c] = mx
+            cs = csum[h, c] + x
+            csum[h, c] = cs
+            a = (mx + cs) + delay[h]
+        e_out[k] = a
+        k += 1
+    return k
