@@ -1,5 +1,6 @@
 """The compiled data plane: its random streams (numpy = compiled, pieces = whole, exponential), and the
-one-pass tandem (bit-identical to the hop-by-hop path and across chunk sizes, right against queueing truth)."""
+one-pass tandems (FIFO/partition and WFQ: bit-identical to the hop-by-hop path and across chunk sizes,
+right against queueing truth)."""
 
 from __future__ import annotations
 
@@ -124,13 +125,40 @@ def test_poisson_generated_in_the_compiled_pass(sched, chunk, stop):
         assert a.generated[0] == 5000
 
 
+@pytest.mark.parametrize("tenants,reserved", [(8, {t: 1 / 8 for t in range(8)}), (3, {0: 0.3, 1: 0.2}), (1, {})],
+                         ids=["8-reserved", "2-reserved-1-best-effort", "1-best-effort"])
+@pytest.mark.parametrize("latency", [0.0, 0.2])
+@pytest.mark.parametrize("stop", [{"packets": 3000}, {"horizon": 2000.0}], ids=["packets", "horizon"])
+def test_wfq_compiled_pass_equals_hop_by_hop(tenants, reserved, latency, stop):
+    """WFQ on every hop, Poisson flows: the discrete-event pass gives the hop-by-hop departures, in order."""
+    doms = [Domain(1.0, service=ServiceTimes("exp", 0.8 + 0.1 * h), scheduler="wfq", latency=latency)
+            for h in range(3)]
+    srcs = [Source(t, Poisson(0.8 / tenants)) for t in range(tenants)]
+    adm = Admission(None, reserved)
+    slow = Simulation(doms, srcs, seed=3, admission=adm, chunk_packets=777, compiled=False, **stop).run()
+    for chunk in (5, 1000, 1 << 20):
+        sim = Simulation(doms, srcs, seed=3, admission=adm, record_domains=False, chunk_packets=chunk,
+                         compiled=True, **stop)
+        assert sim._fused == "scfq"
+        fast = sim.run()
+        for f in range(tenants):
+            a, b = fast.flow(f), slow.flow(f)
+            assert np.array_equal(a.seq, b.seq) and np.array_equal(a.egress, b.egress)
+            assert np.array_equal(a.ingress, b.ingress)
+        assert np.array_equal(fast.generated, slow.generated) and not fast.lost.any()
+
+
 def test_default_uses_the_compiled_pass_only_where_it_may():
     doms, srcs, _ = _path("fifo")
     assert Simulation(doms, srcs, packets=10, record_domains=False, compiled=True)._fused
     assert not Simulation(doms, srcs, packets=10, record_domains=False, compiled=False)._fused
     assert not Simulation(doms, srcs, packets=10, record_domains=True, compiled=True)._fused  # logs per domain
     wfq = [Domain(1.0, service=EXP1, scheduler="wfq")]
-    assert not Simulation(wfq, srcs, packets=10, record_domains=False, compiled=True)._fused
+    assert Simulation(wfq, srcs, packets=10, record_domains=False, compiled=True)._fused == "scfq"
+    onoff = [Source(0, CorrelatedMMOOTraffic(1, 2, 0.3, n=2))]
+    assert not Simulation(wfq, onoff, packets=10, record_domains=False, compiled=True)._fused
+    mixed = [Domain(1.0, service=EXP1, scheduler="wfq"), Domain(1.0, service=EXP1)]
+    assert not Simulation(mixed, srcs, packets=10, record_domains=False, compiled=True)._fused
     cross = srcs + [Source(1, Poisson(0.1), entry=1, exit=1)]
     assert not Simulation(doms, cross, packets=10, record_domains=False, compiled=True)._fused
 

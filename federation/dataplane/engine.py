@@ -224,7 +224,7 @@ class Simulation:
             or self._expected_packet_hops() >= COMPILED_MIN_PACKET_HOPS))  #: compiled kernels draw and serve
         if self.compiled:
             import federation.dataplane.kernels  # noqa: F401  (from now on exponentials are drawn compiled)
-        self._fused = self.compiled and self._fusable()
+        self._fused = self._fusable() if self.compiled else None
         self._started = False
         self.packet_hops = 0  #: packets served, summed over domains (a packet counts once per domain)
 
@@ -298,22 +298,29 @@ class Simulation:
             hop.state = [np.array([0.0, -np.inf]) for _ in range(ncls)]
         return hop
 
-    def _fusable(self) -> bool:
-        """True if every packet can go through the whole path in one compiled pass (:func:`tandem_exp`).
+    def _fusable(self) -> str | None:
+        """Which compiled pass can take every packet through the whole path, if one can.
 
-        That is: every flow crosses every domain; every domain is a plain FIFO or static partition
-        (no buffer limit, ceiling, batching, loss or errors) with exponential service; no
-        impairments; no per-domain logs. The result is bit-identical to the hop-by-hop path.
+        ``"maxplus"`` (:func:`~federation.dataplane.kernels.tandem_exp`): every domain a plain FIFO or
+        static partition; ``"scfq"`` (:func:`~federation.dataplane.kernels.tandem_scfq_poisson`):
+        every domain WFQ and every flow Poisson. Both need: every flow crossing every domain,
+        exponential service, no buffer limit, ceiling, batching, loss or errors, no impairments, no
+        per-domain logs. The results are bit-identical to the hop-by-hop path.
         """
         nh = len(self.domains)
         if self.record_domains or self.impairments:
-            return False
+            return None
         if any(s.entry != 0 or s.exit != nh - 1 for s in self.sources):
-            return False
-        return all(
-            d.scheduler in ("fifo", "partition") and d.batch == 1 and d.buffer == math.inf
-            and d.ceiling == math.inf and d.loss == 0 and d.gilbert is None and d.error == 0
-            and d.service is not None and d.service.kind == "exp" for d in self.domains)
+            return None
+        if not all(d.batch == 1 and d.buffer == math.inf and d.ceiling == math.inf and d.loss == 0
+                   and d.gilbert is None and d.error == 0 and d.service is not None and d.service.kind == "exp"
+                   for d in self.domains):
+            return None
+        if all(d.scheduler in ("fifo", "partition") for d in self.domains):
+            return "maxplus"
+        if all(d.scheduler == "wfq" for d in self.domains) and all(type(s.traffic) is Poisson for s in self.sources):
+            return "scfq"
+        return None
 
     def _expected_packet_hops(self) -> float:
         """Mean number of packet-hops of the run (every flow crossing every domain)."""
@@ -534,6 +541,91 @@ class Simulation:
         self._f_csum = np.zeros((nh, ncls))
         self._f_cmax = np.full((nh, ncls), -np.inf)
 
+    def _poisson_state(self) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+        """(generators, stream counters, mean gaps, first arrivals) of all-Poisson flows, for the kernels."""
+        gens = cast(list[Any], self._gens)  # _PoissonGen: type checked by the caller
+        pstate = np.array([g.stream_t[0] for g in gens], np.uint64)
+        scale = np.array([g.scale for g in gens])
+        pnext = np.empty(len(gens))
+        for f in range(len(gens)):  # the first arrival: 0 + X_1 (as the generator's carried cumsum)
+            pnext[f] = 0.0 + exponential_draw(pstate[f:f + 1], 1, scale[f])[0]
+        return gens, pstate, scale, pnext
+
+    def _chunks_scfq(self, step: float) -> Iterator[TelemetryChunk]:
+        """The run when every domain is WFQ and every flow Poisson: one discrete-event compiled pass."""
+        from federation.dataplane.kernels import tandem_scfq_poisson
+
+        nf, nh = self.nflows, len(self.domains)
+        ncls = max(len(hp.crate) for hp in self.hops)
+        gens, pstate, scale, pnext = self._poisson_state()
+        count = np.zeros(nf, np.int64)
+        limit0 = -1 if self.packets is None else int(self.packets)
+        gen_until = math.inf if self.horizon is None else float(self.horizon)
+        stop = np.array([np.inf])
+        hop_f = np.zeros((nh, 3))  # server free, virtual time, queued
+        hop_f[:, 0] = -np.inf
+        prog = np.array([-1.0, 0.0])
+        la_f, la_i, la = np.empty((1024, 1 + nh)), np.empty((1024, 2), np.int64), np.zeros(2, np.int64)
+        flast = np.zeros((nh, ncls))
+        qhead = np.full((nh, ncls), -1, np.int64)
+        qtail = np.full((nh, ncls), -1, np.int64)
+        hf = np.full((nh, ncls), np.inf)
+        thead = np.full(nh, -1, np.int64)
+        ttail = np.full(nh, -1, np.int64)
+        irate = np.array([1.0 / (hp.dom.rate * hp.fac[0]) for hp in self.hops])
+        pool_f, pool_i, free = np.empty((0, 3 + nh)), np.empty((0, 3), np.int64), np.array([-1], np.int64)
+
+        def grow() -> None:
+            nonlocal pool_f, pool_i
+            n0 = len(pool_f)
+            n1 = max(4096, 2 * n0)
+            pf, pi = np.empty((n1, 3 + nh)), np.empty((n1, 3), np.int64)
+            pf[:n0], pi[:n0] = pool_f, pool_i
+            pi[n0:, 0] = np.arange(n0 + 1, n1 + 1)
+            pi[n1 - 1, 0] = free[0]
+            free[0] = n0
+            pool_f, pool_i = pf, pi
+
+        grow()
+        cap = self.chunk_packets + 64
+
+        def run(W: float) -> Iterator[TelemetryChunk]:
+            while True:
+                a0, eg, fl, seq = np.empty(cap), np.empty(cap), np.empty(cap, _FLOW), np.empty(cap, np.int64)
+                nout = np.zeros(1, np.int64)
+                before = count.copy()
+                while True:
+                    code = tandem_scfq_poisson(W, gen_until, limit0, stop, pstate, pnext, scale, count,
+                                               self._f_streams, self._f_mean, self._f_rate, irate, self._f_cls,
+                                               self._f_inv, self._f_delay, la_f, la_i, la, hop_f, flast, qhead, qtail, hf, thead,
+                                               ttail, pool_f, pool_i, free, prog, a0, eg, fl, seq, nout)
+                    if code != 2:
+                        break
+                    grow()
+                n = int(nout[0])
+                self.packet_hops += n * nh
+                fl = fl[:n]
+                tenant = np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl]
+                yield TelemetryChunk(None, Delivered(fl, seq[:n], tenant, a0[:n], eg[:n], np.zeros(n, np.bool_)),
+                                     count - before, np.zeros(nf, np.int64))
+                if code == 0:
+                    return
+
+        k = 0
+        done = False
+        while not done:
+            k += 1
+            W = k * step
+            if self.horizon is not None and W >= self.horizon:
+                W = self.horizon
+                done = True
+            yield from run(W)
+            if limit0 >= 0 and count[0] >= limit0:
+                done = True
+        yield from run(np.inf)
+        for f, g in enumerate(gens):
+            g.count = int(count[f])
+
     def _chunks_poisson(self, step: float) -> Iterator[TelemetryChunk]:
         """The run when every flow is Poisson: generated inside the compiled pass, window by window.
 
@@ -543,13 +635,7 @@ class Simulation:
         from federation.dataplane.kernels import tandem_poisson
 
         nf = self.nflows
-        gens = cast(list[Any], self._gens)  # _PoissonGen: type checked by the caller
-        pstate = np.array([g.stream_t[0] for g in gens], np.uint64)
-        scale = np.array([g.scale for g in gens])
-        pnext = np.empty(nf)
-        for f in range(nf):  # the first arrival: 0 + X_1 (as the generator's carried cumsum)
-            st = pstate[f:f + 1]
-            pnext[f] = 0.0 + exponential_draw(st, 1, scale[f])[0]
+        gens, pstate, scale, pnext = self._poisson_state()
         count = np.zeros(nf, np.int64)
         limit0 = -1 if self.packets is None else int(self.packets)
         stop = np.array([np.inf])
@@ -690,6 +776,9 @@ class Simulation:
         step = self.chunk_packets / rate
         if self.packets is not None:  # windows never need to reach far beyond flow 0's last packet
             step = min(step, 1.05 * self.packets / self.sources[0].traffic.packet_rate)
+        if self._fused == "scfq":
+            yield from self._chunks_scfq(step)
+            return
         if self._fused and all(type(s.traffic) is Poisson for s in self.sources):
             yield from self._chunks_poisson(step)
             return
