@@ -15,8 +15,8 @@ from scipy import stats
 from federation.dataplane.engine import Simulation
 from federation.dataplane.kernels import exp_fill
 from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
-from federation.dataplane.rng import ZR, exponential_draw, exponential_numpy
-from federation.dataplane.traffic import CorrelatedMMOOTraffic, Poisson
+from federation.dataplane.rng import ZR, exponential_numpy
+from federation.dataplane.traffic import CorrelatedMMOOTraffic, Poisson, exponential_draw
 
 EXP1 = ServiceTimes("exp", 1.0)
 

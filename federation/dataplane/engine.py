@@ -38,9 +38,8 @@ import numpy as np
 
 from federation.dataplane.impairments import Impairment, capacity_schedule, window_max, window_sum
 from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
-from federation.dataplane.rng import exponential_draw
 from federation.dataplane.telemetry import Delivered, DomainLog, Telemetry, TelemetryChunk
-from federation.dataplane.traffic import Poisson, child_generator, child_stream
+from federation.dataplane.traffic import Poisson, child_generator, child_stream, exponential_draw
 from federation.errors import InputError
 
 __all__ = [

@@ -15,7 +15,8 @@ is ever needed. The only transcendental, ``exp`` in the wedge test, is the C lib
 implementations (``math.exp``), so both give bit-identical numbers.
 
 Streams are seeded from :class:`numpy.random.SeedSequence` keys (:func:`child_stream` in
-:mod:`federation.dataplane.traffic`), one per (tenant, entry domain, domain, purpose).
+:mod:`federation.dataplane.traffic`), one per (tenant, entry domain, domain, purpose), and drawn
+by :func:`federation.dataplane.traffic.exponential_draw` (compiled or numpy).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["GOLDEN", "exponential_draw", "exponential_numpy"]
+__all__ = ["GOLDEN", "exponential_numpy"]
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)  #: the Weyl increment of a stream's counter
 M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -109,18 +110,3 @@ def exponential_numpy(state: np.ndarray, n: int, mean: float = 1.0) -> np.ndarra
             w = _mix(t.copy())
     out *= mean
     return out
-
-
-def exponential_draw(state: np.ndarray, n: int, mean: float = 1.0) -> np.ndarray:
-    """``n`` exponential variates of mean ``mean`` from stream ``state[0]`` (advanced).
-
-    Compiled (:func:`federation.dataplane.kernels.exp_fill`) when numba is already loaded,
-    numpy otherwise (numba takes ~0.6 s to load); the numbers are the same either way.
-    """
-    if "federation.dataplane.kernels" in sys.modules:
-        from federation.dataplane.kernels import exp_fill
-
-        out = np.empty(n)
-        exp_fill(state, out, mean)
-        return out
-    return exponential_numpy(state, n, mean)

@@ -23,6 +23,7 @@ depend on what another tenant sends.
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from federation.dataplane.rng import exponential_draw
+from federation.dataplane.rng import exponential_numpy
 from federation.errors import InputError
 from federation.specs import ArrivalSpec
 
@@ -50,6 +51,7 @@ __all__ = [
     "traffic_from_spec",
     "child_generator",
     "child_stream",
+    "exponential_draw",
     "exponentials",
 ]
 
@@ -69,11 +71,26 @@ def child_generator(seedseq: np.random.SeedSequence, *key: int) -> np.random.Gen
 def child_stream(seedseq: np.random.SeedSequence, *key: int) -> np.ndarray:
     """The state (one uint64 counter) of the compiled exponential stream ``key`` of ``seedseq``.
 
-    Draw from it with :func:`federation.dataplane.rng.exponential_draw` (or inside a kernel); the
+    Draw from it with :func:`exponential_draw` (or inside a kernel); the
     numbers depend only on the seed and how many were drawn before, not on the pieces asked for.
     """
     seq = np.random.SeedSequence(seedseq.entropy, spawn_key=(*seedseq.spawn_key, *key))
     return seq.generate_state(1, np.uint64)
+
+
+def exponential_draw(state: np.ndarray, n: int, mean: float = 1.0) -> np.ndarray:
+    """``n`` exponential variates of mean ``mean`` from stream ``state[0]`` (advanced; :mod:`~federation.dataplane.rng`).
+
+    Compiled (:func:`federation.dataplane.kernels.exp_fill`) when numba is already loaded,
+    numpy otherwise (numba and the kernels take ~0.6 s to load); the numbers are the same either way.
+    """
+    if "federation.dataplane.kernels" in sys.modules:
+        from federation.dataplane.kernels import exp_fill
+
+        out = np.empty(n)
+        exp_fill(state, out, mean)
+        return out
+    return exponential_numpy(state, n, mean)
 
 
 def exponentials(rng: np.random.Generator, n: int, mean: float = 1.0) -> np.ndarray:
