@@ -15,8 +15,11 @@ capacity, batching and WFQ run in the numba kernels of :mod:`federation.dataplan
 by the branches that call them: numba and its kernels take ~0.6 s to load, short plain FIFO runs never
 need it). When every flow crosses every domain and each is a plain FIFO or static partition with
 exponential service, long runs go through the whole path in one compiled pass per window
-(:func:`~federation.dataplane.kernels.tandem_exp`: packet by packet, service times drawn inline, no
-intermediate arrays), with the same arithmetic and random streams, so bit-identically. Time is cut
+(:func:`~federation.dataplane.kernels.tandem_exp`, and :func:`~federation.dataplane.kernels.tandem_poisson`
+with Poisson flows generated inline: packet by packet, service times drawn inline, no intermediate
+arrays); all-WFQ paths with Poisson flows in one discrete-event pass
+(:func:`~federation.dataplane.kernels.tandem_scfq_poisson`). Both use the same arithmetic and random
+streams as the hop-by-hop path, so they give the same packets bit for bit. Time is cut
 into windows holding about ``chunk_packets`` packets; every server, generator and random stream
 carries its state from one window to the next and a domain only processes packets it can no
 longer be surprised by (earlier than the horizon up to which all its inputs are known), so the
