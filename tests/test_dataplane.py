@@ -44,7 +44,8 @@ def test_public_names():
     assert set(pth.__all__) >= {"Domain", "Source", "Admission"}
     assert set(dp.__all__) >= {"Simulation", "simulate", "max_plus_fifo"}
     assert set(kn.__all__) == {"finish_time", "fifo_general", "fifo_batch", "scfq", "gilbert_elliott",
-                               "token_bucket_shape"}
+                               "token_bucket_shape", "exp_fill", "tandem_exp", "tandem_poisson",
+                               "tandem_scfq_poisson"}
     assert set(im.__all__) >= {"Impairment", "parse_impairment", "capacity_schedule"}
     assert set(tm.__all__) >= {"DomainLog", "Delivered", "Telemetry", "DelayAccumulator"}
     assert "violation_estimate" in stm.__all__

@@ -12,18 +12,27 @@ Engine. FIFO and partition hops are max-plus scans in numpy,
 ``D_n = C_n + max_{k<=n}(A_k - C_{k-1})`` with ``C`` the running sum of service times (equal to
 the Lindley recursion ``D_n = max(A_n, D_{n-1}) + S_n``); finite buffers, ceilings, variable
 capacity, batching and WFQ run in the numba kernels of :mod:`federation.dataplane.kernels` (imported
-by the branches that call them: numba takes 0.25 s to import, plain FIFO runs never need it). Time is cut
+by the branches that call them: numba and its kernels take ~0.6 s to load, short plain FIFO runs never
+need it). When every flow crosses every domain and each is a plain FIFO or static partition with
+exponential service, long runs go through the whole path in one compiled pass per window
+(:func:`~federation.dataplane.kernels.tandem_exp`, and :func:`~federation.dataplane.kernels.tandem_poisson`
+with Poisson flows generated inline: packet by packet, service times drawn inline, no intermediate
+arrays); all-WFQ paths with Poisson flows in one discrete-event pass
+(:func:`~federation.dataplane.kernels.tandem_scfq_poisson`). Both use the same arithmetic and random
+streams as the hop-by-hop path, so they give the same packets bit for bit. Time is cut
 into windows holding about ``chunk_packets`` packets; every server, generator and random stream
 carries its state from one window to the next and a domain only processes packets it can no
 longer be surprised by (earlier than the horizon up to which all its inputs are known), so the
 chunked run is bit-identical to the unchunked one and memory stays bounded. Random streams are
 keyed by (seed, tenant, entry domain, domain, purpose): a tenant's draws never depend on what
-other tenants send.
+other tenants send. Exponential service times (and Poisson inter-arrival times) come from the
+counter-based streams of :mod:`federation.dataplane.rng`, the other draws from numpy generators.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -33,7 +42,7 @@ import numpy as np
 from federation.dataplane.impairments import Impairment, capacity_schedule, window_max, window_sum
 from federation.dataplane.path import Admission, Domain, ServiceTimes, Source
 from federation.dataplane.telemetry import Delivered, DomainLog, Telemetry, TelemetryChunk
-from federation.dataplane.traffic import child_generator
+from federation.dataplane.traffic import Poisson, child_generator, child_stream, exponential_draw
 from federation.errors import InputError
 
 __all__ = [
@@ -41,6 +50,10 @@ __all__ = [
     "simulate",
     "max_plus_fifo",
 ]
+
+#: runs with at least this many packet-hops use the compiled kernels by default (they save more than the
+#: ~0.6 s it takes to load numba and them: ~75 ns per packet-hop of numpy ziggurat draws)
+COMPILED_MIN_PACKET_HOPS = 1e7
 
 # purposes of the per (flow, domain) random streams
 _WORK, _LOSS, _GE, _ERR, _SPIKE_U, _SPIKE_X = range(6)
@@ -144,12 +157,19 @@ class Simulation:
         About this many packets (all flows) per chunk; results do not depend on it.
     record_domains
         Keep per-domain logs (otherwise only delivered packets and counts).
+    compiled
+        Draw exponentials in compiled code and serve the whole path in one compiled pass where the
+        model allows it (see :meth:`_fusable`): True, False, or None (default) for when it pays off:
+        when the compiled kernels are already loaded or the run has at least
+        ``COMPILED_MIN_PACKET_HOPS`` packet-hops (loading numba and its kernels takes ~0.6 s).
+        The results are bit-identical either way.
     """
 
     def __init__(self, domains: Sequence[Domain], sources: Sequence[Source], *, seed: int = 0,
                  packets: int | None = None, horizon: float | None = None,
                  admission: Admission | None = None, impairments: Sequence[Impairment] = (),
-                 chunk_packets: int = 1 << 16, record_domains: bool = True) -> None:
+                 chunk_packets: int = 1 << 16, record_domains: bool = True,
+                 compiled: bool | None = None) -> None:
         if not domains:
             raise InputError("the path needs at least one domain")
         if (packets is None) == (horizon is None):
@@ -192,6 +212,7 @@ class Simulation:
         self.nflows = len(self.sources)
         self.exit = np.array([s.exit for s in self.sources], np.int64)
         self._rngs: dict[tuple[int, int, int], np.random.Generator] = {}
+        self._streams: dict[tuple[int, int], np.ndarray] = {}
         self._ge: dict[tuple[int, int], np.ndarray] = {}
         self.hops = [self._configure(h) for h in range(nh)]
         self.tenant_of_flow = np.array([s.tenant for s in self.sources], np.int32)
@@ -200,6 +221,12 @@ class Simulation:
         self._need_err = any(hp.has_error for hp in self.hops)
         self._gens = [s.traffic.generator(np.random.SeedSequence(self.seed, spawn_key=(s.tenant, s.entry)))
                       for s in self.sources]
+        self.compiled = compiled is True or (compiled is None and (
+            "federation.dataplane.kernels" in sys.modules
+            or self._expected_packet_hops() >= COMPILED_MIN_PACKET_HOPS))  #: compiled kernels draw and serve
+        if self.compiled:
+            import federation.dataplane.kernels  # noqa: F401  (from now on exponentials are drawn compiled)
+        self._fused = self._fusable() if self.compiled else None
         self._started = False
         self.packet_hops = 0  #: packets served, summed over domains (a packet counts once per domain)
 
@@ -272,6 +299,47 @@ class Simulation:
         else:
             hop.state = [np.array([0.0, -np.inf]) for _ in range(ncls)]
         return hop
+
+    def _fusable(self) -> str | None:
+        """Which compiled pass can take every packet through the whole path, if one can.
+
+        ``"maxplus"`` (:func:`~federation.dataplane.kernels.tandem_exp`): every domain a plain FIFO or
+        static partition; ``"scfq"`` (:func:`~federation.dataplane.kernels.tandem_scfq_poisson`):
+        every domain WFQ and every flow Poisson. Both need: every flow crossing every domain,
+        exponential service, no buffer limit, ceiling, batching, loss or errors, no impairments, no
+        per-domain logs. The results are bit-identical to the hop-by-hop path.
+        """
+        nh = len(self.domains)
+        if self.record_domains or self.impairments:
+            return None
+        if any(s.entry != 0 or s.exit != nh - 1 for s in self.sources):
+            return None
+        if not all(d.batch == 1 and d.buffer == math.inf and d.ceiling == math.inf and d.loss == 0
+                   and d.gilbert is None and d.error == 0 and d.service is not None and d.service.kind == "exp"
+                   for d in self.domains):
+            return None
+        if all(d.scheduler in ("fifo", "partition") for d in self.domains):
+            return "maxplus"
+        if all(d.scheduler == "wfq" for d in self.domains) and all(type(s.traffic) is Poisson for s in self.sources):
+            return "scfq"
+        return None
+
+    def _expected_packet_hops(self) -> float:
+        """Mean number of packet-hops of the run (every flow crossing every domain)."""
+        rate = sum(s.traffic.packet_rate for s in self.sources)
+        if self.packets is not None:
+            return self.packets * rate / self.sources[0].traffic.packet_rate * len(self.domains)
+        return cast(float, self.horizon) * rate * len(self.domains)
+
+    def _stream(self, f: int, h: int) -> np.ndarray:
+        """The compiled exponential stream of flow ``f``'s service times at domain ``h``."""
+        key = (f, h)
+        st = self._streams.get(key)
+        if st is None:
+            s = self.sources[f]
+            st = child_stream(np.random.SeedSequence(self.seed, spawn_key=(s.tenant, s.entry)), 100 + h, _WORK)
+            self._streams[key] = st
+        return st
 
     def _rng(self, f: int, h: int, purpose: int) -> np.random.Generator:
         key = (f, h, purpose)
@@ -459,6 +527,182 @@ class Simulation:
 
     # ------------------------------------------------------------------ one window
 
+    def _fused_setup(self) -> None:
+        """Flat arrays of the whole path for :func:`~federation.dataplane.kernels.tandem_exp`."""
+        nh, nf = len(self.domains), self.nflows
+        ncls = max(len(hp.crate) for hp in self.hops)
+        self._f_streams = np.concatenate([self._stream(f, h) for f in range(nf) for h in range(nh)])
+        self._f_mean = np.array([cast(ServiceTimes, d.service).mean for d in self.domains])
+        self._f_rate = np.array([d.rate for d in self.domains])
+        self._f_cls = np.array([hp.cls_of_flow for hp in self.hops], np.int64).reshape(nh, nf)
+        self._f_inv = np.ones((nh, ncls))
+        for h, hp in enumerate(self.hops):
+            self._f_inv[h, :len(hp.crate)] = 1.0 / hp.crate
+        self._f_part = np.array([d.scheduler == "partition" for d in self.domains])
+        self._f_delay = np.array([d.delay for d in self.domains])
+        self._f_csum = np.zeros((nh, ncls))
+        self._f_cmax = np.full((nh, ncls), -np.inf)
+
+    def _poisson_state(self) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+        """(generators, stream counters, mean gaps, first arrivals) of all-Poisson flows, for the kernels."""
+        gens = cast(list[Any], self._gens)  # _PoissonGen: type checked by the caller
+        pstate = np.array([g.stream_t[0] for g in gens], np.uint64)
+        scale = np.array([g.scale for g in gens])
+        pnext = np.empty(len(gens))
+        for f in range(len(gens)):  # the first arrival: 0 + X_1 (as the generator's carried cumsum)
+            pnext[f] = 0.0 + exponential_draw(pstate[f:f + 1], 1, scale[f])[0]
+        return gens, pstate, scale, pnext
+
+    def _chunks_scfq(self, step: float) -> Iterator[TelemetryChunk]:
+        """The run when every domain is WFQ and every flow Poisson: one discrete-event compiled pass."""
+        from federation.dataplane.kernels import tandem_scfq_poisson
+
+        nf, nh = self.nflows, len(self.domains)
+        ncls = max(len(hp.crate) for hp in self.hops)
+        gens, pstate, scale, pnext = self._poisson_state()
+        count = np.zeros(nf, np.int64)
+        limit0 = -1 if self.packets is None else int(self.packets)
+        gen_until = math.inf if self.horizon is None else float(self.horizon)
+        stop = np.array([np.inf])
+        hop_f = np.zeros((nh, 3))  # server free, virtual time, queued
+        hop_f[:, 0] = -np.inf
+        prog = np.array([-1.0, 0.0])
+        la_f, la_i, la = np.empty((1024, 1 + nh)), np.empty((1024, 2), np.int64), np.zeros(2, np.int64)
+        flast = np.zeros((nh, ncls))
+        qhead = np.full((nh, ncls), -1, np.int64)
+        qtail = np.full((nh, ncls), -1, np.int64)
+        hf = np.full((nh, ncls), np.inf)
+        thead = np.full(nh, -1, np.int64)
+        ttail = np.full(nh, -1, np.int64)
+        irate = np.array([1.0 / (hp.dom.rate * hp.fac[0]) for hp in self.hops])
+        pool_f, pool_i, free = np.empty((0, 3 + nh)), np.empty((0, 3), np.int64), np.array([-1], np.int64)
+
+        def grow() -> None:
+            nonlocal pool_f, pool_i
+            n0 = len(pool_f)
+            n1 = max(4096, 2 * n0)
+            pf, pi = np.empty((n1, 3 + nh)), np.empty((n1, 3), np.int64)
+            pf[:n0], pi[:n0] = pool_f, pool_i
+            pi[n0:, 0] = np.arange(n0 + 1, n1 + 1)
+            pi[n1 - 1, 0] = free[0]
+            free[0] = n0
+            pool_f, pool_i = pf, pi
+
+        grow()
+        cap = self.chunk_packets + 64
+
+        def run(W: float) -> Iterator[TelemetryChunk]:
+            while True:
+                a0, eg, fl, seq = np.empty(cap), np.empty(cap), np.empty(cap, _FLOW), np.empty(cap, np.int64)
+                nout = np.zeros(1, np.int64)
+                before = count.copy()
+                while True:
+                    code = tandem_scfq_poisson(W, gen_until, limit0, stop, pstate, pnext, scale, count,
+                                               self._f_streams, self._f_mean, self._f_rate, irate, self._f_cls,
+                                               self._f_inv, self._f_delay, la_f, la_i, la, hop_f, flast, qhead, qtail, hf, thead,
+                                               ttail, pool_f, pool_i, free, prog, a0, eg, fl, seq, nout)
+                    if code != 2:
+                        break
+                    grow()
+                n = int(nout[0])
+                self.packet_hops += n * nh
+                fl = fl[:n]
+                tenant = np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl]
+                yield TelemetryChunk(None, Delivered(fl, seq[:n], tenant, a0[:n], eg[:n], np.zeros(n, np.bool_)),
+                                     count - before, np.zeros(nf, np.int64))
+                if code == 0:
+                    return
+
+        k = 0
+        done = False
+        while not done:
+            k += 1
+            W = k * step
+            if self.horizon is not None and W >= self.horizon:
+                W = self.horizon
+                done = True
+            yield from run(W)
+            if limit0 >= 0 and count[0] >= limit0:
+                done = True
+        yield from run(np.inf)
+        for f, g in enumerate(gens):
+            g.count = int(count[f])
+
+    def _chunks_poisson(self, step: float) -> Iterator[TelemetryChunk]:
+        """The run when every flow is Poisson: generated inside the compiled pass, window by window.
+
+        The windows end where :meth:`chunks` ends them, but the packets do not depend on that: the
+        arrival streams are drawn one by one with the Poisson generator's arithmetic.
+        """
+        from federation.dataplane.kernels import tandem_poisson
+
+        nf = self.nflows
+        gens, pstate, scale, pnext = self._poisson_state()
+        count = np.zeros(nf, np.int64)
+        limit0 = -1 if self.packets is None else int(self.packets)
+        stop = np.array([np.inf])
+        cap = self.chunk_packets + 64
+        k = 0
+        done = False
+        while not done:
+            k += 1
+            W = k * step
+            if self.horizon is not None and W >= self.horizon:
+                W = self.horizon
+                done = True
+            while True:
+                before = count.copy()
+                t, fl = np.empty(cap), np.empty(cap, _FLOW)
+                seq, eg = np.empty(cap, np.int64), np.empty(cap)
+                n = tandem_poisson(W, limit0, stop, pstate, pnext, scale, count, t, fl, seq, eg, self._f_streams,
+                                   self._f_mean, self._f_rate, self._f_cls, self._f_inv, self._f_part,
+                                   self._f_delay, self._f_csum, self._f_cmax)
+                if limit0 >= 0 and count[0] >= limit0:
+                    done = True
+                self.packet_hops += n * len(self.domains)
+                t, fl, seq, eg = t[:n], fl[:n], seq[:n], eg[:n]
+                tenant = (np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl])
+                yield TelemetryChunk(None, Delivered(fl, seq, tenant, t, eg, np.zeros(n, np.bool_)),
+                                     count - before, np.zeros(nf, np.int64))
+                if n < cap:
+                    break
+        for f, g in enumerate(gens):
+            g.count = int(count[f])
+
+    def _window_fused(self, new: dict[int, tuple[np.ndarray, np.ndarray]], W: float) -> TelemetryChunk:
+        """One window through the whole path in one compiled pass (see :meth:`_fusable`).
+
+        Every packet is served as soon as it arrives (FIFO servers see each flow in arrival order),
+        so nothing waits for the window's horizon ``W``.
+        """
+        from federation.dataplane.kernels import tandem_exp
+
+        generated = np.zeros(self.nflows, np.int64)
+        ts, flows, seqs = [], [], []
+        for f, (t, _) in new.items():
+            n = len(t)
+            generated[f] = n
+            if n:
+                start = self._gens[f].count - n
+                ts.append(t)
+                flows.append(np.full(n, f, _FLOW))
+                seqs.append(np.arange(start, start + n, dtype=np.int64))
+        if not ts:
+            t, flow, seq = np.empty(0), np.empty(0, _FLOW), np.empty(0, np.int64)
+        elif len(ts) == 1:
+            t, flow, seq = ts[0], flows[0], seqs[0]
+        else:  # arrival order at the first domain, ties by flow (as the hop-by-hop path merges them)
+            t = np.concatenate(ts)
+            order = np.argsort(t, kind="stable")
+            t, flow, seq = t[order], np.concatenate(flows)[order], np.concatenate(seqs)[order]
+        eg = tandem_exp(t, flow, self._f_streams, self._f_mean, self._f_rate, self._f_cls, self._f_inv,
+                        self._f_part, self._f_delay, self._f_csum, self._f_cmax)
+        self.packet_hops += len(t) * len(self.domains)
+        tenant = (np.full(len(t), self.tenant_of_flow[0], np.int32) if self.nflows == 1
+                  else self.tenant_of_flow[flow])
+        return TelemetryChunk(None, Delivered(flow, seq, tenant, t, eg, np.zeros(len(t), np.bool_)), generated,
+                              np.zeros(self.nflows, np.int64))
+
     def _window(self, new: dict[int, tuple[np.ndarray, np.ndarray]], W: float) -> TelemetryChunk:
         nh = len(self.domains)
         log: list[list[DomainLog]] = [[] for _ in range(nh)]
@@ -480,8 +724,13 @@ class Simulation:
             for h in self._svc_hops:
                 if h >= so.entry:  # the same columns for every flow at a domain
                     svc = cast(ServiceTimes, self.domains[h].service)  # _svc_hops: a service is set
-                    src[f][f"s{h}"] = (svc.draw(self._rng(f, h, _WORK), n)
-                                       if h <= self.exit[f] else np.full(n, np.nan))
+                    if h > self.exit[f]:
+                        x = np.full(n, np.nan)
+                    elif svc.kind == "exp":
+                        x = exponential_draw(self._stream(f, h), n, svc.mean)
+                    else:
+                        x = svc.draw(self._rng(f, h, _WORK), n)
+                    src[f][f"s{h}"] = x
         up: Batch | None = None
         H_up = W
         for h in range(nh):
@@ -521,10 +770,20 @@ class Simulation:
         if self._started:
             raise InputError("a Simulation runs once; make a new one")
         self._started = True
+        window = self._window
+        if self._fused:
+            self._fused_setup()
+            window = self._window_fused
         rate = sum(s.traffic.packet_rate for s in self.sources)
         step = self.chunk_packets / rate
         if self.packets is not None:  # windows never need to reach far beyond flow 0's last packet
             step = min(step, 1.05 * self.packets / self.sources[0].traffic.packet_rate)
+        if self._fused == "scfq":
+            yield from self._chunks_scfq(step)
+            return
+        if self._fused and all(type(s.traffic) is Poisson for s in self.sources):
+            yield from self._chunks_poisson(step)
+            return
         k = 0
         done = False
         while not done:
@@ -548,8 +807,8 @@ class Simulation:
             for f in range(self.nflows):
                 if f not in new:
                     new[f] = self._gens[f].take(W)
-            yield self._window(new, W)
-        yield self._window({}, np.inf)
+            yield window(new, W)
+        yield window({}, np.inf)
 
     def run(self) -> Telemetry:
         """The whole run in memory."""

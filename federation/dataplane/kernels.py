@@ -2,7 +2,9 @@
 
 Only what cannot be vectorised lives here: servers whose decisions depend on the queue content
 (finite buffers, latency ceilings, time-varying capacity, batching, the work-conserving
-fair-queueing scheduler), the Gilbert-Elliott loss chain and the token-bucket shaper. Plain FIFO
+fair-queueing scheduler), the Gilbert-Elliott loss chain and the token-bucket shaper; and, for
+long runs, the exponential streams of :mod:`federation.dataplane.rng` and a whole tandem of plain
+FIFO / rate-partition hops in one packet-by-packet pass (:func:`tandem_exp`). Otherwise plain FIFO
 and rate-partition hops are max-plus scans in numpy (``federation.dataplane.engine``).
 
 Conventions. Times in seconds, work in bits, rates in bits/s. A server's capacity is
@@ -15,8 +17,12 @@ gives bit-identical results to processing it at once.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
+
+from federation.dataplane.rng import FE, GOLDEN, KE, LOW8, M1, M2, S11, S27, S30, S31, TWO53, WE, ZR
 
 __all__ = [
     "finish_time",
@@ -25,6 +31,10 @@ __all__ = [
     "scfq",
     "gilbert_elliott",
     "token_bucket_shape",
+    "exp_fill",
+    "tandem_exp",
+    "tandem_poisson",
+    "tandem_scfq_poisson",
 ]
 
 
@@ -190,11 +200,11 @@ def scfq(A: np.ndarray, w: np.ndarray, flow: np.ndarray, cmap: np.ndarray, tag_p
             break
         best = 0
         bf = hf[0]
-        for c in range(1, ncls):
+        for c in range(1, ncls):  # branch-free: which class is smallest is unpredictable
             x = hf[c]
-            if x < bf:
-                bf = x
-                best = c
+            lt = x < bf
+            bf = x if lt else bf
+            best = c if lt else best
         i = head[best]
         j = nxt[i]
         head[best] = j
@@ -267,3 +277,372 @@ def token_bucket_shape(t: np.ndarray, s: np.ndarray, sigma: float, rho: float,
     state[1] = tt
     state[2] = last
     return out
+
+
+# --------------------------------------------------------------------------- random streams
+# The counter-based exponential streams of federation.dataplane.rng, drawn inline (same numbers).
+
+
+@njit(cache=True, inline="always")
+def _mix(s: np.uint64) -> np.uint64:
+    """SplitMix64's output function of counter value ``s``."""
+    z = (s ^ (s >> S30)) * M1
+    z = (z ^ (z >> S27)) * M2
+    return z ^ (z >> S31)
+
+
+@njit(cache=True)
+def _exp_slow(w: np.uint64) -> float:
+    """The rest of a draw whose first word ``w`` fell outside its layer's rectangle."""
+    t = w
+    off = 0.0
+    while True:
+        i = np.int64(w & LOW8)
+        ri = np.int64(w >> S11)
+        x = float(ri) * WE[i]
+        if ri < KE[i]:
+            return off + x
+        t = t + GOLDEN
+        if i == 0:  # the tail beyond ZR: memoryless, so ZR + a fresh draw
+            off += ZR
+            w = _mix(t)
+            continue
+        u = float(np.int64(_mix(t) >> S11)) * (1.0 / TWO53)
+        if (FE[i - 1] - FE[i]) * u + FE[i] < math.exp(-x):
+            return off + x
+        t = t + GOLDEN
+        w = _mix(t)
+
+
+@njit(cache=True, inline="always")
+def _exp1(s: np.uint64) -> tuple[float, np.uint64]:
+    """The next standard exponential of the stream at counter ``s``, and the advanced counter."""
+    s = s + GOLDEN
+    w = _mix(s)
+    i = np.int64(w & LOW8)
+    ri = np.int64(w >> S11)
+    if ri < KE[i]:
+        return float(ri) * WE[i], s
+    return _exp_slow(w), s
+
+
+@njit(cache=True)
+def exp_fill(state: np.ndarray, out: np.ndarray, mean: float) -> None:
+    """Fill ``out`` with exponential variates of mean ``mean`` from the stream ``state[0]`` (advanced)."""
+    s = state[0]
+    for i in range(len(out)):
+        x, s = _exp1(s)
+        out[i] = x * mean
+    state[0] = s
+
+
+@njit(cache=True)
+def tandem_exp(t: np.ndarray, flow: np.ndarray, streams: np.ndarray, mean: np.ndarray, rate: np.ndarray,
+               cls: np.ndarray, inv: np.ndarray, partition: np.ndarray, delay: np.ndarray,
+               csum: np.ndarray, cmax: np.ndarray) -> np.ndarray:
+    """Packets through a tandem of FIFO / static-partition hops with exponential service, packet by packet.
+
+    Packet ``i`` (arrival ``t[i]`` at the first hop, in arrival order) of flow ``f = flow[i]`` draws its
+    service at hop ``h`` from stream ``streams[f * len(mean) + h]``: ``x = Exp(1) * mean[h]`` s at the
+    full rate. A FIFO hop serves it in ``x``; a partition hop in the server of class
+    ``c = cls[h, f]``, in ``x * rate[h] * inv[h, c]`` (``inv``: 1 / the class rate). It reaches the
+    next hop ``delay[h]`` s after its departure. Returns the egress times of the last hop.
+
+    Notes
+    -----
+    Each server runs the max-plus form of the Lindley recursion with the arithmetic of
+    :func:`federation.dataplane.engine.max_plus_fifo`: ``M_n = max(M_{n-1}, A_n - C_{n-1})``,
+    ``C_n = C_{n-1} + S_n``, ``D_n = M_n + C_n`` (``csum`` = C, ``cmax`` = M, per hop and class,
+    carried between calls), so the result is bit-identical to the hop-by-hop numpy path.
+    """
+    n = len(t)
+    nh = len(mean)
+    out = np.empty(n)
+    for i in range(n):
+        f = flow[i]
+        a = t[i]
+        for h in range(nh):
+            k = f * nh + h
+            x, streams[k] = _exp1(streams[k])
+            x = x * mean[h]
+            c = 0
+            if partition[h]:
+                c = cls[h, f]
+                x = x * rate[h] * inv[h, c]
+            m = a - csum[h, c]
+            mx = cmax[h, c]
+            if m > mx:
+                mx = m
+            cmax[h, c] = mx
+            cs = csum[h, c] + x
+            csum[h, c] = cs
+            a = (mx + cs) + delay[h]
+        out[i] = a
+    return out
+
+
+@njit(cache=True)
+def tandem_poisson(until: float, limit0: int, stop: np.ndarray, pstate: np.ndarray, pnext: np.ndarray, scale: np.ndarray,
+                   count: np.ndarray, t_out: np.ndarray, f_out: np.ndarray, s_out: np.ndarray, e_out: np.ndarray,
+                   streams: np.ndarray, mean: np.ndarray, rate: np.ndarray, cls: np.ndarray, inv: np.ndarray,
+                   partition: np.ndarray, delay: np.ndarray, csum: np.ndarray, cmax: np.ndarray) -> int:
+    """:func:`tandem_exp` fed by Poisson flows generated inline: all packets arriving before ``until``.
+
+    Flow ``f``'s next arrival is ``pnext[f]`` (s); the one after it is ``pnext[f] + Exp(1) * scale[f]``
+    with the draw from stream ``pstate[f]`` (the arithmetic of the Poisson generator of
+    :mod:`federation.dataplane.traffic`: a carried cumulative sum). Packets are handed out in arrival
+    order (ties: lower flow first), numbered per flow by ``count``; after flow 0's ``limit0``-th packet
+    (``limit0 < 0``: no limit) flow 0 stops and the others only send up to that packet's time
+    (``stop[0]``: arrivals before it, ``inf`` until then; kept by the caller).
+    Writes arrival, flow, number and egress of each packet into the ``*_out`` arrays and returns how
+    many it wrote: ``len(t_out)`` if they filled up (call again), fewer once the window is done.
+    """
+    nf = len(pnext)
+    nh = len(mean)
+    cap = len(t_out)
+    until = min(until, stop[0])
+    k = 0
+    while k < cap:
+        f = 0
+        tf = pnext[0]
+        for g in range(1, nf):  # branch-free: which flow is next is unpredictable
+            x = pnext[g]
+            lt = x < tf
+            tf = x if lt else tf
+            f = g if lt else f
+        if not tf < until:
+            break
+        t_out[k] = tf
+        f_out[k] = f
+        s_out[k] = count[f]
+        count[f] += 1
+        x, pstate[f] = _exp1(pstate[f])
+        pnext[f] = tf + x * scale[f]
+        if f == 0 and count[0] == limit0:
+            pnext[0] = np.inf
+            stop[0] = np.nextafter(tf, np.inf)
+            until = min(until, stop[0])
+        a = tf
+        for h in range(nh):
+            j = f * nh + h
+            x, streams[j] = _exp1(streams[j])
+            x = x * mean[h]
+            c = 0
+            if partition[h]:
+                c = cls[h, f]
+                x = x * rate[h] * inv[h, c]
+            m = a - csum[h, c]
+            mx = cmax[h, c]
+            if m > mx:
+                mx = m
+            cmax[h, c] = mx
+            cs = csum[h, c] + x
+            csum[h, c] = cs
+            a = (mx + cs) + delay[h]
+        e_out[k] = a
+        k += 1
+    return k
+
+
+@njit(cache=True)
+def _lookahead(la_f: np.ndarray, la_i: np.ndarray, la: np.ndarray, gen_until: float, limit0: int, stop: np.ndarray,
+               pstate: np.ndarray, pnext: np.ndarray, scale: np.ndarray, count: np.ndarray, streams: np.ndarray,
+               mean: np.ndarray, rate: np.ndarray) -> None:
+    """Generate the next ``len(la_f)`` Poisson packets (fewer if the flows stop): ``la_f[k] = [t, w_0 ...]``
+    (arrival, work in bits at each hop), ``la_i[k] = [flow, seq]``; ``la = [0, how many]``.
+
+    The draws happen here, in a loop of independent draws, rather than one by one on the
+    queueing loop's dependent path; each stream is still drawn in packet order.
+    """
+    nf = len(pnext)
+    nh = len(mean)
+    gen = min(gen_until, stop[0])
+    k = 0
+    while k < la_f.shape[0]:
+        ta = pnext[0]
+        f = 0
+        for g in range(1, nf):  # branch-free: which flow is next is unpredictable
+            x = pnext[g]
+            lt = x < ta
+            ta = x if lt else ta
+            f = g if lt else f
+        if not ta < gen:
+            break
+        la_f[k, 0] = ta
+        la_i[k, 0] = f
+        la_i[k, 1] = count[f]
+        count[f] += 1
+        x, pstate[f] = _exp1(pstate[f])
+        pnext[f] = ta + x * scale[f]
+        if f == 0 and count[0] == limit0:
+            pnext[0] = np.inf
+            stop[0] = np.nextafter(ta, np.inf)
+            gen = min(gen, stop[0])
+        for h in range(nh):
+            j = f * nh + h
+            x, streams[j] = _exp1(streams[j])
+            la_f[k, 1 + h] = x * mean[h] * rate[h]
+        k += 1
+    la[0] = 0
+    la[1] = k
+
+
+@njit(cache=True)
+def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.ndarray, pstate: np.ndarray,
+                        pnext: np.ndarray, scale: np.ndarray, count: np.ndarray, streams: np.ndarray,
+                        mean: np.ndarray, rate: np.ndarray, irate: np.ndarray, cls: np.ndarray, inv: np.ndarray,
+                        delay: np.ndarray, la_f: np.ndarray, la_i: np.ndarray, la: np.ndarray,
+                        hop_f: np.ndarray, flast: np.ndarray, qhead: np.ndarray,
+                        qtail: np.ndarray, hf: np.ndarray, thead: np.ndarray, ttail: np.ndarray,
+                        pool_f: np.ndarray, pool_i: np.ndarray, free: np.ndarray, prog: np.ndarray,
+                        out_a0: np.ndarray, out_eg: np.ndarray, out_flow: np.ndarray, out_seq: np.ndarray,
+                        nout: np.ndarray) -> int:
+    """Poisson flows (generated inline, as in :func:`tandem_poisson`) through a tandem of SCFQ hops.
+
+    Hop by hop, each hop runs the :func:`scfq` server (same decisions, same arithmetic) on the packets
+    that reach it: at hop 0 the new packets before ``until`` (and before ``gen_until`` and ``stop[0]``,
+    which flow 0's ``limit0``-th packet sets), at hop ``h`` those in transit from hop ``h - 1``, up to
+    the horizon the engine's hop-by-hop path uses (``max(server free, horizon before) + delay``).
+    Exponential work at hop ``h``: ``Exp(1) * mean[h] * rate[h]`` bits from stream ``streams[f * nh + h]``,
+    drawn when the packet leaves its source, as on the hop-by-hop path, into the lookahead block
+    ``la_f``/``la_i`` (:func:`_lookahead`; ``la = [next, length]``, kept by the caller).
+
+    State (kept by the caller): ``hop_f[h] = [t, v, nq]`` (server free, virtual time, queued); per hop
+    and class ``flast``, ``qhead``/``qtail`` (queues linked through ``pool_i[:, 0]``) and ``hf`` (head
+    tags); per hop the transit list ``thead``/``ttail``. Packet ``p`` of the pool holds
+    ``pool_f[p] = [a0, t_here, tag, w_0, ..., w_{nh-1}]`` and ``pool_i[p] = [next, flow, seq]``; ``free[0]`` heads the
+    free list; ``prog = [hop, horizon]`` where an interrupted call resumes (``hop < 0``: a new call).
+    Delivered packets go to ``out_a0``, ``out_eg``, ``out_flow``, ``out_seq``, ``nout[0]`` of them.
+    Returns 0 when done, 1 when the output is full, 2 when the pool is (grow it): then call again.
+    """
+    nh = len(mean)
+    ncls = qhead.shape[1]
+    cap = len(out_a0)
+    INF = np.inf
+    h0 = 0
+    H = until
+    if prog[0] >= 0:
+        h0 = int(prog[0])
+        H = prog[1]
+    # the next new packet (INF: none)
+    if la[0] >= la[1]:
+        _lookahead(la_f, la_i, la, gen_until, limit0, stop, pstate, pnext, scale, count, streams, mean, rate)
+    ta = la_f[la[0], 0] if la[0] < la[1] else INF
+    for h in range(h0, nh):
+        t = hop_f[h, 0]
+        v = hop_f[h, 1]
+        nq = np.int64(hop_f[h, 2])
+        while True:
+            # admit every packet that reached the hop by t
+            while True:
+                if h == 0:
+                    if not (ta <= t and ta < H):
+                        break
+                    if free[0] < 0:
+                        hop_f[h, 0] = t
+                        hop_f[h, 1] = v
+                        hop_f[h, 2] = nq
+                        prog[0] = h
+                        prog[1] = H
+                        return 2
+                    p = free[0]
+                    free[0] = pool_i[p, 0]
+                    q = la[0]
+                    f = la_i[q, 0]
+                    pool_f[p, 0] = ta
+                    pool_i[p, 1] = f
+                    pool_i[p, 2] = la_i[q, 1]
+                    for hh in range(nh):
+                        pool_f[p, 3 + hh] = la_f[q, 1 + hh]
+                    la[0] = q + 1
+                    if la[0] >= la[1]:
+                        _lookahead(la_f, la_i, la, gen_until, limit0, stop, pstate, pnext, scale, count, streams,
+                                   mean, rate)
+                    ta = la_f[la[0], 0] if la[0] < la[1] else INF
+                else:
+                    p = thead[h]
+                    if p < 0 or not pool_f[p, 1] <= t:
+                        break
+                    thead[h] = pool_i[p, 0]
+                    if thead[h] < 0:
+                        ttail[h] = -1
+                    f = pool_i[p, 1]
+                w = pool_f[p, 3 + h]
+                c = cls[h, f]
+                fl = flast[h, c]
+                tag = (fl if fl > v else v) + w * inv[h, c]
+                flast[h, c] = tag
+                pool_f[p, 2] = tag
+                pool_i[p, 0] = -1
+                if qhead[h, c] < 0:
+                    qhead[h, c] = p
+                    hf[h, c] = tag
+                else:
+                    pool_i[qtail[h, c], 0] = p
+                qtail[h, c] = p
+                nq += 1
+            if nq == 0:  # idle until the next arrival, if it is known
+                if h == 0:
+                    a = ta if ta < H else INF
+                else:
+                    p = thead[h]
+                    a = pool_f[p, 1] if p >= 0 and pool_f[p, 1] < H else INF
+                if a == INF:
+                    break
+                v = 0.0
+                for cc in range(ncls):
+                    flast[h, cc] = 0.0
+                t = a
+                continue
+            if t >= H:
+                break
+            if h == nh - 1 and nout[0] >= cap:
+                hop_f[h, 0] = t
+                hop_f[h, 1] = v
+                hop_f[h, 2] = nq
+                prog[0] = h
+                prog[1] = H
+                return 1
+            best = 0
+            bf = hf[h, 0]
+            for c in range(1, ncls):
+                xx = hf[h, c]
+                lt = xx < bf
+                bf = xx if lt else bf
+                best = c if lt else best
+            p = qhead[h, best]
+            nx = pool_i[p, 0]
+            qhead[h, best] = nx
+            if nx < 0:
+                qtail[h, best] = -1
+                hf[h, best] = INF
+            else:
+                hf[h, best] = pool_f[nx, 2]
+            nq -= 1
+            v = bf
+            t = t + pool_f[p, 3 + h] * irate[h]
+            eg = t + delay[h]
+            if h == nh - 1:
+                k = nout[0]
+                out_a0[k] = pool_f[p, 0]
+                out_eg[k] = eg
+                out_flow[k] = pool_i[p, 1]
+                out_seq[k] = pool_i[p, 2]
+                nout[0] = k + 1
+                pool_i[p, 0] = free[0]
+                free[0] = p
+            else:
+                pool_f[p, 1] = eg
+                pool_i[p, 0] = -1
+                hn = h + 1
+                if thead[hn] < 0:
+                    thead[hn] = p
+                else:
+                    pool_i[ttail[hn], 0] = p
+                ttail[hn] = p
+        hop_f[h, 0] = t
+        hop_f[h, 1] = v
+        hop_f[h, 2] = nq
+        H = max(t, H) + delay[h]
+    prog[0] = -1
+    return 0

@@ -82,7 +82,12 @@ class ServiceTimes:
             raise InputError(f"lognormal sigma(={self.sigma:g}) must be > 0 and finite")
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` service times (s)."""
+        """``n`` service times (s) from ``rng``.
+
+        The engine draws ``exp`` service times from its counter-based streams instead
+        (:mod:`federation.dataplane.rng`, one per tenant flow and domain), lognormal and empirical
+        ones here.
+        """
         if self.kind == "exp":
             return exponentials(rng, n, self.mean)
         if self.kind == "lognormal":

@@ -30,6 +30,7 @@ __all__ = [
     "TelemetryChunk",
     "Telemetry",
     "DelayAccumulator",
+    "select_ranks",
 ]
 
 
@@ -150,6 +151,22 @@ class Telemetry:
     def tenant(self, tenant: int) -> Delivered:
         """Delivered packets of ``tenant`` (all its flows)."""
         return self.delivered.select(self.delivered.tenant == tenant)
+
+
+def select_ranks(v: np.ndarray, ks: Sequence[int]) -> None:
+    """Partition ``v`` in place so that ``v[k]`` is its ``k``-th smallest value for each ``k`` in ``ks``.
+
+    Notes
+    -----
+    One ``partition`` per rank, each on the part above the previous one (``ks`` ascending): the
+    first pass is over all of ``v``, the later ones over ever shorter tails. numpy's
+    ``partition`` with several ``kth`` gives the same values but is several times slower.
+    """
+    lo = 0
+    for k in sorted(ks):
+        if k >= lo:
+            v[lo:].partition(k - lo)
+            lo = k + 1
 
 
 class DelayAccumulator:
@@ -297,7 +314,7 @@ class DelayAccumulator:
             if self._buf is None:
                 self._parts = [v]
             ranks = {p: min(max(1, math.ceil(p * self.n - 1e-7)), self.n) for p in ps}
-            v.partition(sorted({r - 1 for r in ranks.values()}))  # in place: one pass for all quantiles
+            select_ranks(v, sorted({r - 1 for r in ranks.values()}))
             return {p: float(v[r - 1]) for p, r in ranks.items()}
         out: dict[float, float] = {}
         self._fold_hist()

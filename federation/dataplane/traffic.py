@@ -8,8 +8,9 @@ A *traffic model* is a frozen description (:class:`Poisson`, :class:`MMOOTraffic
 Units: seconds and bits. Packet rates are packets per second, peaks bits per second.
 
 Reproducibility and streaming. A generator draws its random numbers in fixed canonical
-blocks (a fixed number of packets or on/off cycles per block) from its own
-:class:`numpy.random.Generator`, whatever windows it is asked for; cumulative sums carry their
+blocks (a fixed number of packets or on/off cycles per block) from its own streams
+(:class:`numpy.random.Generator` s; Poisson inter-arrival times from a counter-based exponential
+stream of :mod:`federation.dataplane.rng`), whatever windows it is asked for; cumulative sums carry their
 running value into the next block (``x[0] += last; cumsum``), so the packets handed out over any
 sequence of windows are bit-identical to those of one big window. This is what makes chunked
 simulation equal the unchunked one.
@@ -22,6 +23,7 @@ depend on what another tenant sends.
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from federation.dataplane.rng import exponential_numpy
 from federation.errors import InputError
 from federation.specs import ArrivalSpec
 
@@ -47,6 +50,8 @@ __all__ = [
     "generate",
     "traffic_from_spec",
     "child_generator",
+    "child_stream",
+    "exponential_draw",
     "exponentials",
 ]
 
@@ -61,6 +66,31 @@ def child_generator(seedseq: np.random.SeedSequence, *key: int) -> np.random.Gen
             np.random.SeedSequence(seedseq.entropy, spawn_key=(*seedseq.spawn_key, *key))
         )
     )
+
+
+def child_stream(seedseq: np.random.SeedSequence, *key: int) -> np.ndarray:
+    """The state (one uint64 counter) of the compiled exponential stream ``key`` of ``seedseq``.
+
+    Draw from it with :func:`exponential_draw` (or inside a kernel); the
+    numbers depend only on the seed and how many were drawn before, not on the pieces asked for.
+    """
+    seq = np.random.SeedSequence(seedseq.entropy, spawn_key=(*seedseq.spawn_key, *key))
+    return seq.generate_state(1, np.uint64)
+
+
+def exponential_draw(state: np.ndarray, n: int, mean: float = 1.0) -> np.ndarray:
+    """``n`` exponential variates of mean ``mean`` from stream ``state[0]`` (advanced; :mod:`~federation.dataplane.rng`).
+
+    Compiled (:func:`federation.dataplane.kernels.exp_fill`) when numba is already loaded,
+    numpy otherwise (numba and the kernels take ~0.6 s to load); the numbers are the same either way.
+    """
+    if "federation.dataplane.kernels" in sys.modules:
+        from federation.dataplane.kernels import exp_fill
+
+        out = np.empty(n)
+        exp_fill(state, out, mean)
+        return out
+    return exponential_numpy(state, n, mean)
 
 
 def exponentials(rng: np.random.Generator, n: int, mean: float = 1.0) -> np.ndarray:
@@ -177,12 +207,12 @@ class _PoissonGen(PacketGenerator):
         super().__init__()
         self.scale = 1.0 / rate
         self.sizes = sizes
-        self.rng_t = child_generator(seedseq, 0)
+        self.stream_t = child_stream(seedseq, 0)
         self.rng_s = child_generator(seedseq, 1)
         self.last = 0.0
 
     def _block(self) -> tuple[np.ndarray, np.ndarray]:
-        t = exponentials(self.rng_t, _BLOCK, self.scale)
+        t = exponential_draw(self.stream_t, _BLOCK, self.scale)  # inter-arrival times (s)
         t[0] += self.last
         np.cumsum(t, out=t)
         self.last = float(t[-1])
