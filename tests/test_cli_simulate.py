@@ -31,8 +31,10 @@ def test_json_keys_and_mm1_tandem(capsys):
     assert r["delay_quantiles"]["p50"] == pytest.approx(stats.gamma.ppf(0.5, 3, scale=5), rel=0.05)
     assert r["delay_quantiles"]["p99"] == pytest.approx(stats.gamma.ppf(0.99, 3, scale=5), rel=0.08)
     v = r["violation_probability"]
-    assert v["ci95_low"] <= v["value"] <= v["ci95_high"]
-    assert v["value"] == pytest.approx(stats.gamma.sf(40, 3, scale=5), rel=0.15)
+    # the 95 % interval (batch means: the delays are autocorrelated) covers the exact tail; a fixed
+    # relative tolerance would not do: the estimate varies by about 19 % from seed to seed here
+    assert v["ci95_low"] <= stats.gamma.sf(40, 3, scale=5) <= v["ci95_high"]
+    assert v["ci95_low"] <= v["value"] <= v["ci95_high"] < 2 * v["value"]
     assert r["packet_hops"] == 600_000 and r["packet_hops_per_second"] > 0
     assert r["quantiles_exact"] is True
 
