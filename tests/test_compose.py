@@ -231,3 +231,40 @@ def test_public_names_exist(module):
 def test_cli_bound_loads_no_ray_or_grpc():
     loaded, importers = _probe("agents.cli.bound")
     assert not loaded & {"ray", "grpc", "grpc_health", "grpc_reflection"}, (loaded, importers)
+
+
+def test_backed_split_budgets_are_met_by_honest_domains_in_simulation():
+    """Poisson requests through two links of one rate and a compute domain: every domain's budget
+    of backed_split is met by that domain's own sojourn in a packet simulation (the first fed the
+    declared traffic, the others what the domains before them let out), and each is backed by the
+    domain's own bound."""
+    from federation.calculus.compose import backed_split
+
+    lam, size, work = 800.0, 10e3, 100e3
+    path = [DomainSlice("access", 16.4e6, 0.002, 0.001), DomainSlice("transport", 16.4e6, 0.0005, 0.004),
+            DomainSlice("edge", 115.5e6, 0.007, service="exp", work_bits=work)]
+    flow = PoissonArrival(lam, size, "det")
+    per = backed_split(path, flow, 0.05, 0.009)
+    assert per is not None
+    assert sum(p.delay for p in per) <= 0.05 * (1 + 1e-12) and sum(p.epsilon for p in per) <= 0.009 * (1 + 1e-12)
+    for s, p in zip(path, per):
+        assert path_violation_probability([s], flow, delay=p.delay) <= p.epsilon * (1 + 1e-9)
+    rng = np.random.default_rng(12)
+    n = 400_000
+    t = np.cumsum(rng.exponential(1 / lam, n))
+    for s, p in zip(path, per):
+        if s.service == "exp":
+            service = rng.exponential(work / s.rate, n)
+        else:
+            service = np.full(n, size / s.rate)
+        out = packet_tandem_departures(t, [service])
+        own = out - t + s.latency + s.propagation_delay  # the domain's own sojourn
+        est = exceedance(own, p.delay)
+        assert est.lower_limit(0.99) <= p.epsilon, (s.domain_id, est.p, p)
+        t = out + s.latency + s.propagation_delay  # what the next domain is fed
+    # out of room: the tenant's deadline below the sum of the domains' own delays (then compose_path
+    # splits its composed bound instead)
+    assert backed_split(path, flow, 0.03, 0.009) is None
+    env = compose_path(path, flow, epsilon=0.009, share_delay=0.06)
+    assert env.per_domain == backed_split(path, flow, 0.06, 0.009)
+    assert compose_path(path, flow, epsilon=0.009).per_domain != env.per_domain

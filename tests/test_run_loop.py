@@ -136,6 +136,27 @@ def test_quickstart_blames_the_impaired_domain_and_reaudits_offline(ray_runtime,
     assert all(len(line) <= 80 for line in summary_lines(doc))
 
 
+def test_poisson_tenants_blame_the_impaired_domain_only(ray_runtime, tmp_path, capsys):
+    """Poisson requests of their own size (10-12 kbit) to models of 100 kbit requests: the compute
+    domain is planned on the model's work per request, every domain's budget is backed by its own
+    bound, so the honest ones are not blamed and the impaired transport is."""
+    data = _quickstart()
+    sizes = [(800.0, 10.0e3), (600.0, 12.0e3)]
+    data["tenants"] = [
+        {**t, "intent": {**t["intent"], "traffic": {"kind": "poisson", "rate_pps": r, "mean_size_bits": b}}}
+        for t, (r, b) in zip(data["tenants"][1:3], sizes)
+    ]
+    code, doc = _run(tmp_path, data, capsys, "poisson")
+    assert all(t["admitted"] and t["served"] for t in doc["tenants"])
+    assert code == 1 and doc["verdict"]["blamed"] == ["transport"]
+    for t in doc["tenants"]:
+        verdicts = {b["domain_id"]: b["verdict"] for b in t["budgets"]}
+        assert verdicts["transport"] == "VIOLATING"
+        assert verdicts["access"] != "VIOLATING" and verdicts["edge"] != "VIOLATING", verdicts
+        assert sum(b["delay_s"] for b in t["budgets"]) <= t["deadline_s"] * (1 + 1e-9)
+        assert len({round(b["epsilon"], 12) for b in t["budgets"]}) == 1  # backed_split's equal shares
+
+
 def test_a_lying_domain_is_caught_by_its_neighbours_telemetry(ray_runtime, tmp_path, capsys):
     data = _quickstart(duration_s=120.0, impairments=[], liars=[{"domain": "transport", "under_report_s": 0.004}])
     data["tenants"] = data["tenants"][:1]

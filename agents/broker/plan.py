@@ -264,12 +264,14 @@ def plan_offer(
     # plan_rates guarantees compose_path(...).delay <= deadline at its rates, each within
     # max_tenant_rate_bps (an envelope's validation makes min_tenant_rate_bps <= max_tenant_rate_bps).
     rates = [max(float(r), b.guardrails.min_tenant_rate_bps) for r, b in zip(planned, bodies)]
-    e2e = compose_path(_slices(model, bodies, rates), arrival, epsilon=eps_delay)
+    # the domains' budgets share the deadline, each backed by its domain's own bound where they fit
+    e2e = compose_path(_slices(model, bodies, rates), arrival, epsilon=eps_delay, share_delay=intent.deadline_s)
     if e2e.delay > intent.deadline_s:
         # Only if a rate was raised to a guardrail's minimum and the optimiser's tolerance made
         # the bound of the faster service come out higher: the bound at the planned rates holds
         # for the faster service too.
-        e2e = compose_path(_slices(model, bodies, planned), arrival, epsilon=eps_delay)
+        e2e = compose_path(_slices(model, bodies, planned), arrival, epsilon=eps_delay,
+                           share_delay=intent.deadline_s)
 
     per_domain = {pd.domain_id: pd for pd in e2e.per_domain}
     budgets = []

@@ -59,6 +59,7 @@ __all__ = [
     "path_violation_probability",
     "slice_services",
     "split_bound",
+    "backed_split",
     "packetized",
 ]
 
@@ -388,6 +389,43 @@ def split_bound(
     return tuple(DomainBudget(i, d, e) for i, d, e in zip(ids, sp.delays, sp.epsilons))
 
 
+def backed_split(
+    path: Sequence[DomainSlice], traffic: Arrival, delay: float, epsilon: float
+) -> tuple[DomainBudget, ...] | None:
+    """Per-domain budgets ``(d_i, eps_i)`` each backed by the bound of its domain alone, or ``None``.
+
+    ``eps_i = epsilon/H``; ``d_i`` is at least ``delay_bound`` of ``traffic`` through domain ``i``
+    alone at ``eps_i`` (its latency, propagation and a packet's own transmission included), and
+    the slack ``delay - sum`` of these is shared in proportion to them. ``None`` when they do not
+    fit in ``delay`` (s) or a domain alone has no finite bound. ``sum d_i <= delay``,
+    ``sum eps_i <= epsilon``.
+
+    Notes
+    -----
+    A domain that behaves as its envelope says, fed the tenant's traffic as declared, meets its
+    budget: exactly so at the first domain. A later domain is fed what the domains before it let
+    out; a work-conserving FIFO server of one flow passes it on no burstier than it came in plus
+    its backlog, and for Poisson packets through constant-rate links of one rate (what the rate
+    planner gives the network domains) the later links never queue (packets leave a link at least
+    ``L/R`` apart), so the stand-alone bound of the declared traffic is conservative there
+    (checked against the data plane in the tests); it is the budget a domain can verify from its
+    own envelope and the contract alone.
+    """
+    n = len(path)
+    share = epsilon / n
+    alone: list[float] = []
+    for s in path:
+        try:
+            alone.append(float(delay_bound(traffic, slice_services([s], traffic), share).delay))
+        except NoFiniteBound:
+            return None
+    total = sum(alone)
+    if not total <= delay or not all(math.isfinite(a) for a in alone):
+        return None
+    scale = delay / total if total > 0 else 1.0
+    return tuple(DomainBudget(s.domain_id, float(a * scale), float(share)) for s, a in zip(path, alone))
+
+
 def _split_theta(traffic: Arrival, services, bound: Bound) -> float | None:
     """A theta for the per-domain tails when the composed bound did not come from the MGF bound."""
     if traffic.deterministic and all(s.deterministic for s in services):
@@ -404,8 +442,13 @@ def compose_path(
     *,
     epsilon: float,
     time: Literal["continuous", "discrete"] = "continuous",
+    share_delay: float | None = None,
 ) -> EndToEndEnvelope:
     """Compose the end-to-end envelope of ``traffic`` through ``path`` at delay-violation ``epsilon``.
+
+    The per-domain budgets are those of :func:`backed_split` when ``share_delay`` (s, e.g. the
+    tenant's deadline, at least the composed delay) leaves room for them, else the split of the
+    composed bound (:func:`split_bound`).
 
     Parameters
     ----------
@@ -437,10 +480,15 @@ def compose_path(
     services = slice_services(path, traffic)
     names = [f"domain {s.domain_id!r}" for s in path]
     b = delay_bound(traffic, services, epsilon, names=names)
-    # The split's per-domain offsets are the latencies the bound used: the packetizer's included
-    # (a store-and-forward hop holds every packet at least L/R), or each non-last domain's d_i
-    # would be below the sojourn of a packet through it alone.
-    per = split_bound([s.domain_id for s in path], traffic, packetized(traffic, services), replace(b, epsilon=epsilon))
+    per = None
+    if share_delay is not None and share_delay >= b.delay:
+        per = backed_split(path, traffic, share_delay, epsilon)
+    if per is None:
+        # The split's per-domain offsets are the latencies the bound used: the packetizer's included
+        # (a store-and-forward hop holds every packet at least L/R), or each non-last domain's d_i
+        # would be below the sojourn of a packet through it alone.
+        per = split_bound([s.domain_id for s in path], traffic, packetized(traffic, services),
+                          replace(b, epsilon=epsilon))
     loss = 1.0 - math.prod(1.0 - s.loss_probability for s in path)
     err = min(1.0, sum(s.error_probability for s in path))
     return EndToEndEnvelope(

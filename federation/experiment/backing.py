@@ -3,10 +3,12 @@
 :func:`bound_curve` is ``x -> P(D > x)``, the composed bound (:func:`federation.calculus.compose.
 path_violation_probability`) of a tenant's path at its reserved rates, what the broker admitted it on.
 
-A contract's per-domain budgets ``(d_i, eps_i)`` are a split of the composed end-to-end bound
-(:func:`federation.calculus.compose.split_bound`); they sum to the contract's ``(d, eps)``, but a
-split is not a per-domain guarantee: the end-to-end bound pays the burst once, each domain alone
-does not. :func:`domain_bounds` gives, for each domain of a path at its granted ``d_i``, the
+A contract's per-domain budgets ``(d_i, eps_i)`` sum to at most the contract's ``(d, eps)``:
+where the deadline leaves room each is the stand-alone bound of the declared traffic through its
+domain (:func:`federation.calculus.compose.backed_split`), else a split of the composed
+end-to-end bound (:func:`federation.calculus.compose.split_bound`), which is not a per-domain
+guarantee: the end-to-end bound pays the burst once, each domain alone does not. Either way
+:func:`domain_bounds` gives, for each domain of a path at its granted ``d_i``, the
 smallest per-domain bound the MGF calculus proves for the tenant's traffic,
 
 .. math::
