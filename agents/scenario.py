@@ -41,7 +41,7 @@ from federation.audit.report import verify_report
 from federation.calculus.arrivals import Arrival
 from federation.calculus.compose import DomainSlice
 from federation.config import FederationConfig, TenantConfig
-from federation.experiment.backing import bound_curve, domain_bounds
+from federation.experiment.backing import alone_bounds, bound_curve, domain_bounds
 from federation.experiment.plane import ActiveTenant, simulate_run
 from federation.experiment.record import BudgetRecord, RunRecord, TelemetryRecord, TenantRecord
 from federation.timeline import CrashEvent, RepublishEvent
@@ -221,8 +221,11 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
             signed[got.contract_id] = report.SerializeToString()
             slices, arrival = _calculus(config, t, got)
             xs, ps = bound_curve(slices, arrival, got.delay_bound_s)
-            backing = domain_bounds(slices, arrival, [b.delay_s for b in rec.budgets])
-            budgets = tuple(replace(b, bound_epsilon=e) for b, e in zip(rec.budgets, backing))
+            delays = [b.delay_s for b in rec.budgets]
+            backing = domain_bounds(slices, arrival, delays)
+            alone = alone_bounds(slices, arrival, delays)
+            budgets = tuple(replace(b, bound_epsilon=e, alone_epsilon=a)
+                            for b, e, a in zip(rec.budgets, backing, alone))
             rec = replace(rec, report=verify_report(report, trust), bound_x_s=xs, bound_p=ps, budgets=budgets)
         records.append(rec)
     timings["audit_s"] = time.perf_counter() - t0

@@ -155,6 +155,7 @@ def test_poisson_tenants_blame_the_impaired_domain_only(ray_runtime, tmp_path, c
         assert verdicts["access"] != "VIOLATING" and verdicts["edge"] != "VIOLATING", verdicts
         assert sum(b["delay_s"] for b in t["budgets"]) <= t["deadline_s"] * (1 + 1e-9)
         assert len({round(b["epsilon"], 12) for b in t["budgets"]}) == 1  # backed_split's equal shares
+        assert all(b["backed"] and b["alone_epsilon"] <= b["epsilon"] for b in t["budgets"])
 
 
 def test_a_lying_domain_is_caught_by_its_neighbours_telemetry(ray_runtime, tmp_path, capsys):

@@ -38,7 +38,7 @@ from federation.calculus.budget import exponential_tails
 from federation.calculus.compose import DomainSlice, packetized, path_violation_probability, slice_services
 from federation.errors import TrefedError
 
-__all__ = ["bound_curve", "domain_bounds", "CURVE_POINTS"]
+__all__ = ["bound_curve", "domain_bounds", "alone_bounds", "CURVE_POINTS"]
 
 #: Points of a bound curve.
 CURVE_POINTS = 40
@@ -78,6 +78,23 @@ def domain_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequenc
             if d >= t.offset and t.prefactor > 0:
                 best[i] = min(best[i], math.log(t.prefactor) - t.decay * (d - t.offset))
     return tuple(float(math.exp(b)) for b in best)  # a log below -745 is a bound of 0.0 (underflow)
+
+
+def alone_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequence[float]) -> tuple[float, ...]:
+    """Per domain of ``path``, the bound on ``P(D_i > delays[i])`` of ``traffic`` (as declared)
+    through that domain alone (:func:`federation.calculus.compose.path_violation_probability` of the
+    one slice; a packet's own transmission included for Poisson packets); 1.0 where none is finite.
+
+    Exact at the first domain; for a later one it assumes the traffic reaches it as declared (see
+    :func:`federation.calculus.compose.backed_split`, Notes).
+    """
+    out = []
+    for s, d in zip(path, delays):
+        try:
+            out.append(float(min(1.0, path_violation_probability([s], traffic, delay=float(d)))))
+        except TrefedError:
+            out.append(1.0)
+    return tuple(out)
 
 
 def bound_curve(path: Sequence[DomainSlice], traffic: Arrival, delay_bound_s: float,

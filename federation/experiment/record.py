@@ -24,9 +24,12 @@ __all__ = ["BudgetRecord", "TenantRecord", "TelemetryRecord", "RunRecord"]
 class BudgetRecord:
     """One domain's sub-budget of a contract: ``P(D_i > delay_s) <= epsilon`` at ``rate_bps`` reserved.
 
-    ``bound_epsilon``: the calculus' own per-domain bound on ``P(D_i > delay_s)``
-    (:func:`federation.experiment.backing.domain_bounds`); the budget is *backed* when it is at
-    most ``epsilon`` (NaN: not computed).
+    ``bound_epsilon``: the calculus' own per-domain bound on ``P(D_i > delay_s)`` for the traffic
+    as it reaches the domain (:func:`federation.experiment.backing.domain_bounds`);
+    ``alone_epsilon``: the bound of the tenant's declared traffic through the domain alone
+    (:func:`federation.experiment.backing.alone_bounds`, what
+    :func:`federation.calculus.compose.backed_split` budgets on). The budget is *backed* when
+    either is at most ``epsilon`` (NaN: not computed).
     """
 
     domain_id: str
@@ -34,11 +37,12 @@ class BudgetRecord:
     epsilon: float
     rate_bps: float
     bound_epsilon: float = math.nan
+    alone_epsilon: float = math.nan
 
     @property
     def backed(self) -> bool:
-        """The calculus proves the domain can meet it (``bound_epsilon <= epsilon``)."""
-        return self.bound_epsilon <= self.epsilon
+        """The calculus shows the domain can meet it (``bound_epsilon`` or ``alone_epsilon <= epsilon``)."""
+        return self.bound_epsilon <= self.epsilon or self.alone_epsilon <= self.epsilon
 
 
 @dataclass(frozen=True, eq=False)

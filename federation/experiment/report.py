@@ -18,7 +18,9 @@ non-finite numbers as ``null`` / ``"inf"``):
   (rate and interval of the end-to-end violation, the auditor's for a contract, the data plane's
   for a tenant served without one, with ``source``); ``quantiles`` (p50/p99/p99.9, s); ``budgets``
   (per domain: ``d_i``, ``eps_i``, rate, ``bound_epsilon`` -- the calculus' own bound on
-  ``P(D_i > d_i)`` -- and ``backed`` (it is at most ``eps_i``), and the auditor's verdict, exceedance
+  ``P(D_i > d_i)`` for the traffic as it reaches the domain --, ``alone_epsilon`` -- the bound of
+  the declared traffic through the domain alone -- and ``backed`` (either is at most ``eps_i``),
+  and the auditor's verdict, exceedance
   rate and interval, tail-risk share); ``findings``;
 * ``domains``: per domain -- telemetry rows, batches sent and accepted, the auditor's refusals,
   ``under_report_s`` (a liar of the config), verdict counts over the contracts, ``blamed``;
@@ -91,7 +93,7 @@ def _budgets(t: TenantRecord) -> list[dict[str, Any]]:
     for b in t.budgets:
         row: dict[str, Any] = {"domain_id": b.domain_id, "delay_s": _num(b.delay_s), "epsilon": _num(b.epsilon),
                                "rate_bps": _num(b.rate_bps), "bound_epsilon": _num(b.bound_epsilon),
-                               "backed": bool(b.backed)}
+                               "alone_epsilon": _num(b.alone_epsilon), "backed": bool(b.backed)}
         v = verdicts.get(b.domain_id)
         if v is not None:
             row.update(verdict=_V.Name(v.verdict), packets=int(v.packets), exceedance_rate=_num(v.exceedance_rate),
@@ -223,18 +225,19 @@ def run_markdown(doc: dict[str, Any], figures: Sequence[str] = (), reading: str 
     for t in doc["tenants"]:
         for b in t["budgets"]:
             rows.append([t["tenant_id"], b["domain_id"], _ms(b["delay_s"]), _pct(b["epsilon"]),
-                         f"{(b['rate_bps'] or 0) / 1e6:.1f}", _pct(b.get("bound_epsilon")),
+                         f"{(b['rate_bps'] or 0) / 1e6:.1f}", _pct(b.get("bound_epsilon")), _pct(b.get("alone_epsilon")),
                          "yes" if b.get("backed") else "**no**", b.get("verdict", "-"), _pct(b.get("exceedance_rate")),
                          f"[{_pct(b.get('ci_low'))}, {_pct(b.get('ci_high'))}]",
                          "-" if b.get("tail_risk_share") is None else f"{b['tail_risk_share']:.2f}"])
-    lines += _table(["tenant", "domain", "d_i (ms)", "eps_i", "Mb/s", "bound", "backed", "verdict", "exceedance",
-                     "interval", "share"], rows) if rows else ["(no contract)"]
+    lines += _table(["tenant", "domain", "d_i (ms)", "eps_i", "Mb/s", "bound", "alone", "backed", "verdict",
+                     "exceedance", "interval", "share"], rows) if rows else ["(no contract)"]
     if rows:
         backed = sum(1 for t in doc["tenants"] for b in t["budgets"] if b.get("backed"))
-        lines += ["", f"{backed} of {len(rows)} sub-budgets are backed by the calculus' own per-domain bound "
-                  "(bound <= eps_i, `federation/experiment/backing.py`): the others are a split of the "
-                  "end-to-end bound an honest domain may miss, so read a VIOLATING verdict on them with that "
-                  "in mind."]
+        lines += ["", f"{backed} of {len(rows)} sub-budgets are backed by a per-domain bound of the calculus "
+                  "(`federation/experiment/backing.py`): *bound*, for the traffic as it reaches the domain, or "
+                  "*alone*, for the tenant's declared traffic through the domain alone, at most eps_i. The "
+                  "others are a split of the end-to-end bound an honest domain may miss, so read a VIOLATING "
+                  "verdict on them with that in mind."]
     lines += ["", "## Domains", ""]
     lines += _table(["domain", "scheduler", "rows reported", "batches accepted", "blamed", "note"],
                     [[d["domain_id"], d["scheduler"], d["packets"], f"{d['accepted']}/{d['batches']}",
