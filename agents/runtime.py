@@ -144,6 +144,7 @@ class Runtime:
         self.log_to_driver = log_to_driver
         self._owns_ray = False
         self._actors: dict[str, ActorRef] = {}
+        self._spawned = 0  # actors placed so far (round robin over a joined cluster's nodes)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -286,14 +287,23 @@ class Runtime:
 
         Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
         on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor. On a
-        cluster joined by address the actors are spread over its nodes (Ray's ``SPREAD`` strategy);
-        :meth:`placement` says where each runs.
+        cluster joined by address the actors go round robin over its alive nodes (by node id; a soft
+        node affinity, so a node that cannot take one passes it on -- Ray's ``SPREAD`` is a hint
+        that may put every 0-CPU actor on one node); :meth:`placement` says where each runs.
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")
         options: dict[str, Any] = {"num_cpus": num_cpus, "max_concurrency": max_concurrency, "max_restarts": 0}
         if self.address:
-            options["scheduling_strategy"] = "SPREAD"
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            alive = sorted(n.node_id for n in self.nodes() if n.alive)
+            if alive:
+                node = alive[self._spawned % len(alive)]
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+            else:
+                options["scheduling_strategy"] = "SPREAD"
+            self._spawned += 1
         remote_cls: Any = ray.remote(cls).options(**options)
         handle = remote_cls.remote(*args, **kwargs)
         ref = ActorRef(name=name, handle=handle)
