@@ -105,24 +105,22 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
     timings: dict[str, float] = {}
     index = {t.id: i for i, t in enumerate(config.tenants)}
 
-    # 1. the control plane's timeline: (time, order, kind, subject, extra)
-    timeline: list[tuple[float, int, str, str, float]] = []
+    # 1. the control plane's timeline: (time, order, kind, subject, the guardrails a republish changes)
+    timeline: list[tuple[float, int, str, str, dict[str, float]]] = []
     for t in config.tenants:
         start = run.scaled(t.start_s)
         if start < horizon:
-            timeline.append((start, 2, "arrive", t.id, 0.0))
+            timeline.append((start, 2, "arrive", t.id, {}))
         if t.hold_s is not None and start + run.scaled(t.hold_s) < horizon:
-            timeline.append((start + run.scaled(t.hold_s), 1, "leave", t.id, 0.0))
-    republish: dict[tuple[float, str], RepublishEvent] = {}
+            timeline.append((start + run.scaled(t.hold_s), 1, "leave", t.id, {}))
     for ev in run.events:
         if isinstance(ev, CrashEvent):
-            timeline.append((run.scaled(ev.at_s), 0, "crash", ev.domain, 0.0))
-            timeline.append((run.scaled(ev.at_s + ev.down_s), 0, "restart", ev.domain, 0.0))
+            timeline.append((run.scaled(ev.at_s), 0, "crash", ev.domain, {}))
+            timeline.append((run.scaled(ev.at_s + ev.down_s), 0, "restart", ev.domain, {}))
         elif isinstance(ev, RepublishEvent):
-            republish[(run.scaled(ev.at_s), ev.domain)] = ev
-            timeline.append((run.scaled(ev.at_s), 0, "republish", ev.domain, 0.0))
+            timeline.append((run.scaled(ev.at_s), 0, "republish", ev.domain, ev.guardrails))
         else:
-            timeline.append((run.scaled(ev.at_s), 0, "revoke", ev.domain, 0.0))
+            timeline.append((run.scaled(ev.at_s), 0, "revoke", ev.domain, {}))
     timeline.sort(key=lambda e: (e[0], e[1]))
     events: list[tuple[float, str]] = []
     outcomes: dict[str, TenantOutcome] = {}
@@ -130,13 +128,12 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
     down: set[str] = set()
     t0 = time.perf_counter()
     say(f"admissions: {len(config.tenants)} tenants over {horizon:g} s of simulated time")
-    for at, _, kind, who, _x in timeline:
+    for at, _, kind, who, changes in timeline:
         if kind in ("republish", "revoke"):
             if who in down:  # its operator acts on a controller that is down: nothing to sign with
                 events.append((at, f"domain {who} could not {kind} its envelope (controller down)"))
                 continue
             if kind == "republish":
-                changes = republish[(at, who)].guardrails
                 seq = fed.republish_domain(who, changes)
                 what = ", ".join(f"{k} {v:g}" for k, v in changes.items()) or "unchanged guardrails"
                 events.append((at, f"domain {who} republished its envelope (sequence {seq}: {what})"))

@@ -185,18 +185,17 @@ class RunSettings(_Strict):
         for d in self.schedulers:
             if d not in known:
                 raise FieldError(where(f"schedulers.{d}"), f"unknown domain {d!r}")
+        def within(item: str, domain: str, time_field: str, t: float) -> None:
+            if domain not in known:
+                raise FieldError(where(f"{item}.domain"), f"unknown domain {domain!r}")
+            if t >= self.duration_s:
+                raise FieldError(where(f"{item}.{time_field}"),
+                                 f"(={t:g}) must be < run.duration_s(={self.duration_s:g})")
+
         for i, imp in enumerate(self.impairments):
-            if imp.domain not in known:
-                raise FieldError(where(f"impairments[{i}].domain"), f"unknown domain {imp.domain!r}")
-            if imp.start_s >= self.duration_s:
-                raise FieldError(where(f"impairments[{i}].start_s"),
-                                 f"(={imp.start_s:g}) must be < run.duration_s(={self.duration_s:g})")
+            within(f"impairments[{i}]", imp.domain, "start_s", imp.start_s)
         for i, ev in enumerate(self.events):
-            if ev.domain not in known:
-                raise FieldError(where(f"events[{i}].domain"), f"unknown domain {ev.domain!r}")
-            if ev.at_s >= self.duration_s:
-                raise FieldError(where(f"events[{i}].at_s"),
-                                 f"(={ev.at_s:g}) must be < run.duration_s(={self.duration_s:g})")
+            within(f"events[{i}]", ev.domain, "at_s", ev.at_s)
         seen: set[str] = set()
         for i, liar in enumerate(self.liars):
             if liar.domain not in known:

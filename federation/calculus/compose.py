@@ -240,9 +240,9 @@ def _candidates(
 def _no_packet_bound(arrival: Arrival, services: Sequence[Service]) -> NoFiniteBound:
     return NoFiniteBound(
         f"no bound applies to packets of random size (Poisson size={getattr(arrival, 'size', '?')}) "
-        f"through {len(services)} store-and-forward hops with cross traffic or mixed services: a "
-        "packet's delay at a later hop depends on the sizes of the packets ahead of it; use fixed-size "
-        "packets (size=det), or constant-rate hops without cross traffic"
+        f"through {len(services)} store-and-forward hops with cross traffic: a packet's delay at a later "
+        "hop depends on the sizes of the packets ahead of it; use fixed-size packets (size=det), or hops "
+        "without cross traffic"
     )
 
 

@@ -41,7 +41,7 @@ queues", JRSS B 1970 (the overshoot factor).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -304,7 +304,8 @@ def priority_violation(
     parts = _sp_parts(arrival, services)
     if parts is None:
         return None
-    own = _own_size_log_mgf(arrival) if sojourn else None
+    # a Poisson packet's own size L: its log-MGF, log E[exp(theta L)], and pole are the flow's
+    own = arrival if sojourn and isinstance(arrival, PoissonArrival) and arrival.time == "continuous" else None
     cross, c, lat = parts
     discrete = arrival.time == "discrete"
     dv = delay - lat
@@ -318,10 +319,10 @@ def priority_violation(
     if theta_star is None:
         return None
     scale = cross.packet_size
-    own_log = own[0] if own is not None else (lambda th: 0.0)
+    own_log = own.log_jump_mgf if own is not None else (lambda th: 0.0)
     # Chernoff bound on P(A_c(0,d) (+ L) > C d)
     if dv > 0:
-        hi_s = min(cross.theta_max * (1 - 1e-9), 1e3 / scale, own[1] * (1 - 1e-9) if own else math.inf)
+        hi_s = min(cross.theta_max * (1 - 1e-9), 1e3 / scale, own.theta_max * (1 - 1e-9) if own else math.inf)
         res = minimize_scalar_bounded(
             lambda x: (cross.kappa(math.exp(x)) - math.exp(x) * c) * dv + own_log(math.exp(x)),
             (math.log(hi_s) - 25.0, math.log(hi_s)))
@@ -343,12 +344,3 @@ def priority_violation(
         th = theta_star
     return Bound(delay, float(min(1.0, v)), th, BoundMethod.MARTINGALE_SP, PriorityDetail(theta_star, own is not None))
 
-
-def _own_size_log_mgf(arrival: Arrival) -> tuple[Callable[[float], float], float] | None:
-    """``theta -> log E[exp(theta L)]`` of a Poisson packet's size ``L`` (1/bit) and its pole, else ``None``."""
-    if not isinstance(arrival, PoissonArrival) or arrival.time != "continuous":
-        return None
-    m = arrival.mean_size
-    if arrival.size == "det":
-        return (lambda th: th * m), math.inf
-    return (lambda th: -math.log1p(-th * m) if th * m < 1 else math.inf), 1.0 / m

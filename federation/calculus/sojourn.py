@@ -79,14 +79,6 @@ def fluid_holds(arrival: Arrival, services: Sequence[Service]) -> bool:
     return isinstance(s, ConstantRate) or (isinstance(s, Leftover) and isinstance(s.base, ConstantRate))
 
 
-def _log_size_mgf(arrival: PoissonArrival, theta: float) -> float:
-    """``log E[exp(theta L)]`` of a packet's size ``L`` (bits), ``theta`` in 1/bit (``inf`` past the pole)."""
-    if arrival.size == "det":
-        return theta * arrival.mean_size
-    x = theta * arrival.mean_size
-    return -math.log1p(-x) if x < 1.0 else math.inf
-
-
 def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound | None:
     """The bound on a packet's sojourn at ``b.delay`` from ``b``, computed on ``services`` (see the module Notes).
 
@@ -99,24 +91,23 @@ def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound
     if not per_packet(arrival) or b.method in _ALREADY or b.epsilon >= 1.0:
         return b
     assert isinstance(arrival, PoissonArrival)
-    eps: float | None
+    detail = b.detail
     if b.method in (BoundMethod.MARTINGALE, BoundMethod.MARTINGALE_FIFO):
         eps = _martingale_sojourn(arrival, services, b)
     elif b.method == BoundMethod.MARTINGALE_SP:
-        return b if isinstance(b.detail, PriorityDetail) and b.detail.sojourn else None
+        return b if isinstance(detail, PriorityDetail) and detail.sojourn else None
     elif math.isfinite(b.theta) and b.theta > 0:
-        log_factor = _log_size_mgf(arrival, b.theta)
+        log_factor = arrival.log_jump_mgf(b.theta)
         if not math.isfinite(log_factor):
             return None
-        detail = b.detail
+        eps = b.epsilon * math.exp(log_factor)
         if isinstance(detail, (TandemDetail, FifoDetail)):  # the unclipped log, converted too
             detail = replace(detail, log_epsilon=detail.log_epsilon + log_factor)
-        return Bound(b.delay, float(min(1.0, b.epsilon * math.exp(log_factor))), b.theta, b.method, detail)
     else:
         return None
     if eps is None:
         return None
-    return Bound(b.delay, float(min(1.0, eps)), b.theta, b.method, b.detail)
+    return Bound(b.delay, float(min(1.0, eps)), b.theta, b.method, detail)
 
 
 def own_log_mgf(arrival: Arrival, theta: float) -> float:
@@ -124,7 +115,7 @@ def own_log_mgf(arrival: Arrival, theta: float) -> float:
     if not per_packet(arrival):
         return 0.0
     assert isinstance(arrival, PoissonArrival)
-    return _log_size_mgf(arrival, theta)
+    return arrival.log_jump_mgf(theta)
 
 
 def _martingale_sojourn(arrival: PoissonArrival, services: Sequence[Service], b: Bound) -> float | None:

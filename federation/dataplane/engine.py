@@ -617,16 +617,20 @@ class Simulation:
         done = False
         while not done:
             k += 1
-            W = k * step
-            if self.horizon is not None and W >= self.horizon:
-                W = self.horizon
-                done = True
+            W, done = self._window_end(k, step)
             yield from run(W)
             if limit0 >= 0 and count[0] >= limit0:
                 done = True
         yield from run(np.inf)
         for f, g in enumerate(gens):
             g.count = int(count[f])
+
+    def _window_end(self, k: int, step: float) -> tuple[float, bool]:
+        """The end (s) of the ``k``-th window of ``step`` s, and whether it is the last (the horizon)."""
+        W = k * step
+        if self.horizon is not None and W >= self.horizon:
+            return float(self.horizon), True
+        return W, False
 
     def _chunks_poisson(self, step: float) -> Iterator[TelemetryChunk]:
         """The run when every flow is Poisson: generated inside the compiled pass, window by window.
@@ -646,10 +650,7 @@ class Simulation:
         done = False
         while not done:
             k += 1
-            W = k * step
-            if self.horizon is not None and W >= self.horizon:
-                W = self.horizon
-                done = True
+            W, done = self._window_end(k, step)
             while True:
                 before = count.copy()
                 t, fl = np.empty(cap), np.empty(cap, _FLOW)
@@ -788,11 +789,8 @@ class Simulation:
         done = False
         while not done:
             k += 1
-            W = k * step
+            W, done = self._window_end(k, step)
             new: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            if self.horizon is not None and W >= self.horizon:
-                W = self.horizon
-                done = True
             if self.packets is not None:
                 g0 = self._gens[0]
                 before = g0.count
