@@ -259,6 +259,54 @@ def test_continuous_mmoo_fluid(cls, n, util):
         assert b.epsilon >= est.lower_limit(0.99), (d, b, est)
 
 
+def _onoff_packets(cls, n: int, packet: float, horizon: float, seed: int) -> np.ndarray:
+    """The data plane's packetised on-off sources (peak 1, on 0.5 s, off 1 s): arrival times."""
+    from federation.dataplane.traffic import CorrelatedMMOOTraffic, MMOOTraffic, PacketSizes, generate
+
+    sizes = PacketSizes("fixed", packet)
+    model = (CorrelatedMMOOTraffic(0.5, 1.0, 1.0, n, 1.0, sizes) if cls is CorrelatedMMOO
+             else MMOOTraffic(0.5, 1.0, 1.0, n, sizes))
+    return generate(model, seed=seed, horizon=horizon).times
+
+
+@pytest.mark.parametrize("cls,n,util,packet,hops", [
+    (MMOO, 1, 0.5, 0.1, 3), (MMOO, 4, 0.5, 0.2, 3), (MMOO, 10, 0.9, 0.02, 2), (CorrelatedMMOO, 3, 0.6, 0.1, 2),
+])
+def test_packetised_onoff_sources_through_links(cls, n, util, packet, hops):
+    """On-off sources sending whole packets (the data plane's): a packet's sojourn through
+    store-and-forward links, bounded with the packets' lead over the fluid and the packet's (Palm)
+    view of the queue; the fluid bound of the same sources is below the simulation."""
+    flow = cls(peak=1.0, on=0.5, off=1.0, n=n, packet=packet)
+    fluid = cls(peak=1.0, on=0.5, off=1.0, n=n)
+    cap = min(flow.mean_rate / util, 0.5 * (flow.mean_rate + flow.peak_rate))
+    at = _onoff_packets(cls, n, packet, 100_000.0, seed=n)
+    sojourn = packet_tandem_departures(at, [np.full(len(at), packet / cap)] * hops) - at
+    links = [ConstantRate(cap)] * hops
+    fluid_low = []
+    for q in (0.99, 0.999):
+        d = float(np.quantile(sojourn, q))
+        est = exceedance(sojourn, d)
+        assert violation_bound(flow, links, d).epsilon >= est.lower_limit(0.99), (q, d)
+        assert delay_bound(flow, links, 1.0 - q).delay <= 1.6 * d  # and not loose
+        fluid_low.append(violation_bound(fluid, links, d).epsilon < est.lower_limit(0.99))
+    if packet / cap >= 0.1:  # the packets matter: the fluid model misses them
+        assert any(fluid_low)
+
+
+def test_packetised_onoff_sources_through_an_exponential_server():
+    """The union bound with the factor e^{theta b}/p_on through a link and an exponential server."""
+    flow = MMOO(peak=1.0, on=0.5, off=1.0, n=2, packet=0.1)
+    cap = flow.mean_rate / 0.7
+    at = _onoff_packets(MMOO, 2, 0.1, 100_000.0, seed=4)
+    rng = np.random.default_rng(4)
+    svc = [ConstantRate(1.2 * cap), ExpService(cap, 0.1)]
+    sojourn = packet_tandem_departures(at, [np.full(len(at), 0.1 / (1.2 * cap)), rng.exponential(0.1 / cap, len(at))]) - at
+    for eps in (0.1, 0.01):
+        b = delay_bound(flow, svc, eps)
+        assert b.method == "mgf-tandem" and b.epsilon <= eps
+        assert b.epsilon >= exceedance(sojourn, b.delay).lower_limit(0.99)
+
+
 def test_backlog_bound_valid():
     rng = np.random.default_rng(3)
     flow = ExpIncrements(1 / 0.8)

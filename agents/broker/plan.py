@@ -105,9 +105,10 @@ def arrival_of(
 ) -> Arrival:
     """The calculus' arrival model of a validated traffic envelope (continuous time, bits).
 
-    A token bucket's packets are the model's requests (``request_size_bits``: what a compute
-    domain with exponential service serves per completion); Poisson requests carry their own
-    (mean) size; MMOO sources are fluid.
+    A token bucket's and MMOO sources' packets are the model's requests (``request_size_bits``:
+    what a compute domain with exponential service serves per completion; the data plane sends
+    MMOO sources as whole requests, and the bounds take a packet's view of them); Poisson requests
+    carry their own (mean) size.
     """
     if isinstance(traffic, TokenBucketConfig):
         return TokenBucket(traffic.sigma_bits, traffic.rho_bps, packet_size=request_size_bits)
@@ -118,7 +119,8 @@ def arrival_of(
             size="exp" if traffic.exponential_sizes else "det",
         )
     cls = CorrelatedMMOO if traffic.correlated else MMOO
-    return cls(peak=traffic.peak_bps, on=traffic.mean_on_s, off=traffic.mean_off_s, n=traffic.sources)
+    return cls(peak=traffic.peak_bps, on=traffic.mean_on_s, off=traffic.mean_off_s, n=traffic.sources,
+               packet=request_size_bits)
 
 
 def burst_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig) -> float:

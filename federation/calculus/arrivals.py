@@ -336,6 +336,14 @@ class MMOO(Arrival):
     ``P(off->off)``), ``peak`` bits/slot. Continuous time: mean ``on`` / ``off`` sojourn times (s,
     exponential), ``peak`` bits/s. Construct with :meth:`discrete` or the continuous form
     ``MMOO(peak, on, off, n=1)``.
+
+    ``packet`` (bits, continuous time; 0: fluid): the sources send whole packets of ``packet``
+    bits, source by source one packet each time its on-time reaches a multiple of
+    ``packet/peak`` (what the data plane does). Each source's packets then run ahead of its fluid
+    by at most one packet, ``A_p(s, t] <= A(s, t] + n * packet`` (:attr:`packet_burst`), and a
+    packet arrives only while its source is on; the bounds on a packet's delay account for both
+    (:mod:`~federation.calculus.sojourn`, :func:`~federation.calculus.martingale.martingale_model`).
+    Random-service hops serve ``packet`` bits per completion.
     """
 
     peak: float
@@ -345,6 +353,7 @@ class MMOO(Arrival):
     stay_on: float = math.nan
     stay_off: float = math.nan
     time: TimeModel = "continuous"
+    packet: float = 0.0
     _group_peak: float = field(default=math.nan, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -362,6 +371,12 @@ class MMOO(Arrival):
                 v = getattr(self, k)
                 if not 0.0 < v < 1.0:
                     raise SpecError(f"{k}(={v!r}) must be in (0, 1)")
+        packet = float(self.packet)
+        if not (packet >= 0.0 and math.isfinite(packet)):
+            raise SpecError(f"packet(={self.packet!r}) must be >= 0 and finite")
+        if packet > 0 and self.time != "continuous":
+            raise SpecError("packet: packetised on-off sources are continuous-time only")
+        object.__setattr__(self, "packet", packet)
         object.__setattr__(self, "_group_peak", self.peak)
 
     @classmethod
@@ -420,6 +435,15 @@ class MMOO(Arrival):
     @property
     def peak_rate(self) -> float:
         return self.n * self.peak
+
+    @property
+    def packet_size(self) -> float:
+        return self.packet if self.packet > 0 else 1.0
+
+    @property
+    def packet_burst(self) -> float:
+        """Bits the packetised sources can run ahead of the fluid ones (``n * packet``; 0 when fluid)."""
+        return self.n * self.packet
 
     def markov(self) -> tuple[np.ndarray, np.ndarray]:
         """The aggregate's reversible chain: count chain of ``n`` independent sources.

@@ -102,7 +102,7 @@ class DeterministicDetail:
 
 @dataclass(frozen=True)
 class MartingaleDetail:
-    """``P(D > latency + d) <= prefactor * exp(-decay * d)``: prefactor in [0, 1], decay in 1/s (1/slot)."""
+    """``P(D > latency + d) <= prefactor * exp(-decay * d)``: prefactor >= 0, decay in 1/s (1/slot)."""
 
     prefactor: float
     decay: float

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from federation.calculus.arrivals import Arrival, PoissonArrival, TokenBucket
+from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival, TokenBucket
 from federation.calculus.bound import Bound, BoundMethod
 from federation.calculus.budget import decompose, exponential_tails
 from federation.calculus.fifo import (
@@ -44,7 +44,7 @@ from federation.calculus.martingale import martingale_delay, martingale_violatio
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.roots import invert_delay
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
-from federation.calculus.sojourn import fluid_holds, per_packet, sojourn_of
+from federation.calculus.sojourn import fluid_holds, packet_view, per_packet, sojourn_of
 from federation.calculus.tandem import tandem_delay, tandem_violation
 from federation.errors import InputError, NoFiniteBound
 
@@ -119,7 +119,8 @@ def packetized(arrival: Arrival, services: Sequence[Service]) -> list[Service]:
     ``[R t - L]^+ >= R [t - L/R]^+`` (Le Boudec and Thiran, Thm. 1.7.1), so the fluid bounds cover
     the packet tandem if every constant-rate hop but a last one gets the extra latency ``L/R``
     (the last hop's packetizer does not delay the last bit). ``L`` is the flow's packet size for
-    fixed-size packets (Poisson ``size="det"``, a token bucket's ``packet_size``); fluid or
+    fixed-size packets (Poisson ``size="det"``, a token bucket's ``packet_size``, packetised
+    on-off sources' ``packet``); fluid or
     exponential-size traffic is left unchanged (fluid model).
     """
     if arrival.time != "continuous" or len(services) < 2:
@@ -128,6 +129,8 @@ def packetized(arrival: Arrival, services: Sequence[Service]) -> list[Service]:
         size = arrival.mean_size
     elif isinstance(arrival, TokenBucket) and arrival.packet_size_ > 0:
         size = arrival.packet_size_
+    elif isinstance(arrival, MMOO) and arrival.packet > 0:
+        size = arrival.packet
     else:
         return list(services)
     out: list[Service] = []
@@ -263,7 +266,7 @@ def delay_bound(
     """
     if not 0.0 < epsilon < 1.0:
         raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
-    if not per_packet(arrival):
+    if not packet_view(arrival):
         return _virtual_delay_bound(arrival, services, epsilon, names=names, dependent=dependent)
     lat = sum(s.latency for s in services)
     start = lat

@@ -67,7 +67,8 @@ class MartingaleModel:
     Attributes
     ----------
     prefactor : float
-        In (0, 1]; 0 means the delay can never exceed the latency.
+        >= 0 (above 1 for a packet's view of a Markov-modulated queue); 0 means the delay can
+        never exceed the latency.
     decay : float
         Exponential decay rate per second (per slot).
     theta : float
@@ -78,7 +79,7 @@ class MartingaleModel:
     """
 
     def __init__(self, prefactor: float, decay: float, theta: float, latency: float, discrete: bool):
-        self.prefactor = min(1.0, max(0.0, prefactor))
+        self.prefactor = max(0.0, prefactor)  # may exceed 1 (a packet's view); violation() caps at 1
         self.decay = decay
         self.theta = theta
         self.latency = latency
@@ -158,7 +159,15 @@ def _perron(m: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _markov_model(arrival: MMOO, c: float, discrete: bool) -> tuple[float, float]:
-    """(prefactor, theta) of the Markov-additive martingale for an MMOO group into capacity ``c``."""
+    """(prefactor, theta) of the Markov-additive martingale for an MMOO group into capacity ``c``.
+
+    Packetised sources (``arrival.packet > 0``): the prefactor is the one a packet sees. The
+    queue at ``t`` given the chain's state ``x`` at ``t`` is (reversibility) the supremum of the
+    walk started in ``x``, bounded by ``h(x)/min_up h * e^{-theta q}``; a packet arrives in state
+    ``x`` at the rate ``r(x)`` of its sources, so its state has the law ``pi(x) r(x) / sum pi r``
+    (Palm), not ``pi``. (The queue the packet sees is at most the fluid one plus
+    :attr:`~federation.calculus.arrivals.MMOO.packet_burst`; :func:`martingale_model` adds that.)
+    """
     mat, rates = arrival.markov()
     up = rates > c
     if not up.any():
@@ -190,7 +199,8 @@ def _markov_model(arrival: MMOO, c: float, discrete: bool) -> tuple[float, float
         if theta is None:
             return 1.0, math.nan
         _, h = _perron(mat + theta * np.diag(rates - c))
-    pref = float(pi @ h) / float(np.min(h[up]))
+    weights = pi * rates / float(pi @ rates) if arrival.packet > 0 else pi
+    pref = float(weights @ h) / float(np.min(h[up]))
     return pref, theta
 
 
@@ -209,10 +219,11 @@ def martingale_model(arrival: Arrival, services: Sequence[Service]) -> Martingal
         if isinstance(arrival, MMOO):
             pref, theta = _markov_model(arrival, c, discrete)
             if pref == 0.0:
-                return MartingaleModel(0.0, math.inf, math.inf, lat, discrete)
+                return MartingaleModel(0.0, math.inf, math.inf, lat + arrival.packet_burst / c, discrete)
             if math.isnan(theta):
                 return None
-            return MartingaleModel(pref, theta * c, theta, lat, discrete)
+            # packets run ahead of the fluid by at most packet_burst bits: that much more queue, at c
+            return MartingaleModel(pref, theta * c, theta, lat + arrival.packet_burst / c, discrete)
         if arrival.iid:
             theta = _root(lambda t: arrival.kappa(t) - t * c, arrival.theta_max, arrival.packet_size)
             if theta is None:

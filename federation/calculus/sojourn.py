@@ -35,6 +35,17 @@ backlog plus future cross work) takes the packet's size itself
 (:func:`~federation.calculus.martingale.priority_violation` with ``sojourn=True``). The max-plus and product-form bounds of :mod:`~federation.calculus.packet`
 bound the sojourn already.
 
+Packetised on-off sources (:class:`~federation.calculus.arrivals.MMOO` with ``packet > 0``) differ
+from their fluid model twice: each source's packets run ahead of its fluid by at most one packet
+(``A_p(s, t] <= A(s, t] + b``, ``b`` = :attr:`~federation.calculus.arrivals.MMOO.packet_burst`, the
+packet's own bits included), and packets arrive only while their source is on, so a packet does
+not see the time-stationary queue. A packet's sojourn exceeds ``d`` only if the fluid queue plus
+``b`` does at its arrival, and with ``r(X)`` the packet rate in the chain's state ``X``,
+``P^0(E) = E[r(X_t) 1_{E_t}] / E[r(X_t)] <= P(E_t) * max r / E r = P(E_t) / p_on`` for any
+stationary event ``E_t``. So a union bound in ``theta`` gains the factor ``e^{theta b} / p_on``;
+the martingale bound takes the packet's (Palm) law of the state and the shift ``b`` itself
+(:func:`~federation.calculus.martingale.martingale_model`).
+
 A fluid bound covers the store-and-forward packet tandem only with the packetizer latencies of
 :func:`~federation.calculus.compose.packetized`, which need a largest packet: for exponential
 sizes the fluid methods hold on one hop only (where the fluid and the packet queue coincide).
@@ -46,7 +57,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from federation.calculus.arrivals import Arrival, PoissonArrival
+from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival
 from federation.calculus.bound import (
     Bound,
     BoundMethod,
@@ -57,7 +68,7 @@ from federation.calculus.bound import (
 )
 from federation.calculus.services import ConstantRate, ExpService, Leftover, Service
 
-__all__ = ["per_packet", "fluid_holds", "sojourn_of", "own_log_mgf"]
+__all__ = ["per_packet", "packetised_onoff", "packet_view", "fluid_holds", "sojourn_of", "own_log_mgf"]
 
 #: Methods whose bound is already on the packet's sojourn (or holds at every instant).
 _ALREADY = frozenset({BoundMethod.DETERMINISTIC, BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM})
@@ -66,6 +77,16 @@ _ALREADY = frozenset({BoundMethod.DETERMINISTIC, BoundMethod.MGF_MAXPLUS, BoundM
 def per_packet(arrival: Arrival) -> bool:
     """Whether a delay of this traffic is a Poisson packet's sojourn (continuous-time Poisson packets)."""
     return isinstance(arrival, PoissonArrival) and arrival.time == "continuous"
+
+
+def packetised_onoff(arrival: Arrival) -> bool:
+    """Whether the traffic is on-off sources sending whole packets (``MMOO.packet > 0``)."""
+    return isinstance(arrival, MMOO) and arrival.packet > 0
+
+
+def packet_view(arrival: Arrival) -> bool:
+    """Whether a delay bound of this traffic must be a packet's (Poisson or packetised on-off packets)."""
+    return per_packet(arrival) or packetised_onoff(arrival)
 
 
 def fluid_holds(arrival: Arrival, services: Sequence[Service]) -> bool:
@@ -88,7 +109,11 @@ def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound
     blind-multiplexing martingale bound of the virtual delay, or the packet-size MGF is infinite
     at ``theta``).
     """
-    if not per_packet(arrival) or b.method in _ALREADY or b.epsilon >= 1.0:
+    if b.method in _ALREADY or b.epsilon >= 1.0:
+        return b
+    if packetised_onoff(arrival):
+        return _onoff_sojourn(arrival, b)
+    if not per_packet(arrival):
         return b
     assert isinstance(arrival, PoissonArrival)
     detail = b.detail
@@ -111,11 +136,32 @@ def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound
 
 
 def own_log_mgf(arrival: Arrival, theta: float) -> float:
-    """``log E[exp(theta L)]`` of a per-packet flow's own packet (1/bit; ``inf`` past the pole), 0 otherwise."""
+    """The log factor a union bound in ``theta`` (1/bit) gains for a packet's sojourn: ``log E[exp(theta L)]``
+    of a Poisson packet's own size (``inf`` past the pole), ``theta b - log p_on`` for packetised on-off
+    sources (module Notes), 0 otherwise."""
+    if packetised_onoff(arrival):
+        assert isinstance(arrival, MMOO)
+        return theta * arrival.packet_burst - math.log(arrival.p_on)
     if not per_packet(arrival):
         return 0.0
     assert isinstance(arrival, PoissonArrival)
     return arrival.log_jump_mgf(theta)
+
+
+def _onoff_sojourn(arrival: Arrival, b: Bound) -> Bound | None:
+    """A packetised on-off flow's bound from ``b``: the martingale one is a packet's already, a union
+    bound in ``theta`` gains ``e^{theta b} / p_on`` (module Notes); any other is dropped."""
+    if b.method == BoundMethod.MARTINGALE:
+        return b
+    if b.method in (BoundMethod.MARTINGALE_FIFO, BoundMethod.MARTINGALE_SP) or not (
+            math.isfinite(b.theta) and b.theta > 0):
+        return None
+    log_factor = own_log_mgf(arrival, b.theta)
+    detail = b.detail
+    if isinstance(detail, (TandemDetail, FifoDetail)):
+        detail = replace(detail, log_epsilon=detail.log_epsilon + log_factor)
+    eps = math.exp(min(0.0, math.log(b.epsilon) + log_factor)) if b.epsilon > 0 else 0.0
+    return Bound(b.delay, float(eps), b.theta, b.method, detail)
 
 
 def _martingale_sojourn(arrival: PoissonArrival, services: Sequence[Service], b: Bound) -> float | None:
