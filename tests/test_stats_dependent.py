@@ -143,10 +143,15 @@ def test_quantile_block_counts_equal_the_indicator_estimate():
     x = lfilter([1.0], [1.0, -0.99], rng.standard_normal(300_000))
     x[rng.random(len(x)) < 0.1] = 0.0  # ties
     q = tail_quantile(x, 0.999)
-    grid, sizes = q._blocks
+    ranks = q._ranks
+    sizes = ranks.sizes
     n = len(x)
-    for i in (0, 5000, n // 2, n - 1000, n - 3):
-        counts = np.count_nonzero(grid > q.sorted_samples[i], axis=1)
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    step = ranks._blocks[3]
+    for i in (0, 5000, n // 2, n - 1000, n - 3, n - 1, step - 1, step, 7 * step + step // 2, n - step // 3):
+        counts = ranks.counts_above(q.sorted_samples, i)
+        brute = np.add.reduceat((x > q.sorted_samples[i]).astype(np.int64), edges[:-1])
+        assert np.array_equal(counts, brute), i
         fast, slow = batch_vif(counts, sizes), batch_vif(x > q.sorted_samples[i])
         assert int(counts.sum()) == int(np.count_nonzero(x > q.sorted_samples[i]))
         assert (fast.batches, fast.dof) == (slow.batches, slow.dof) and fast.vif == pytest.approx(slow.vif, rel=1e-12)

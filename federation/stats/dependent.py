@@ -161,8 +161,20 @@ def batch_vif(counts: np.ndarray, sizes: np.ndarray | None = None) -> BatchVIF:
     Assumptions: stationarity (discard a warm-up first) and a correlation time shorter than the
     chosen batch; the test above detects a violation of the latter only when it is gross.
     """
-    c = np.asarray(counts, dtype=np.float64).ravel()
-    s = np.ones_like(c) if sizes is None else np.asarray(sizes, dtype=np.float64).ravel()
+    if sizes is None:  # the indicator itself: straight into the starting batches (no float copy of it)
+        x = np.asarray(counts).ravel()
+        edges = np.linspace(0, len(x), _start(len(x), float(len(x))) + 1).astype(np.int64)
+        if not len(x):
+            c = s = np.empty(0)
+        else:
+            if x.dtype == np.bool_:  # positions of the exceedances, counted per batch (fast when rare)
+                c = np.diff(np.searchsorted(np.flatnonzero(x), edges)).astype(np.float64)
+            else:
+                c = np.add.reduceat(x, edges[:-1], dtype=np.float64)
+            s = np.diff(edges).astype(np.float64)
+    else:
+        c = np.asarray(counts, dtype=np.float64).ravel()
+        s = np.asarray(sizes, dtype=np.float64).ravel()
     if len(s) != len(c):
         raise InputError(f"sizes(len={len(s)}) must have the length of counts(len={len(c)})")
     if len(c) == 0:
@@ -299,31 +311,18 @@ class BatchQuantileEstimate(QuantileEstimate):
     series: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     batches: int = 0
     dof: int = 0
+    ranks: _RankBlocks | None = field(default=None, repr=False, compare=False)
 
     @cached_property
-    def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """(the series as a padded matrix, one row per starting batch of :func:`batch_vif`; sizes).
-
-        The exceedance counts per row at any threshold are then one vectorised comparison, and
-        :func:`batch_vif` gives from them its answer from the indicator itself.
-        """
-        x = self.series
-        n = len(x)
-        b = _start(n, float(n))
-        edges = np.linspace(0, n, b + 1).astype(np.int64)
-        sizes = np.diff(edges)
-        row = np.repeat(np.arange(b, dtype=np.int64), sizes)
-        grid = np.full((b, int(sizes.max())), -np.inf)  # padding never exceeds
-        grid[row, np.arange(n, dtype=np.int64) - edges[row]] = x
-        return grid, sizes
+    def _ranks(self) -> _RankBlocks:
+        return self.ranks if self.ranks is not None else _RankBlocks(self.series)
 
     def _limits(self, i: int, level: float) -> Interval:
         """The proportion interval of ``P(X > x)`` at the ``i``-th order statistic (0-based; -1: below all)."""
-        grid, sizes = self._blocks
         n = len(self.series)
-        counts = sizes if i < 0 else np.count_nonzero(grid > self.sorted_samples[i], axis=1)
+        counts = self._ranks.counts_above(self.sorted_samples, i)
         k = int(counts.sum())
-        v = batch_vif(counts, sizes)
+        v = batch_vif(counts, self._ranks.sizes)
         if v.dof >= 1:  # the larger of the two inflations, the fewer degrees of freedom
             est = BatchProportionEstimate(k, n, max(v.vif, self.vif), v.batches,
                                           min(v.dof, self.dof) if self.dof >= 1 else v.dof)
@@ -365,6 +364,59 @@ class BatchQuantileEstimate(QuantileEstimate):
                     b = mid
             lo = float(xs[b])
         return Interval(lo, hi)
+
+
+class _RankBlocks:
+    """A series' starting batches of :func:`batch_vif` by rank, for the exceedance counts per batch
+    at any order statistic without a pass over the whole series.
+
+    ``block[r]`` is the batch of the ``r``-th smallest sample (an argsort, made on first use and
+    shared by the quantile estimates of one series; the order among equal samples does not
+    matter). The samples above ``xs[i]`` are those of rank at least ``j = searchsorted(xs, xs[i],
+    "right")``, ties included exactly; their count per batch is ``sizes`` minus the count of ranks
+    below ``j``, taken from the nearest of :data:`_CHECKPOINTS` prefix counts plus a ``bincount`` of
+    at most ``n / (2 * _CHECKPOINTS)`` ranks.
+    """
+
+    def __init__(self, series: np.ndarray) -> None:
+        self.series = series
+
+    @cached_property
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(batch of each rank, samples per batch, prefix counts per batch every ``step`` ranks, step)."""
+        n = len(self.series)
+        b = _start(n, float(n))
+        sizes = np.diff(np.linspace(0, n, b + 1).astype(np.int64))
+        block = np.repeat(np.arange(b, dtype=np.int32), sizes)[np.argsort(self.series)]
+        k = max(1, min(_CHECKPOINTS, n // 4096))
+        step = -(-n // k)
+        prefix = np.zeros((k + 1, b), dtype=np.int64)
+        for c in range(k):
+            prefix[c + 1] = prefix[c] + np.bincount(block[c * step:(c + 1) * step], minlength=b)
+        return block, sizes, prefix, step
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Samples per starting batch."""
+        return self._blocks[1]
+
+    def counts_above(self, xs: np.ndarray, i: int) -> np.ndarray:
+        """Samples per batch above the ``i``-th order statistic ``xs[i]`` (``i < 0``: all of them)."""
+        block, sizes, prefix, step = self._blocks
+        if i < 0:
+            return sizes
+        j = int(np.searchsorted(xs, xs[i], side="right"))
+        c = min(len(prefix) - 1, (j + step // 2) // step)  # the nearest checkpoint
+        at = min(c * step, len(xs))
+        if j >= at:
+            below = prefix[c] + np.bincount(block[at:j], minlength=len(sizes))
+        else:
+            below = prefix[c] - np.bincount(block[j:at], minlength=len(sizes))
+        return sizes - below
+
+
+#: Prefix counts :class:`_RankBlocks` keeps (at most; one per 4096 samples for shorter series).
+_CHECKPOINTS = 512
 
 
 def _series(x: np.ndarray, what: str) -> np.ndarray:
@@ -435,6 +487,7 @@ def tail_quantiles(samples: np.ndarray, ps: Sequence[float], *,
     if np.isnan(x).any():
         raise InputError("samples contain NaN (count a lost packet as inf)")
     xs = np.sort(x)
+    ranks = _RankBlocks(x)  # shared: one argsort for every quantile's interval, when asked for
     out: dict[float, QuantileEstimate] = {}
     for p in ps:
         p = float(p)
@@ -444,5 +497,5 @@ def tail_quantiles(samples: np.ndarray, ps: Sequence[float], *,
             out[p] = BatchQuantileEstimate(xs, p, 1.0, x, 0, 0)
         else:
             v = batch_vif(x > QuantileEstimate(xs, p).value)
-            out[p] = BatchQuantileEstimate(xs, p, v.vif, x, v.batches, v.dof)
+            out[p] = BatchQuantileEstimate(xs, p, v.vif, x, v.batches, v.dof, ranks)
     return out
