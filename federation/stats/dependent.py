@@ -386,7 +386,7 @@ class _RankBlocks:
         """(batch of each rank, samples per batch, prefix counts per batch every ``step`` ranks, step)."""
         n = len(self.series)
         b = _start(n, float(n))
-        sizes = np.diff(np.linspace(0, n, b + 1).astype(np.int64))
+        sizes: np.ndarray = np.diff(np.linspace(0, n, b + 1).astype(np.int64))
         block = np.repeat(np.arange(b, dtype=np.int32), sizes)[np.argsort(self.series)]
         k = max(1, min(_CHECKPOINTS, n // 4096))
         step = -(-n // k)
