@@ -166,6 +166,16 @@ def _pct(x: float | str | None) -> str:
     return "-" if not isinstance(x, float) else f"{x:.1e}"
 
 
+#: What a refusal's status code means, in the summary's last column (report.md has the reason).
+_REFUSALS = {
+    "RESOURCE_EXHAUSTED": "(no capacity)",
+    "FAILED_PRECONDITION": "(no offer fits)",
+    "UNAVAILABLE": "(unreachable)",
+    "INVALID_ARGUMENT": "(bad intent)",
+    "DEADLINE_EXCEEDED": "(timed out)",
+}
+
+
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     """The run's summary as lines of at most 80 characters (what ``trefed run`` prints)."""
     v = doc["verdict"]
@@ -177,9 +187,10 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         viol = t["violation"]
         blamed = [b["domain_id"] for b in t["budgets"] if b.get("verdict") == "VIOLATING"]
         ci = f"[{_pct(viol.get('ci_low'))}, {_pct(viol.get('ci_high'))}]" if viol else ""
-        verdict = t["verdict"] if t["served"] else f"refused {t['code'][:10]}"
+        verdict = t["verdict"] if t["served"] else "REFUSED"
+        last = ",".join(blamed) if t["served"] else _REFUSALS.get(t["code"], t["code"].lower())
         lines.append(f"{t['tenant_id'][:16]:<16} {verdict[:12]:<12} {_pct(viol.get('rate')):>7} {ci:>17} "
-                     f"{_pct(viol.get('budget')):>7} {','.join(blamed)}")
+                     f"{_pct(viol.get('budget')):>7} {last}")
     return [ln[:80] for ln in lines]
 
 
