@@ -131,6 +131,19 @@ def test_token_bucket_deterministic_tandem_is_exact():
     assert violation_bound(tb, services, b.delay).epsilon == 0.0
 
 
+def test_token_bucket_at_the_bottleneck_rate_is_bounded():
+    """rho = R: no stationary queue for random traffic, but a token bucket's worst case is sigma/R."""
+    tb = TokenBucket(20.0, 0.8, time=D)
+    services = [ConstantRate(1.0, time=D), ConstantRate(0.8, time=D)]
+    a = slot_samples(tb, 2000, np.random.default_rng(1))
+    delays = slotted_tandem_delays(a, [1.0, 0.8])
+    b = delay_bound(tb, services, 1e-6)
+    assert b.method == "deterministic" and b.delay == pytest.approx(20.0 / 0.8)
+    assert b.delay - 1 <= delays.max() <= b.delay
+    with pytest.raises(NoFiniteBound, match="hop 2"):
+        delay_bound(TokenBucket(20.0, 0.81, time=D), services, 1e-6)
+
+
 def test_slotted_latency_adds():
     rng = np.random.default_rng(5)
     flow = ExpIncrements(1 / 0.7)

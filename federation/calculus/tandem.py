@@ -178,14 +178,17 @@ def _hop_names(services: Sequence[Service]) -> list[str]:
     return [f"hop {i + 1}" for i in range(len(services))]
 
 
-def check_stable(arrival: Arrival, services: Sequence[Service], names: Sequence[str] | None = None) -> None:
+def check_stable(arrival: Arrival, services: Sequence[Service], names: Sequence[str] | None = None,
+                 *, bounded_at_one: bool = False) -> None:
     """Raise :class:`NoFiniteBound` naming the first hop whose mean service rate the flow's mean rate reaches.
 
     ``names`` (default ``"hop 1"``, ``"hop 2"``, ...) name the hops in the reason.
+    ``bounded_at_one``: a rate equal to the hop's is still bounded (a token bucket through
+    constant-rate hops: the worst case ``sigma/R``), only above it is refused.
     """
     names = list(names) if names is not None else _hop_names(services)
     for name, s in zip(names, services):
-        if arrival.mean_rate >= s.mean_rate:
+        if arrival.mean_rate > s.mean_rate or (arrival.mean_rate == s.mean_rate and not bounded_at_one):
             raise NoFiniteBound(
                 f"{name}: unstable, mean arrival rate {arrival.mean_rate:g} >= mean service rate "
                 f"{s.mean_rate:g}"
@@ -393,7 +396,7 @@ def _prepare(
     """(worst-case delay, None, DETERMINISTIC) for a token bucket through deterministic hops, else
     (None, the optimisation problem, MGF_TANDEM or MGF_TANDEM_HOELDER)."""
     if arrival.deterministic and all(s.deterministic for s in services):
-        check_stable(arrival, services, names)
+        check_stable(arrival, services, names, bounded_at_one=True)
         return deterministic_delay(arrival, Tandem(tuple(services), arrival.time)), None, BoundMethod.DETERMINISTIC
     method = BoundMethod.MGF_TANDEM
     if dependent:
