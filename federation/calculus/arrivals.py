@@ -607,8 +607,9 @@ class TabulatedArrival(Arrival):
     mean_rate_bps, peak_rate_bps : float
         Long-run mean rate and peak rate (bits/s; peak may be inf), ``0 < mean <= peak``.
     mean_size_bits, max_size_bits : float
-        Mean and largest packet size (bits), ``0 < mean <= max``. The envelope is fluid (as
-        :class:`MMOO`): packets are not added to the service latencies.
+        Mean and largest packet size (bits), ``0 < mean <= max``. A fitted envelope counts whole
+        packets at their arrival instants (no fluid lead to add); store-and-forward hops add the
+        packetizer latency of the largest packet (:func:`federation.calculus.compose.packetized`).
 
     Notes
     -----

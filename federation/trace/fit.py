@@ -165,16 +165,19 @@ def default_thetas(trace: Trace, count: int = 16) -> np.ndarray:
     return np.geomspace(lo, hi, count)
 
 
-def _windows(trace: Trace, smallest: float | None) -> np.ndarray:
-    """Window lengths (s): the period, halved down to ``smallest`` (default: the mean gap)."""
+def _windows(trace: Trace, smallest: float | None, per_octave: int) -> np.ndarray:
+    """Window lengths (s): the period, divided by ``2^(1/per_octave)`` down to ``smallest``
+    (default: the mean gap), at most 400."""
     period = trace.duration_s
     small = period / len(trace) if smallest is None else float(smallest)
-    k = max(1, min(24, int(math.floor(math.log2(period / small))) + 1))
-    return (period / 2.0 ** np.arange(k))[::-1]
+    if not (small > 0 and math.isfinite(small)):
+        raise InputError(f"smallest_window_s(={small!r}) must be > 0 and finite (s)")
+    k = max(2, min(400, int(math.floor(per_octave * math.log2(period / small))) + 1))
+    return (period / 2.0 ** (np.arange(k) / per_octave))[::-1]
 
 
 def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
-                      batches: int = 1) -> np.ndarray:
+                      batches: int = 1, _loop: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The exact log-MGF ``log E exp(theta A(U, U + window_s))`` of the looped trace at a uniformly
     random phase ``U`` in ``[0, duration_s)``, per theta; shape ``(len(thetas),)`` when ``batches``
     is 1, else ``(len(thetas), batches)``: the same mean over the phases of each of ``batches``
@@ -195,7 +198,7 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
     k_full = math.floor(w / period)
     rem = w - k_full * period
     base = k_full * trace.total_bits
-    t2, s2 = _loop2(trace)
+    t2, s2 = _loop2(trace) if _loop is None else _loop
     a0 = float(s2[t2 < rem].sum())
     edges_b = np.arange(1, batches) * (period / batches)
     ev = np.concatenate([t2 - rem, t2, edges_b])
@@ -214,17 +217,17 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
     length = np.diff(edges)
     amax = float(a.max())
     x = a - amax
+    starts = np.searchsorted(edges[:-1], np.arange(batches) * (period / batches), side="left")
+    starts[0] = 0
     out = np.empty((len(th), batches))
-    if batches > 1:
-        blk = np.minimum((edges[:-1] * (batches / period)).astype(np.int64), batches - 1)
-    for k, theta in enumerate(th):
-        wgt = length * np.exp(theta * x)
-        if batches > 1:
-            m = np.bincount(blk, wgt, minlength=batches) / (period / batches)
-        else:
-            m = np.array([wgt.sum() / period])
+    step = max(1, 4_000_000 // max(1, len(x)))  # thetas per pass (memory: step x pieces doubles)
+    for k0 in range(0, len(th), step):
+        part = th[k0:k0 + step]
+        wgt = np.exp(np.multiply.outer(part, x))
+        wgt *= length
+        m = np.add.reduceat(wgt, starts, axis=1) / (period / batches)
         with np.errstate(divide="ignore"):
-            out[k] = theta * (base + amax) + np.log(m)
+            out[k0:k0 + step] = (part * (base + amax))[:, None] + np.log(m)
     return out[:, 0] if batches == 1 else out
 
 
@@ -254,6 +257,7 @@ def fit_mgf_envelope(
     batches: int = 16,
     confidence: float = 0.95,
     smallest_window_s: float | None = None,
+    windows_per_octave: int = 8,
 ) -> TabulatedArrival:
     """An MGF envelope ``E exp(theta A(s, t)) <= exp(kappa(theta) (t - s) + beta(theta))`` of the
     source a trace was sampled from, on a theta grid (see Notes for the method and its margins).
@@ -272,6 +276,9 @@ def fit_mgf_envelope(
         One-sided level of that upper limit, in [0.5, 1) (0.5: the plain mean). Default 0.95.
     smallest_window_s : float, optional
         The shortest window (s); default the mean gap between packets.
+    windows_per_octave : int
+        Window lengths per factor 2, in [1, 64] (default 8; see Notes: ``beta`` pays for the
+        gap between consecutive windows).
 
     Returns
     -------
@@ -282,8 +289,8 @@ def fit_mgf_envelope(
 
     Notes
     -----
-    **Windows.** Lengths ``w_j = duration / 2^j`` from the period down to the smallest window (at
-    most 24). For each ``w_j`` and each theta, the exact log-MGF of the looped trace at a
+    **Windows.** Lengths ``w_j = duration / 2^(j/q)`` (``q = windows_per_octave``) from the period
+    down to the smallest window (at most 400). For each ``w_j`` and each theta, the exact log-MGF of the looped trace at a
     uniformly random phase (:func:`empirical_log_mgf`), separately over ``B = batches``
     consecutive stretches of phases.
 
@@ -309,7 +316,8 @@ def fit_mgf_envelope(
     nondecreasing in theta (a running maximum, only raising kappa). Then
     ``beta = max(0, max_j (U_j - kappa w_{j-1}))`` (``w_{-1} = 0``): since ``A(s, s + w)`` grows
     with ``w``, ``kappa w + beta >= kappa w_{j-1} + beta >= U_j >= log E e^{theta A(w)}`` for
-    every ``w`` in ``(w_{j-1}, w_j]``; beyond the period, every window holds whole periods of
+    every ``w`` in ``(w_{j-1}, w_j]`` (the price of the grid: up to ``kappa (w_j - w_{j-1})``, a
+    fraction ``1 - 2^(-1/q)`` of the window, in ``beta``); beyond the period, every window holds whole periods of
     ``theta * total <= kappa * duration`` more. So the envelope bounds the looped trace's own
     log-MGF at every window length exactly, and the margins make it conservative for the
     source; ``tests/test_trace_fit.py`` checks it against MMOO traffic whose exact ``kappa`` is
@@ -327,14 +335,17 @@ def fit_mgf_envelope(
         raise InputError(f"batches(={batches!r}) must be a whole number in [2, 1024]")
     if not 0.5 <= confidence < 1:
         raise InputError(f"confidence(={confidence!r}) must be in [0.5, 1)")
+    if not (isinstance(windows_per_octave, int) and 1 <= windows_per_octave <= 64):
+        raise InputError(f"windows_per_octave(={windows_per_octave!r}) must be a whole number in [1, 64]")
     from scipy.special import stdtrit
 
-    windows = _windows(trace, smallest_window_s)
+    windows = _windows(trace, smallest_window_s, windows_per_octave)
     tq = float(stdtrit(batches - 1, confidence))
     u = np.empty((len(windows), len(th)))
     up = th * (1.0 + inflation)
+    loop = _loop2(trace)
     for j, w in enumerate(windows):
-        lm = empirical_log_mgf(trace, up, w, batches=batches)  # (K, B)
+        lm = empirical_log_mgf(trace, up, w, batches=batches, _loop=loop)  # (K, B)
         top = lm.max(axis=1, keepdims=True)
         m = np.exp(lm - top)
         mean, sd = m.mean(axis=1), m.std(axis=1, ddof=1)
