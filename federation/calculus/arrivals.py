@@ -656,14 +656,15 @@ class TabulatedArrival(Arrival):
         low = ka < th * mean * (1 - 1e-9)
         if low.any():
             k = int(np.argmax(low))
-            raise SpecError(f"kappa[{k}](={ka[k]!r}) must be >= theta[{k}] * mean_rate_bps (={th[k] * mean!r}): "
+            raise SpecError(f"kappa[{k}](={float(ka[k])!r}) must be >= theta[{k}] * mean_rate_bps "
+                            f"(={float(th[k] * mean)!r}): "
                             "an effective bandwidth is at least the mean rate")
         rho = ka / th
         dec = np.diff(rho) < -1e-9 * rho[1:]
         if dec.any():
             k = int(np.argmax(dec)) + 1
-            raise SpecError(f"kappa[{k}]/theta[{k}](={rho[k]!r}) must be >= kappa[{k - 1}]/theta[{k - 1}]"
-                            f"(={rho[k - 1]!r}): effective bandwidths are nondecreasing in theta")
+            raise SpecError(f"kappa[{k}]/theta[{k}](={float(rho[k])!r}) must be >= kappa[{k - 1}]/theta[{k - 1}]"
+                            f"(={float(rho[k - 1])!r}): effective bandwidths are nondecreasing in theta")
         if not (np.all(np.isfinite(be)) and np.all(be >= 0)):
             raise SpecError("beta must be finite and >= 0")
         if self.time != "continuous":

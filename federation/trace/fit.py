@@ -215,19 +215,23 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
     edges[0], edges[-1] = 0.0, period
     edges[1:-1] = ev
     length = np.diff(edges)
-    amax = float(a.max())
-    x = a - amax
-    starts = np.searchsorted(edges[:-1], np.arange(batches) * (period / batches), side="left")
-    starts[0] = 0
+    # equal window contents share one exponential: (batch, distinct value) -> total length
+    values, inverse = np.unique(a, return_inverse=True)
+    blk = np.zeros(len(a), np.int64)
+    if batches > 1:
+        blk[np.searchsorted(edges[:-1], np.arange(1, batches) * (period / batches), side="left")] = 1
+        np.cumsum(blk, out=blk)
+    lengths = np.bincount(blk * len(values) + inverse, length, minlength=batches * len(values))
+    lengths = lengths.reshape(batches, len(values)) / (period / batches)
+    amax = float(values[-1])
+    x = values - amax
     out = np.empty((len(th), batches))
-    step = max(1, 4_000_000 // max(1, len(x)))  # thetas per pass (memory: step x pieces doubles)
+    step = max(1, 4_000_000 // len(x))  # thetas per pass (memory: step x values doubles)
     for k0 in range(0, len(th), step):
         part = th[k0:k0 + step]
-        wgt = np.exp(np.multiply.outer(part, x))
-        wgt *= length
-        m = np.add.reduceat(wgt, starts, axis=1) / (period / batches)
+        m = lengths @ np.exp(np.multiply.outer(x, part))  # (batches, thetas)
         with np.errstate(divide="ignore"):
-            out[k0:k0 + step] = (part * (base + amax))[:, None] + np.log(m)
+            out[k0:k0 + step] = (part * (base + amax))[:, None] + np.log(m.T)
     return out[:, 0] if batches == 1 else out
 
 
