@@ -96,16 +96,16 @@ class Trace:
         bad = ~np.isfinite(t) | (t < 0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"trace: row {i + 1}, column time_s: {t[i]!r} must be >= 0 and finite (s)")
+            raise InputError(f"trace: row {i + 1}, column time_s: {float(t[i])!r} must be >= 0 and finite (s)")
         dec = np.diff(t) < 0
         if dec.any():
             i = int(np.argmax(dec)) + 1
-            raise InputError(f"trace: row {i + 1}, column time_s: {t[i]!r} is before the previous row's "
-                             f"{t[i - 1]!r} (times must be nondecreasing)")
+            raise InputError(f"trace: row {i + 1}, column time_s: {float(t[i])!r} is before the previous row's "
+                             f"{float(t[i - 1])!r} (times must be nondecreasing)")
         bad = ~(np.isfinite(s) & (s > 0))
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"trace: row {i + 1}, column size_bits: {s[i]!r} must be > 0 and finite (bits)")
+            raise InputError(f"trace: row {i + 1}, column size_bits: {float(s[i])!r} must be > 0 and finite (bits)")
         duration = float(self.duration_s)
         last = float(t[-1])
         if math.isnan(duration):
