@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import FAST_CONFIG
+from trefed.v1 import services_pb2
 
 from agents.broker.plan import arrival_of, burst_of, check_physical
 from agents.cli import main as trefed
@@ -19,7 +20,6 @@ from federation.calculus.arrivals import TabulatedArrival
 from federation.config import TraceConfig, intent_from_proto, load_config, traffic_from_proto
 from federation.errors import ConfigError, InputError
 from federation.trace import fit_mgf_envelope, fit_token_bucket, read_trace, synthetic_trace, write_trace
-from trefed.v1 import services_pb2
 
 START_S, OFFSET_S = 1.0, 3.0
 

@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING
 from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.calculus.arrivals import MMOO, Arrival, CorrelatedMMOO, PoissonArrival, TokenBucket
-from federation.config import IntentConfig, MmooConfig, ModelConfig, PoissonConfig, TokenBucketConfig, TraceConfig
+from federation.config import (
+    IntentConfig,
+    MmooConfig,
+    ModelConfig,
+    PoissonConfig,
+    TokenBucketConfig,
+    TraceConfig,
+)
 from federation.errors import InputError, NoFiniteBound
 
 if TYPE_CHECKING:

@@ -176,7 +176,7 @@ def _windows(trace: Trace, smallest: float | None, per_octave: int) -> np.ndarra
     return (period / 2.0 ** (np.arange(k) / per_octave))[::-1]
 
 
-def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
+def empirical_log_mgf(trace: Trace, thetas: Sequence[float] | np.ndarray, window_s: float, *,
                       batches: int = 1, _loop: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The exact log-MGF ``log E exp(theta A(U, U + window_s))`` of the looped trace at a uniformly
     random phase ``U`` in ``[0, duration_s)``, per theta; shape ``(len(thetas),)`` when ``batches``
@@ -221,8 +221,8 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float], window_s: float, *,
     if batches > 1:
         blk[np.searchsorted(edges[:-1], np.arange(1, batches) * (period / batches), side="left")] = 1
         np.cumsum(blk, out=blk)
-    lengths = np.bincount(blk * len(values) + inverse, length, minlength=batches * len(values))
-    lengths = lengths.reshape(batches, len(values)) / (period / batches)
+    per = np.bincount(blk * len(values) + inverse, length, minlength=batches * len(values))
+    lengths = per.reshape(batches, len(values)) / (period / batches)
     amax = float(values[-1])
     x = values - amax
     out = np.empty((len(th), batches))
