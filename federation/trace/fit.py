@@ -42,6 +42,7 @@ __all__ = [
 #: Default rate of a trace's token bucket, as a multiple of its mean rate (at most its peak).
 DEFAULT_RHO_FACTOR = 2.0
 _PEAK_RTOL = 1e-9
+_LEVELS = 1 << 16  # most distinct window contents per window in the empirical MGF
 
 
 def _loop2(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
@@ -187,8 +188,11 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float] | np.ndarray, window
     -----
     ``A(u) = A(u, u + w)`` is piecewise constant in ``u``: packet ``i`` at ``t_i`` counts for
     ``t_i - w < u <= t_i``. Sorting the ``2n`` change points gives every piece's length and value,
-    so the mean is a finite sum, computed in log space (``A`` shifted by its maximum). O(n log n)
-    (two sorted runs) plus O(n) per theta.
+    so the mean is a finite sum, computed in log space (``A`` shifted by its maximum). The values
+    are rounded *up* to a grid of step ``Delta`` (the packet size when all packets are equal and
+    ``max A`` is at most 65536 of them, else ``max A / 65536``), so the result is exact for
+    equal-size packets and otherwise an upper bound, by at most ``theta Delta``: what a
+    conservative envelope needs. O(n log n) (three sorted runs) plus O(65536) per theta.
     """
     th = np.asarray(thetas, dtype=np.float64)
     period = trace.duration_s
@@ -215,23 +219,32 @@ def empirical_log_mgf(trace: Trace, thetas: Sequence[float] | np.ndarray, window
     edges[0], edges[-1] = 0.0, period
     edges[1:-1] = ev
     length = np.diff(edges)
-    # equal window contents share one exponential: (batch, distinct value) -> total length
-    values, inverse = np.unique(a, return_inverse=True)
+    # window contents rounded up to a grid of at most _LEVELS levels (exact for equal packets): one
+    # exponential per level, summed over the pieces of each batch
+    amax = float(a.max())
+    size = trace.sizes_bits
+    step = float(size[0]) if size.min() == size.max() and amax <= size[0] * _LEVELS else amax / _LEVELS
+    step = step if step > 0 else 1.0
+    level = np.ceil(a / step - 1e-9).astype(np.int64)
+    nlev = int(level.max()) + 1
     blk = np.zeros(len(a), np.int64)
     if batches > 1:
         blk[np.searchsorted(edges[:-1], np.arange(1, batches) * (period / batches), side="left")] = 1
         np.cumsum(blk, out=blk)
-    per = np.bincount(blk * len(values) + inverse, length, minlength=batches * len(values))
-    lengths = per.reshape(batches, len(values)) / (period / batches)
+    per = np.bincount(blk * nlev + level, length, minlength=batches * nlev)
+    lengths = per.reshape(batches, nlev) / (period / batches)
+    used = lengths.any(axis=0)
+    lengths = lengths[:, used]
+    values = np.flatnonzero(used) * step
     amax = float(values[-1])
     x = values - amax
     out = np.empty((len(th), batches))
-    step = max(1, 4_000_000 // len(x))  # thetas per pass (memory: step x values doubles)
-    for k0 in range(0, len(th), step):
-        part = th[k0:k0 + step]
+    per_pass = max(1, 4_000_000 // len(x))  # thetas per pass (memory: per_pass x levels doubles)
+    for k0 in range(0, len(th), per_pass):
+        part = th[k0:k0 + per_pass]
         m = lengths @ np.exp(np.multiply.outer(x, part))  # (batches, thetas)
         with np.errstate(divide="ignore"):
-            out[k0:k0 + step] = (part * (base + amax))[:, None] + np.log(m.T)
+            out[k0:k0 + per_pass] = (part * (base + amax))[:, None] + np.log(m.T)
     return out[:, 0] if batches == 1 else out
 
 
