@@ -179,9 +179,9 @@ def _windows(trace: Trace, smallest: float | None, per_octave: int) -> np.ndarra
 
 def empirical_log_mgf(trace: Trace, thetas: Sequence[float] | np.ndarray, window_s: float, *,
                       batches: int = 1, _loop: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The exact log-MGF ``log E exp(theta A(U, U + window_s))`` of the looped trace at a uniformly
-    random phase ``U`` in ``[0, duration_s)``, per theta; shape ``(len(thetas),)`` when ``batches``
-    is 1, else ``(len(thetas), batches)``: the same mean over the phases of each of ``batches``
+    """The log-MGF ``log E exp(theta A(U, U + window_s))`` of the looped trace at a uniformly
+    random phase ``U`` in ``[0, duration_s)`` (exact for equal packets, else rounded up; see
+    Notes), per theta; shape ``(len(thetas),)`` when ``batches`` is 1, else ``(len(thetas), batches)``: the same mean over the phases of each of ``batches``
     equal consecutive stretches of ``[0, duration_s)``.
 
     Notes
@@ -307,8 +307,8 @@ def fit_mgf_envelope(
     Notes
     -----
     **Windows.** Lengths ``w_j = duration / 2^(j/q)`` (``q = windows_per_octave``) from the period
-    down to the smallest window (at most 400). For each ``w_j`` and each theta, the exact log-MGF of the looped trace at a
-    uniformly random phase (:func:`empirical_log_mgf`), separately over ``B = batches``
+    down to the smallest window (at most 400). For each ``w_j`` and each theta, the log-MGF of
+    the looped trace (exact, or rounded up) at a uniformly random phase (:func:`empirical_log_mgf`), separately over ``B = batches``
     consecutive stretches of phases.
 
     **The margins** (why: a sample MGF of bursty traffic is biased low -- the rare long bursts
