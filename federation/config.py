@@ -40,7 +40,8 @@ Schema (``configs/quickstart.yaml`` is a complete example)::
                 intent: {task, max_error_probability, deadline_s, epsilon, max_price,
                          traffic: {kind: token-bucket, sigma_bits, rho_bps}
                                 | {kind: poisson, rate_pps, mean_size_bits, exponential_sizes}
-                                | {kind: mmoo, peak_bps, mean_on_s, mean_off_s, sources, correlated}}} ]
+                                | {kind: mmoo, peak_bps, mean_on_s, mean_off_s, sources, correlated}
+                                | {kind: trace, path, offset_s, loop, rho_bps}}} ]
     experiment: {kind, ...}        # optional: arms and a claim (federation/experiments_spec.py)
 
 Paths: a tenant enters the federation at its ``access`` domain; a path is a simple path of the
@@ -54,13 +55,21 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from trefed.v1 import envelope_pb2, services_pb2
 
-from federation.errors import ConfigError, FieldError
+from federation.errors import ConfigError, FieldError, InputError
 from federation.experiments_spec import EXPERIMENT_KINDS, ExperimentSpec
 from federation.timeline import RepublishEvent, RunSettings
 from federation.tre.validate import (
@@ -75,6 +84,9 @@ from federation.tre.validate import (
     timestamp_from_seconds,
 )
 
+if TYPE_CHECKING:
+    from federation.calculus.arrivals import TabulatedArrival
+
 __all__ = [
     "BrokerSettings",
     "GuardrailsConfig",
@@ -85,6 +97,7 @@ __all__ = [
     "TokenBucketConfig",
     "PoissonConfig",
     "MmooConfig",
+    "TraceConfig",
     "TrafficConfig",
     "IntentConfig",
     "TenantConfig",
@@ -334,30 +347,146 @@ class MmooConfig(_Strict):
     correlated: bool = False
 
 
-TrafficConfig = Annotated[TokenBucketConfig | PoissonConfig | MmooConfig, Field(discriminator="kind")]
+#: The fields of a :class:`TraceConfig` that the fit sets and the wire carries (``TraceTraffic``).
+_TRACE_FITTED = ("sigma_bits", "peak_bps", "mean_rate_bps", "mean_size_bits", "max_size_bits", "theta", "kappa",
+                 "beta")
+
+
+class TraceConfig(_Strict):
+    """Traffic from a trace file (schema ``trefed.trace/1``, :mod:`federation.trace.schema`).
+
+    In a config: ``{kind: trace, path: FILE, offset_s: 0, loop: true, rho_bps: null}``. ``path``
+    is relative to the config file's directory; ``offset_s`` (s) is where in the trace the
+    tenant's replay starts (its own time 0); ``loop`` replays it in a loop (period: the trace's
+    ``duration_s``), else the tenant falls silent at the trace's end; ``rho_bps`` (bits/s) is
+    the rate of its token bucket (default: twice the trace's mean rate, at most its peak).
+
+    The trace is read and fitted when the config is loaded (:func:`federation.trace.fit.fit_trace`;
+    traces of one file are read once per config), which sets the fitted fields -- what the
+    intent carries on the wire (``services.proto`` ``TraceTraffic``; a wire intent has them and no
+    ``path``): ``sigma_bits`` (bits) of the token bucket ``(sigma_bits, rho_bps)``, ``peak_bps``,
+    ``mean_rate_bps`` (bits/s), ``mean_size_bits``, ``max_size_bits`` (bits) and the MGF envelope
+    ``theta`` (1/bit), ``kappa`` (1/s), ``beta`` (:class:`~federation.calculus.arrivals.TabulatedArrival`
+    checks it: finite, one length, theta increasing, effective bandwidths nondecreasing and at
+    least the mean rate, beta >= 0). A file that cannot be read or fitted is an error naming the
+    field ``path``, the file, and the row and column at fault.
+    """
+
+    kind: Literal["trace"] = "trace"
+    path: Path | None = None
+    offset_s: _NonNeg = 0.0
+    loop: bool = True
+    rho_bps: _Pos | None = None
+    sigma_bits: _NonNeg | None = None
+    peak_bps: Annotated[float, Field(gt=0)] | None = None
+    mean_rate_bps: _Pos | None = None
+    mean_size_bits: _Pos | None = None
+    max_size_bits: _Pos | None = None
+    theta: tuple[float, ...] = ()
+    kappa: tuple[float, ...] = ()
+    beta: tuple[float, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fit(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or data.get("path") is None:
+            return data
+        given = [k for k in _TRACE_FITTED if k in data]
+        if given:
+            raise FieldError(given[0], "is fitted from the trace at path: do not give it")
+        path = Path(str(data["path"])).expanduser()
+        context = info.context if isinstance(info.context, dict) else {}
+        base = context.get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        rho = data.get("rho_bps")
+        if rho is not None and (isinstance(rho, bool) or not isinstance(rho, int | float)):
+            return data  # the field's own check names it
+        cache = context.setdefault("trace_fits", {}) if isinstance(info.context, dict) else {}
+        try:
+            stat = path.stat()
+            key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, rho)
+        except OSError:
+            key = (str(path), 0, 0, rho)
+        if key not in cache:
+            from federation.trace.fit import fit_trace
+            from federation.trace.schema import read_trace
+
+            try:
+                fit = fit_trace(read_trace(path), rho_bps=rho)
+            except InputError as exc:
+                field = "rho_bps" if str(exc).startswith("rho_bps") else "path"
+                raise FieldError(field, str(exc)) from None
+            env = fit.envelope
+            cache[key] = {"rho_bps": fit.rho_bps, "sigma_bits": fit.sigma_bits, "peak_bps": fit.peak_bps,
+                          "mean_rate_bps": fit.mean_rate_bps, "mean_size_bits": fit.mean_size_bits,
+                          "max_size_bits": fit.max_size_bits, "theta": env.theta, "kappa": env.kappa_values,
+                          "beta": env.beta_values}
+        return {**data, "path": path, **cache[key]}
+
+    @model_validator(mode="after")
+    def _envelope(self) -> TraceConfig:
+        for name in ("rho_bps", *_TRACE_FITTED):
+            value = getattr(self, name)
+            if value is None or (isinstance(value, tuple) and not value):
+                raise FieldError(name, "field required (a trace's fitted envelope; a config gives path instead)")
+        assert self.sigma_bits is not None and self.rho_bps is not None  # checked above
+        if self.rho_bps < (self.mean_rate_bps or 0.0) * (1 - 1e-12):
+            raise FieldError("rho_bps", f"(={self.rho_bps!r}) must be >= mean_rate_bps(={self.mean_rate_bps!r})")
+        try:
+            self.arrival()
+        except InputError as exc:
+            word = str(exc).split("(", 1)[0].split("[", 1)[0].split(" ", 1)[0]
+            name = {"kappa_values": "kappa", "beta_values": "beta", "peak_rate_bps": "peak_bps"}.get(word, word)
+            raise FieldError(name if name in _TRACE_FITTED else "theta", str(exc)) from None
+        return self
+
+    def arrival(self) -> TabulatedArrival:
+        """The fitted MGF envelope (:class:`~federation.calculus.arrivals.TabulatedArrival`)."""
+        from federation.calculus.arrivals import TabulatedArrival
+
+        return TabulatedArrival(
+            theta=self.theta, kappa_values=self.kappa, beta_values=self.beta,
+            mean_rate_bps=float(self.mean_rate_bps or 0.0), peak_rate_bps=float(self.peak_bps or 0.0),
+            mean_size_bits=float(self.mean_size_bits or 0.0), max_size_bits=float(self.max_size_bits or 0.0),
+        )
+
+    def wire(self) -> dict[str, Any]:
+        """The fields the wire's ``TraceTraffic`` carries."""
+        return {k: getattr(self, k) for k in ("rho_bps", *_TRACE_FITTED)}
+
+
+AnyTraffic = TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig
+TrafficConfig = Annotated[AnyTraffic, Field(discriminator="kind")]
 
 
 #: The wire name (``services.proto`` TrafficEnvelope oneof ``model``) of each traffic model.
-_WIRE_TRAFFIC: dict[str, type[TokenBucketConfig | PoissonConfig | MmooConfig]] = {
+_WIRE_TRAFFIC: dict[str, type[AnyTraffic]] = {
     "token_bucket": TokenBucketConfig,
     "poisson": PoissonConfig,
     "mmoo": MmooConfig,
+    "trace": TraceConfig,
 }
 
 
-def _traffic_to_proto(t: TokenBucketConfig | PoissonConfig | MmooConfig) -> services_pb2.TrafficEnvelope:
+def _traffic_to_proto(t: AnyTraffic) -> services_pb2.TrafficEnvelope:
     which = next(name for name, cls in _WIRE_TRAFFIC.items() if isinstance(t, cls))
-    return services_pb2.TrafficEnvelope(**{which: t.model_dump(exclude={"kind"})})
+    fields = t.wire() if isinstance(t, TraceConfig) else t.model_dump(exclude={"kind"})
+    return services_pb2.TrafficEnvelope(**{which: fields})
 
 
-def traffic_from_proto(msg: services_pb2.TrafficEnvelope) -> TokenBucketConfig | PoissonConfig | MmooConfig:
+def traffic_from_proto(msg: services_pb2.TrafficEnvelope) -> AnyTraffic:
     """Validate a wire traffic envelope; raises ConfigError naming the field (``traffic.FIELD``)."""
     which = msg.WhichOneof("model")
     if which is None:
-        raise ConfigError("intent.traffic: no traffic model given (token_bucket, poisson or mmoo)")
+        raise ConfigError("intent.traffic: no traffic model given (token_bucket, poisson, mmoo or trace)")
     cls, wire = _WIRE_TRAFFIC[which], getattr(msg, which)
+    names = ("rho_bps", *_TRACE_FITTED) if cls is TraceConfig else [f for f in cls.model_fields if f != "kind"]
+    values = {f: getattr(wire, f) for f in names}
+    if cls is TraceConfig:
+        values = {k: tuple(v) if k in ("theta", "kappa", "beta") else v for k, v in values.items()}
     try:
-        return cls(**{f: getattr(wire, f) for f in cls.model_fields if f != "kind"})
+        return cls(**values)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, prefix=f"intent.traffic.{which}")) from None
 
@@ -594,7 +723,7 @@ def _loc_path(loc: tuple[Any, ...], prefix: str = "") -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("token-bucket", "poisson", "mmoo") or (  # a union's tag: not a field
+        elif part in ("token-bucket", "poisson", "mmoo", "trace") or (  # a union's tag: not a field
                 part in EXPERIMENT_KINDS and i > 0 and loc[i - 1] == "experiment"):
             continue
         else:
@@ -635,7 +764,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        cfg = FederationConfig.model_validate(data)
+        cfg = FederationConfig.model_validate(data, context={"base_dir": base_dir, "trace_fits": {}})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
     if cfg.keys_dir is not None and not cfg.keys_dir.is_absolute() and base_dir is not None:

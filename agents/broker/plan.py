@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING
 from trefed.v1 import envelope_pb2, services_pb2
 
 from federation.calculus.arrivals import MMOO, Arrival, CorrelatedMMOO, PoissonArrival, TokenBucket
-from federation.config import IntentConfig, MmooConfig, ModelConfig, PoissonConfig, TokenBucketConfig
+from federation.config import (
+    IntentConfig,
+    MmooConfig,
+    ModelConfig,
+    PoissonConfig,
+    TokenBucketConfig,
+    TraceConfig,
+)
 from federation.errors import InputError, NoFiniteBound
 
 if TYPE_CHECKING:
@@ -65,6 +72,11 @@ PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
     "intent.traffic.mmoo.peak_bps": (1e-3, 1e15),                  # bits/s
     "intent.traffic.mmoo.mean_on_s": (1e-9, 1e9),                  # s
     "intent.traffic.mmoo.mean_off_s": (1e-9, 1e9),                 # s
+    "intent.traffic.trace.sigma_bits": (0.0, 1e15),                # bits
+    "intent.traffic.trace.rho_bps": (1e-3, 1e15),                  # bits/s
+    "intent.traffic.trace.mean_rate_bps": (1e-3, 1e15),            # bits/s
+    "intent.traffic.trace.mean_size_bits": (1.0, 1e12),            # bits
+    "intent.traffic.trace.max_size_bits": (1.0, 1e12),             # bits
 }
 #: The largest mean rate of a traffic envelope, bits/s (the calculus' rates stay finite below it).
 MAX_MEAN_RATE_BPS = 1e15
@@ -83,7 +95,7 @@ def check_physical(intent: IntentConfig) -> None:
         ``intent.deadline_s(=1e+300) must be in [1e-09, 86400] (s)``-style messages.
     """
     t = intent.traffic
-    wire = {"token-bucket": "token_bucket", "poisson": "poisson", "mmoo": "mmoo"}[t.kind]
+    wire = {"token-bucket": "token_bucket", "poisson": "poisson", "mmoo": "mmoo", "trace": "trace"}[t.kind]
     values: dict[str, float] = {"intent.deadline_s": intent.deadline_s, "intent.epsilon": intent.epsilon,
                                 "intent.max_price": intent.max_price}
     for name in type(t).model_fields:
@@ -95,21 +107,25 @@ def check_physical(intent: IntentConfig) -> None:
         if not low <= value <= high:
             raise InputError(f"{key}(={value!r}) must be in [{low:g}, {high:g}]")
     mean = (t.rho_bps if isinstance(t, TokenBucketConfig) else t.rate_pps * t.mean_size_bits
-            if isinstance(t, PoissonConfig) else t.peak_bps * t.sources)
+            if isinstance(t, PoissonConfig) else float(t.mean_rate_bps or 0.0) if isinstance(t, TraceConfig)
+            else t.peak_bps * t.sources)
     if mean > MAX_MEAN_RATE_BPS:
         raise InputError(f"intent.traffic: mean rate {mean:g} bits/s must be at most {MAX_MEAN_RATE_BPS:g}")
 
 
 def arrival_of(
-    traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, request_size_bits: float = 1.0
+    traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig, *, request_size_bits: float = 1.0
 ) -> Arrival:
     """The calculus' arrival model of a validated traffic envelope (continuous time, bits).
 
     A token bucket's and MMOO sources' packets are the model's requests (``request_size_bits``:
     what a compute domain with exponential service serves per completion; the data plane sends
     MMOO sources as whole requests, and the bounds take a packet's view of them); Poisson requests
-    carry their own (mean) size.
+    carry their own (mean) size; a trace is its fitted MGF envelope
+    (:class:`~federation.calculus.arrivals.TabulatedArrival`, its own packet sizes).
     """
+    if isinstance(traffic, TraceConfig):
+        return traffic.arrival()
     if isinstance(traffic, TokenBucketConfig):
         return TokenBucket(traffic.sigma_bits, traffic.rho_bps, packet_size=request_size_bits)
     if isinstance(traffic, PoissonConfig):
@@ -123,14 +139,16 @@ def arrival_of(
                packet=request_size_bits)
 
 
-def burst_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig) -> float:
+def burst_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig) -> float:
     """The burst (bits) declared to domains for the ``max_burst_bits`` guardrail.
 
     Token bucket: ``sigma``. Poisson: one request (``mean_size_bits``; the deterministic size,
     or the mean of exponential sizes). MMOO: 0 (a fluid source has no instantaneous burst; its
-    burstiness is in the MGF the calculus uses).
+    burstiness is in the MGF the calculus uses). Trace: its fitted token bucket's ``sigma_bits``
+    (the trace's worst burst at ``rho_bps``).
     """
-    if isinstance(traffic, TokenBucketConfig):
+    if isinstance(traffic, TokenBucketConfig | TraceConfig):
+        assert traffic.sigma_bits is not None  # a validated TraceConfig has its fit
         return traffic.sigma_bits
     if isinstance(traffic, PoissonConfig):
         return traffic.mean_size_bits

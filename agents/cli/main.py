@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "agents.cli.run",
     "agents.cli.sweep",
     "agents.cli.audit",
+    "agents.cli.trace",
 )
 
 

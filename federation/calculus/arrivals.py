@@ -22,6 +22,8 @@ slots, bits, bits/slot):
 * :class:`CorrelatedMMOO`: ``n`` sources driven by **one** modulating chain.
 * :class:`Aggregate`: a sum of flows, independent (sum of the envelopes) or of unknown
   dependence (Hölder's inequality).
+* :class:`TabulatedArrival`: ``kappa`` and ``beta`` given on a theta grid (e.g. fitted from a
+  trace by :func:`federation.trace.fit.fit_mgf_envelope`), interpolated conservatively.
 
 Notes
 -----
@@ -44,6 +46,7 @@ moment generating functions", IWQoS 2006, §2.
 
 from __future__ import annotations
 
+import bisect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -63,6 +66,7 @@ __all__ = [
     "MMOO",
     "CorrelatedMMOO",
     "Aggregate",
+    "TabulatedArrival",
     "aggregate",
     "arrival_from_spec",
     "binom_pmf",
@@ -582,6 +586,125 @@ class Aggregate(Arrival):
         if self.dependent and len(self.parts) > 1:
             return 1.0
         return min(p.overshoot(theta) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class TabulatedArrival(Arrival):
+    """An MGF envelope given by its values on a theta grid (continuous time, bits, seconds).
+
+    ``log E exp(theta A(s, t)) <= kappa_k (t - s) + beta_k`` at ``theta = theta_k``, for every
+    interval; between grid points the envelope is interpolated so that it stays an upper bound.
+
+    Parameters
+    ----------
+    theta : tuple of float
+        Strictly increasing grid, 1/bit, > 0.
+    kappa_values : tuple of float
+        ``kappa_k`` (1/s), finite, with ``kappa_k >= theta_k * mean_rate_bps`` (Jensen) and
+        ``kappa_k / theta_k`` (the effective bandwidth) nondecreasing in k.
+    beta_values : tuple of float
+        ``beta_k`` (dimensionless), finite, >= 0.
+    mean_rate_bps, peak_rate_bps : float
+        Long-run mean rate and peak rate (bits/s; peak may be inf), ``0 < mean <= peak``.
+    mean_size_bits, max_size_bits : float
+        Mean and largest packet size (bits), ``0 < mean <= max``. A fitted envelope counts whole
+        packets at their arrival instants (no fluid lead to add); store-and-forward hops add the
+        packetizer latency of the largest packet (:func:`federation.calculus.compose.packetized`).
+
+    Notes
+    -----
+    Conservative interpolation. For any traffic, ``L_t(theta) = log E exp(theta A(s, s+t))`` is
+    convex in theta (Hölder) and ``L_t(0) = 0``. So for ``theta`` between grid points
+    ``theta_k < theta < theta_{k+1}``, with ``lambda = (theta - theta_k)/(theta_{k+1} - theta_k)``,
+    ``L_t(theta) <= (1-lambda) L_t(theta_k) + lambda L_t(theta_{k+1}) <= (1-lambda)(kappa_k t +
+    beta_k) + lambda(kappa_{k+1} t + beta_{k+1})``: linear interpolation of ``kappa`` and of
+    ``beta`` is an envelope at every ``t``, and below the grid the same holds with the point
+    ``(0, 0, 0)`` (``kappa = theta kappa_1/theta_1``, ``beta = theta beta_1/theta_1``). Above the
+    last grid point nothing is known: ``kappa = inf`` (``theta_max`` is the last grid point).
+    """
+
+    theta: tuple[float, ...]
+    kappa_values: tuple[float, ...]
+    beta_values: tuple[float, ...]
+    mean_rate_bps: float
+    peak_rate_bps: float
+    mean_size_bits: float
+    max_size_bits: float
+    time: TimeModel = "continuous"
+
+    def __post_init__(self) -> None:
+        th = np.asarray(self.theta, dtype=float)
+        ka = np.asarray(self.kappa_values, dtype=float)
+        be = np.asarray(self.beta_values, dtype=float)
+        if th.ndim != 1 or len(th) == 0:
+            raise SpecError("theta must be a nonempty list (1/bit)")
+        if ka.shape != th.shape or be.shape != th.shape:
+            raise SpecError(f"theta, kappa and beta must have one length, got {len(th)}, {len(ka)} and {len(be)}")
+        if not (np.all(np.isfinite(th)) and np.all(th > 0)):
+            raise SpecError("theta must be finite and > 0 (1/bit)")
+        if np.any(np.diff(th) <= 0):
+            raise SpecError("theta must be strictly increasing")
+        mean = _check_pos("mean_rate_bps", self.mean_rate_bps)
+        peak = float(self.peak_rate_bps)
+        if not peak >= mean:
+            raise SpecError(f"peak_rate_bps(={peak!r}) must be >= mean_rate_bps(={mean!r})")
+        size = _check_pos("mean_size_bits", self.mean_size_bits)
+        if not (math.isfinite(self.max_size_bits) and self.max_size_bits >= size):
+            raise SpecError(f"max_size_bits(={self.max_size_bits!r}) must be finite and >= mean_size_bits(={size!r})")
+        if not np.all(np.isfinite(ka)):
+            raise SpecError("kappa must be finite")
+        low = ka < th * mean * (1 - 1e-9)
+        if low.any():
+            k = int(np.argmax(low))
+            raise SpecError(f"kappa[{k}](={float(ka[k])!r}) must be >= theta[{k}] * mean_rate_bps "
+                            f"(={float(th[k] * mean)!r}): "
+                            "an effective bandwidth is at least the mean rate")
+        rho = ka / th
+        dec = np.diff(rho) < -1e-9 * rho[1:]
+        if dec.any():
+            k = int(np.argmax(dec)) + 1
+            raise SpecError(f"kappa[{k}]/theta[{k}](={float(rho[k])!r}) must be >= kappa[{k - 1}]/theta[{k - 1}]"
+                            f"(={float(rho[k - 1])!r}): effective bandwidths are nondecreasing in theta")
+        if not (np.all(np.isfinite(be)) and np.all(be >= 0)):
+            raise SpecError("beta must be finite and >= 0")
+        if self.time != "continuous":
+            raise SpecError("a tabulated envelope is a continuous-time model (time must be 'continuous')")
+        for name, arr in (("theta", th), ("kappa_values", ka), ("beta_values", be)):
+            object.__setattr__(self, name, tuple(arr.tolist()))
+        object.__setattr__(self, "mean_rate_bps", mean)
+        object.__setattr__(self, "peak_rate_bps", peak)
+
+    @property
+    def theta_max(self) -> float:
+        return self.theta[-1]
+
+    @property
+    def mean_rate(self) -> float:
+        return self.mean_rate_bps
+
+    @property
+    def peak_rate(self) -> float:
+        return self.peak_rate_bps
+
+    @property
+    def packet_size(self) -> float:
+        return self.mean_size_bits
+
+    def _interp(self, theta: float, values: tuple[float, ...]) -> float:
+        grid = self.theta
+        if not theta > 0:
+            return 0.0
+        if theta > grid[-1]:
+            return math.inf
+        k = bisect.bisect_left(grid, theta)  # grid[k-1] < theta <= grid[k]
+        t0, v0 = (grid[k - 1], values[k - 1]) if k else (0.0, 0.0)
+        return v0 + (values[k] - v0) * (theta - t0) / (grid[k] - t0)
+
+    def kappa(self, theta: float) -> float:
+        return self._interp(theta, self.kappa_values)
+
+    def beta(self, theta: float) -> float:
+        return self._interp(theta, self.beta_values)
 
 
 def aggregate(flows: Sequence[Arrival], dependent: bool = False) -> Arrival:

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival, TokenBucket
+from federation.calculus.arrivals import MMOO, Arrival, PoissonArrival, TabulatedArrival, TokenBucket
 from federation.calculus.bound import Bound, BoundMethod
 from federation.calculus.budget import decompose, exponential_tails
 from federation.calculus.fifo import (
@@ -120,7 +120,7 @@ def packetized(arrival: Arrival, services: Sequence[Service]) -> list[Service]:
     the packet tandem if every constant-rate hop but a last one gets the extra latency ``L/R``
     (the last hop's packetizer does not delay the last bit). ``L`` is the flow's packet size for
     fixed-size packets (Poisson ``size="det"``, a token bucket's ``packet_size``, packetised
-    on-off sources' ``packet``); fluid or
+    on-off sources' ``packet``, a trace's largest packet for :class:`TabulatedArrival`); fluid or
     exponential-size traffic is left unchanged (fluid model).
     """
     if arrival.time != "continuous" or len(services) < 2:
@@ -131,6 +131,8 @@ def packetized(arrival: Arrival, services: Sequence[Service]) -> list[Service]:
         size = arrival.packet_size_
     elif isinstance(arrival, MMOO) and arrival.packet > 0:
         size = arrival.packet
+    elif isinstance(arrival, TabulatedArrival):  # a trace's packets: at most its largest
+        size = arrival.max_size_bits
     else:
         return list(services)
     out: list[Service] = []

@@ -1,7 +1,8 @@
 """Seeded, vectorised tenant traffic for the packet-level data plane.
 
 A *traffic model* is a frozen description (:class:`Poisson`, :class:`MMOOTraffic`,
-:class:`CorrelatedMMOOTraffic`, :class:`ParetoOnOff`, :class:`GreedyTokenBucket`, :class:`Shaped`);
+:class:`CorrelatedMMOOTraffic`, :class:`ParetoOnOff`, :class:`GreedyTokenBucket`, :class:`Shaped`,
+:class:`TraceReplay`);
 ``model.generator(seedseq)`` turns it into a stateful :class:`PacketGenerator` whose
 :meth:`~PacketGenerator.take` hands out every packet arriving before a time, in order.
 
@@ -44,6 +45,7 @@ __all__ = [
     "ParetoOnOff",
     "GreedyTokenBucket",
     "Shaped",
+    "TraceReplay",
     "Windowed",
     "PacketGenerator",
     "Stream",
@@ -532,6 +534,80 @@ class Shaped(TrafficModel):
 
     def generator(self, seedseq: np.random.SeedSequence) -> PacketGenerator:
         return _ShapedGen(self.inner.generator(seedseq), self.sigma, self.rho)
+
+
+# --------------------------------------------------------------------------- trace replay
+
+
+class _TraceGen(PacketGenerator):
+    def __init__(self, times: np.ndarray, sizes: np.ndarray, duration: float, offset: float, loop: bool) -> None:
+        super().__init__()
+        self.times, self.sizes, self.duration, self.loop = times, sizes, duration, loop
+        self.i = int(np.searchsorted(times, offset, side="left"))  # next packet of the trace
+        self.shift = -offset  # replay time = trace time + shift
+        self.done = False
+
+    def _block(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.times)
+        if self.i >= n:
+            if not self.loop:
+                if self.done:  # pragma: no cover - take() never asks past the sentinel
+                    raise InputError("trace replay: asked past its end")
+                self.done = True
+                return np.array([math.inf]), np.array([0.0])  # sentinel: never before any finite until
+            self.i = 0
+            self.shift += self.duration
+        j = min(n, self.i + _BLOCK)
+        t = self.times[self.i:j] + self.shift
+        s = self.sizes[self.i:j].copy()
+        self.i = j
+        return t, s
+
+
+@dataclass(frozen=True, eq=False)
+class TraceReplay(TrafficModel):
+    """A recorded trace replayed: packet ``i`` at ``times[i] - offset`` (s) with ``sizes[i]`` bits.
+
+    The replay starts at the trace's time ``offset`` (its own time 0 is the trace's
+    ``offset``); with ``loop`` the trace repeats with period ``duration`` (s) for ever (packet
+    ``i`` of round ``k`` at ``times[i] + k duration - offset``), else the replay ends with the
+    trace. ``times`` nondecreasing in ``[0, duration)``, ``sizes`` > 0 (the checks of
+    :class:`federation.trace.schema.Trace`, which is where traces come from). Deterministic
+    (the seed is not used); handed out in blocks of at most 65536 packets, slices of the arrays.
+    ``sizes`` (the :class:`PacketSizes` the data plane's load checks read) is the fixed mean.
+    """
+
+    times: np.ndarray
+    packet_bits: np.ndarray
+    duration: float
+    offset: float = 0.0
+    loop: bool = True
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.times, dtype=np.float64)
+        b = np.asarray(self.packet_bits, dtype=np.float64)
+        if t.ndim != 1 or b.shape != t.shape or len(t) == 0:
+            raise InputError("trace replay: times and packet_bits must be nonempty 1-d arrays of one length")
+        _positive("trace duration", self.duration)
+        if not (t[0] >= 0 and t[-1] < self.duration):
+            raise InputError(f"trace replay: times must lie in [0, duration(={self.duration:g})) s")
+        if not (self.offset >= 0 and math.isfinite(self.offset)):
+            raise InputError(f"trace offset(={self.offset:g}) must be >= 0 and finite (s)")
+        if self.loop:
+            object.__setattr__(self, "offset", float(self.offset) % float(self.duration))
+        object.__setattr__(self, "times", t)
+        object.__setattr__(self, "packet_bits", b)
+
+    @property
+    def sizes(self) -> PacketSizes:  # type: ignore[override]
+        return PacketSizes("fixed", float(self.packet_bits.mean()))
+
+    @property
+    def packet_rate(self) -> float:
+        return len(self.times) / self.duration
+
+    def generator(self, seedseq: np.random.SeedSequence) -> PacketGenerator:
+        return _TraceGen(self.times, self.packet_bits, float(self.duration), float(self.offset), self.loop)
 
 
 # --------------------------------------------------------------------------- streams

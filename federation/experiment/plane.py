@@ -21,7 +21,9 @@ last server, so they are applied to the logs after the simulation, exactly.
 Traffic (:func:`plane_traffic`): a ``token-bucket`` tenant sends Poisson requests of
 ``request_size_bits`` at rate ``rho`` through a ``(sigma, rho)`` shaper (random, and conforming to
 its envelope: the heaviest traffic the envelope admits on average); ``poisson`` and ``mmoo`` are
-what they declare (MMOO sources packetised into requests). A tenant is on during
+what they declare (MMOO sources packetised into requests); a ``trace`` tenant replays its trace
+file (:class:`~federation.dataplane.traffic.TraceReplay`: its packets and sizes, from
+``offset_s``, looped if asked). A tenant is on during
 ``[start_s, end_s)`` (:class:`~federation.dataplane.traffic.Windowed`).
 
 Paths. The engine simulates a tandem. Tenants on the same path share one simulation; a domain
@@ -47,6 +49,7 @@ from federation.config import (
     ModelConfig,
     PoissonConfig,
     TokenBucketConfig,
+    TraceConfig,
 )
 from federation.dataplane.engine import Simulation
 from federation.dataplane.impairments import Impairment
@@ -58,6 +61,7 @@ from federation.dataplane.traffic import (
     PacketSizes,
     Poisson,
     Shaped,
+    TraceReplay,
     TrafficModel,
     Windowed,
     child_generator,
@@ -164,15 +168,23 @@ def plane_domain(d: DomainConfig, scheduler: str, request_size_bits: float) -> D
                   loss=m.loss_probability, scheduler=sched, name=d.id)
 
 
-def plane_traffic(traffic: TokenBucketConfig | PoissonConfig | MmooConfig, request_size_bits: float,
+def plane_traffic(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig, request_size_bits: float,
                   tenant_id: str = "") -> TrafficModel:
     """The data-plane traffic of a tenant's declared envelope (see the module docstring).
 
     Raises
     ------
     InputError
-        A token bucket whose depth ``sigma_bits`` cannot hold one request.
+        A token bucket whose depth ``sigma_bits`` cannot hold one request; a trace without its
+        file (a wire intent's) or whose file no longer reads.
     """
+    if isinstance(traffic, TraceConfig):
+        if traffic.path is None:
+            raise InputError(f"tenant {tenant_id!r}: traffic.path: a trace tenant's data plane needs its trace file")
+        from federation.trace.schema import read_trace
+
+        trace = read_trace(traffic.path)
+        return TraceReplay(trace.times_s, trace.sizes_bits, trace.duration_s, traffic.offset_s, traffic.loop)
     fixed = PacketSizes("fixed", request_size_bits)
     if isinstance(traffic, TokenBucketConfig):
         if traffic.sigma_bits < request_size_bits:

@@ -136,15 +136,39 @@ class MmooTraffic(_message.Message):
     correlated: bool
     def __init__(self, peak_bps: _Optional[float] = ..., mean_on_s: _Optional[float] = ..., mean_off_s: _Optional[float] = ..., sources: _Optional[int] = ..., correlated: _Optional[bool] = ...) -> None: ...
 
+class TraceTraffic(_message.Message):
+    __slots__ = ("sigma_bits", "rho_bps", "peak_bps", "mean_rate_bps", "mean_size_bits", "max_size_bits", "theta", "kappa", "beta")
+    SIGMA_BITS_FIELD_NUMBER: _ClassVar[int]
+    RHO_BPS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_BPS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_RATE_BPS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SIZE_BITS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_BITS_FIELD_NUMBER: _ClassVar[int]
+    THETA_FIELD_NUMBER: _ClassVar[int]
+    KAPPA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    sigma_bits: float
+    rho_bps: float
+    peak_bps: float
+    mean_rate_bps: float
+    mean_size_bits: float
+    max_size_bits: float
+    theta: _containers.RepeatedScalarFieldContainer[float]
+    kappa: _containers.RepeatedScalarFieldContainer[float]
+    beta: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, sigma_bits: _Optional[float] = ..., rho_bps: _Optional[float] = ..., peak_bps: _Optional[float] = ..., mean_rate_bps: _Optional[float] = ..., mean_size_bits: _Optional[float] = ..., max_size_bits: _Optional[float] = ..., theta: _Optional[_Iterable[float]] = ..., kappa: _Optional[_Iterable[float]] = ..., beta: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class TrafficEnvelope(_message.Message):
-    __slots__ = ("token_bucket", "poisson", "mmoo")
+    __slots__ = ("token_bucket", "poisson", "mmoo", "trace")
     TOKEN_BUCKET_FIELD_NUMBER: _ClassVar[int]
     POISSON_FIELD_NUMBER: _ClassVar[int]
     MMOO_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     token_bucket: TokenBucketTraffic
     poisson: PoissonTraffic
     mmoo: MmooTraffic
-    def __init__(self, token_bucket: _Optional[_Union[TokenBucketTraffic, _Mapping]] = ..., poisson: _Optional[_Union[PoissonTraffic, _Mapping]] = ..., mmoo: _Optional[_Union[MmooTraffic, _Mapping]] = ...) -> None: ...
+    trace: TraceTraffic
+    def __init__(self, token_bucket: _Optional[_Union[TokenBucketTraffic, _Mapping]] = ..., poisson: _Optional[_Union[PoissonTraffic, _Mapping]] = ..., mmoo: _Optional[_Union[MmooTraffic, _Mapping]] = ..., trace: _Optional[_Union[TraceTraffic, _Mapping]] = ...) -> None: ...
 
 class Intent(_message.Message):
     __slots__ = ("tenant_id", "task", "max_error_probability", "deadline_s", "epsilon", "traffic", "max_price", "access_domain")
