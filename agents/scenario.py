@@ -29,7 +29,6 @@ calculus the broker admitted it on, and each of its sub-budgets the calculus' ow
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -222,9 +221,7 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
             report = fed.report(got.contract_id, run.confidence)
             signed[got.contract_id] = report.SerializeToString()
             slices, arrival = _calculus(config, t, got)
-            # a contract of the policy none has no bound: the curve of the deadline instead
-            d_curve = got.delay_bound_s if math.isfinite(got.delay_bound_s) else t.intent.deadline_s
-            xs, ps = bound_curve(slices, arrival, d_curve)
+            xs, ps = bound_curve(slices, arrival, got.delay_bound_s)
             delays = [b.delay_s for b in rec.budgets]
             backing = domain_bounds(slices, arrival, delays)
             alone = alone_bounds(slices, arrival, delays)

@@ -36,8 +36,9 @@ Planning one (model, path) candidate (:func:`plan_offer`), under the broker's ad
      it at any ``eps_i > 0``;
    * ``peak-rate``: :func:`peak_rate_of` on every domain (or the ``dnc`` rate, where the deadline
      needs more), budgets and bound as for ``dnc`` at that rate;
-   * ``none``: the mean rate (:func:`mean_rate_of`), no delay check, no bound (NaN); the budgets
-     split what the tenant asked equally, ``d_i = T_i + (d - sum T_j) / H``, ``eps_i = eps_delay / H``
+   * ``none``: the mean rate (:func:`mean_rate_of`), no delay check and no bound: the contract's
+     "bound" is the intent as asked, ``(d, eps_delay)``, method ``none`` (what the auditor then
+     judges, proven by nothing); the budgets split it equally, ``d_i = T_i + (d - sum T_j) / H``, ``eps_i = eps_delay / H``
      (backed by nothing: the auditor shows what that costs). Capacity still refuses; the run lets
      such a tenant in unreserved (``agents.scenario``);
 4. price it: model price + ``sum_i r_i/1e6 * price_per_mbps_hour_i``.
@@ -404,7 +405,8 @@ def _plan_none(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelop
         raise Infeasible(f"none: deadline {intent.deadline_s:g} s is not above the path's latencies "
                          f"({math.fsum(lat):g} s)")
     budgets = tuple((t + slack, eps_delay / len(path)) for t in lat)
-    return _Plan(rates, budgets, math.nan, math.nan, math.nan, "none", loss, model.error_probability)
+    # no bound: the contract carries the intent as asked, (d, eps_delay), proven by nothing
+    return _Plan(rates, budgets, intent.deadline_s, eps_delay, math.nan, "none", loss, model.error_probability)
 
 
 def plan_offer(
@@ -438,7 +440,7 @@ def plan_offer(
         Path, per-domain budgets (rate bits/s, ``d_i`` s, ``eps_i``, envelope id and sequence),
         the end-to-end bound (``delay_s <= intent.deadline_s``; ``snc``: the composed stochastic
         bound at ``epsilon_delay``; ``dnc``/``peak-rate``: the worst case, ``epsilon_delay = 0``;
-        ``none``: no bound, NaN), the price per hour and ``admission``; its ``offer_id`` is a
+        ``none``: the intent as asked, method ``none``, proven by nothing), the price per hour and ``admission``; its ``offer_id`` is a
         digest of :func:`plan_key` and the policy.
 
     Raises

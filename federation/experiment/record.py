@@ -64,8 +64,8 @@ class TenantRecord:
     deadline_s, epsilon
         The intent: ``P(D > deadline_s) + loss + error <= epsilon``.
     delay_bound_s, epsilon_delay, epsilon_total
-        The contract's end-to-end bound (NaN without a contract, or under the admission policy
-        ``none``, which bounds nothing).
+        The contract's end-to-end bound (NaN without a contract; under the admission policy
+        ``none`` the intent as asked, which nothing proves).
     admission
         The broker's admission policy that planned the contract (``snc``, ``dnc``, ``peak-rate``,
         ``none``; empty without a contract).
