@@ -114,7 +114,13 @@ def _metrics(r: ArmResult, spec: AdmissionVsDncSpec) -> dict[str, Any]:
 
 
 def evaluate(spec: AdmissionVsDncSpec, results: Sequence[ArmResult]) -> Outcome:
-    """Tenants admitted, capacity reserved and compliance per policy; the claim (module docstring)."""
+    """Tenants admitted, capacity reserved and compliance per policy; the claim (module docstring).
+
+    The table, per policy: tenants offered and admitted, the rate reserved per tenant at the
+    bottleneck (the domain of least reservable capacity; Mb/s), the capacity reserved there (Mb/s
+    and share), tenants compliant (``ok``), shown compliant (``shown``) and shown violating
+    (``late``), and the highest estimate of ``P(D > d or lost)``.
+    """
     by = {r.arm.params["policy"]: _metrics(r, spec) for r in results}
     metrics = {r.arm.name: by[r.arm.params["policy"]] for r in results}
     eps = 1.0 - spec.quantile
@@ -145,7 +151,8 @@ def evaluate(spec: AdmissionVsDncSpec, results: Sequence[ArmResult]) -> Outcome:
     holds = all(c.holds for c in checks)
     q = f"p{spec.quantile * 100:g}"
     ratio = snc["admitted"] / dnc["admitted"] if dnc["admitted"] else math.inf
-    rest = "; ".join(f"{p} {by[p]['admitted']} ({by[p]['compliant']} compliant)" for p in ("dnc", "peak-rate") if p in by)
+    rest = f"{dnc['admitted']} ({dnc['compliant']} compliant)" + (
+        f", peak-rate {by['peak-rate']['admitted']} ({by['peak-rate']['compliant']} compliant)" if "peak-rate" in by else "")
     none_text = (f"The policy none (no delay check, the mean rate {none['rate_bps'].get(bottleneck, math.nan) / 1e6:.2f} "
                  f"Mb/s reserved) at snc's {none['admitted']} tenants: {none['compliant']} compliant, "
                  f"{none['shown_violating']} shown violating (interval above eps), the worst at P(late) = "
@@ -160,14 +167,15 @@ def evaluate(spec: AdmissionVsDncSpec, results: Sequence[ArmResult]) -> Outcome:
         f"P(D > d or lost), measured in the data plane with the auditor's batch-means estimator, is not shown "
         f"above eps = {eps:.1e} (its {q} within d: the interval does not lie above eps). snc reserved "
         f"{snc['rate_bps'].get(bottleneck, math.nan) / 1e6:.2f} Mb/s per tenant and admitted {snc['admitted']} "
-        f"({snc['compliant']} compliant, the highest estimate P(late) = {snc['worst_rate']:.2g}); dnc reserved {dnc['rate_bps'].get(bottleneck, math.nan) / 1e6:.2f} Mb/s (the "
+        f"({snc['compliant']} compliant; the highest estimate, P(late) = {snc['worst_rate']:.2g}, with its interval reaching "
+        f"below eps); dnc reserved {dnc['rate_bps'].get(bottleneck, math.nan) / 1e6:.2f} Mb/s (the "
         f"worst case) and admitted {rest}: snc admits {ratio:.2f}x the tenants of dnc. " + none_text + shown
         + f"The claim (snc >= {spec.ratio:g}x dnc, snc >= dnc >= peak-rate, snc's tenants compliant, none at the "
           f"same count below {spec.none_below:.0%} compliant) {'holds' if holds else 'does NOT hold'}.")
     return Outcome(f"snc admits >= {spec.ratio:g}x the tenants dnc admits with every admitted tenant's {q} "
                    f"compliant; none at the same count is not", tuple(checks), reading, metrics,
-                   ("policy", "offered", "admitted", "Mb/s each", f"reserved {bottleneck}", "compliant",
-                    "shown", "shown late", "worst P(late)"), tuple(rows), "loop",
+                   ("policy", "offered", "admitted", "Mb/s", f"at {bottleneck}", "ok", "shown", "late",
+                    "max P(late)"), tuple(rows), "loop",
                    extra={"eps": eps, "bottleneck": bottleneck})
 
 
