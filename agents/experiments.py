@@ -52,7 +52,8 @@ def run_arm(arm: Arm, runtime: Runtime | None, *, out: Path | None = None,
 
 def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime: Runtime | None = None,
                    on_phase: Callable[[str], None] | None = None, figures: bool = True,
-                   state_dir: str | Path | None = None, federation_kw: dict[str, Any] | None = None) -> dict[str, Any]:
+                   state_dir: str | Path | None = None, federation_kw: dict[str, Any] | None = None,
+                   base_data: dict[str, Any] | None = None, base_dir: Path | None = None) -> dict[str, Any]:
     """Run every arm of ``config.experiment`` (built by :func:`federation.experiment.kinds.build_arms`),
     judge the claim, write the outputs of the module docstring into ``out``; return ``experiment.json``.
 
@@ -74,6 +75,10 @@ def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime
     state_dir, federation_kw
         The domains' state directory (one sub-directory per arm) and further keyword arguments of
         every loop arm's :class:`~agents.runner.Federation`.
+    base_data, base_dir
+        The config document the arms were built from and its directory: a kind with ``follow``
+        builds its further arms from them once the first arms have run (default: the first
+        arm's document, without its overrides' effect on what ``follow`` sets anew).
     """
     say = on_phase or (lambda s: None)
     spec = config.experiment
@@ -86,16 +91,24 @@ def run_experiment(config: Any, arms: Sequence[Arm], out: str | Path, *, runtime
         if runtime is None:
             raise ValueError("loop arms need a Ray runtime")
         runtime.start()
-    for i, arm in enumerate(arms, 1):
-        sets = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in arm.overrides) or "the base config"
-        say(f"arm {i}/{len(arms)} {arm.name} ({arm.mode}): {sets}")
-        if arm.mode != "loop":
-            r = run_pure(kind, arm)
-        else:
-            r = run_arm(arm, runtime, out=out / "arms" / arm.name, on_phase=say, state_dir=state_dir,
-                        federation_kw=federation_kw)
-        results.append(r)
-        timings[arm.name] = r.wall_s
+    todo = list(arms)
+    followed = kind.follow is None
+    while todo:
+        total = len(results) + len(todo)
+        for i, arm in enumerate(todo, len(results) + 1):
+            sets = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in arm.overrides) or "the base config"
+            say(f"arm {i}/{total} {arm.name} ({arm.mode}): {sets}")
+            if arm.mode != "loop":
+                r = run_pure(kind, arm)
+            else:
+                r = run_arm(arm, runtime, out=out / "arms" / arm.name, on_phase=say, state_dir=state_dir,
+                            federation_kw=federation_kw)
+            results.append(r)
+            timings[arm.name] = r.wall_s
+        todo = []
+        if not followed and kind.follow is not None:  # once: the arms that depend on the first ones
+            followed = True
+            todo = kind.follow(spec, base_data if base_data is not None else arms[0].data, results, base_dir)
     say(f"judging the claim of {spec.kind} over {len(results)} arms")
     outcome = kind.evaluate(spec, results)
     for r in results:

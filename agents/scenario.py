@@ -10,8 +10,9 @@
    in between that need it fail); a ``republish`` event has the domain's operator sign a new
    envelope with other guardrails, a ``revoke`` event withdraws it (the domain refuses new
    reservations; granted ones stand), and the run then waits ``broker.envelope_refresh_s`` of
-   wall time, the broker's cache refresh, so the requests after it see the change. With ``admission_control: false`` a tenant the broker refuses
-   is let in all the same, unreserved, on the first path to a model of its task.
+   wall time, the broker's cache refresh, so the requests after it see the change. With ``admission_control: false``
+   (or ``broker.admission: none``) a tenant the broker refuses is let in all the same,
+   unreserved, on the first path to a model of its task.
 2. **Data plane**: the tenants let in send their traffic for ``run.horizon_s`` s through their
    paths' domains, each domain scheduling by its reservations, under the config's impairments
    (:func:`federation.experiment.plane.simulate_run`).
@@ -81,7 +82,7 @@ def _record(t: TenantConfig, index: int, outcome: TenantOutcome | None, served: 
         return replace(rec, code=outcome.code, reason=outcome.reason)
     return replace(
         rec, admitted=True, contract_id=outcome.contract_id, delay_bound_s=outcome.delay_bound_s,
-        epsilon_delay=outcome.epsilon_delay, epsilon_total=outcome.epsilon_total,
+        epsilon_delay=outcome.epsilon_delay, epsilon_total=outcome.epsilon_total, admission=outcome.admission,
         budgets=tuple(BudgetRecord(b.domain_id, b.delay_s, b.epsilon, b.rate_bps) for b in outcome.budgets))
 
 
@@ -104,6 +105,9 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
     horizon = run.horizon_s
     timings: dict[str, float] = {}
     index = {t.id: i for i, t in enumerate(config.tenants)}
+    # whom the broker refuses is let in unreserved: the overload baseline, either way
+    let_in = ("admission control off" if not run.admission_control
+              else "admission policy none" if config.broker.admission == "none" else "")
 
     # 1. the control plane's timeline: (time, order, kind, subject, the guardrails a republish changes)
     timeline: list[tuple[float, int, str, str, dict[str, float]]] = []
@@ -163,10 +167,10 @@ def run_scenario(fed: Federation, *, on_phase: Callable[[str], None] | None = No
                 events.append((at, f"tenant {who} admitted ({out.model_id} via {' > '.join(out.path)})"))
             else:
                 events.append((at, f"tenant {who} refused ({out.code})"))
-                route = None if run.admission_control else unreserved_route(config, t)
+                route = unreserved_route(config, t) if let_in else None
                 if route is not None:
                     served[who] = ActiveTenant(who, index[who], route[1], route[0], None, at, horizon)
-                    events.append((at, f"tenant {who} let in unreserved (admission control off)"))
+                    events.append((at, f"tenant {who} let in unreserved ({let_in})"))
         elif kind == "leave" and who in outcomes:
             if who in served:
                 s = served[who]

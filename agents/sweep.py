@@ -131,7 +131,8 @@ def _run_point(spec: TaskSpec) -> dict[str, Any]:
                 arms = build_arms(spec.data, config.experiment, base_dir)
                 doc = run_experiment(config, arms, Path(tmp) / "out", runtime=runtime,  # type: ignore[arg-type]
                                      figures=False, state_dir=Path(tmp) / "state",
-                                     federation_kw={"insecure": True} if spec.insecure else None)
+                                     federation_kw={"insecure": True} if spec.insecure else None,
+                                     base_data=spec.data, base_dir=base_dir)
                 return experiment_metrics(doc)
             from agents.runner import Federation
             from agents.scenario import run_scenario

@@ -49,6 +49,8 @@ class TenantOutcome:
     budgets : per-domain budget, path order.
     grants : how many signed grants the contract carries (one per domain).
     released : True once released.
+    admission : the broker's admission policy that planned the contract (``snc``, ``dnc``,
+        ``peak-rate``, ``none``; empty when not admitted).
     """
 
     tenant_id: str
@@ -68,6 +70,7 @@ class TenantOutcome:
     budgets: tuple[BudgetSummary, ...] = field(default_factory=tuple)
     grants: int = 0
     released: bool = False
+    admission: str = ""
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (NaN becomes None)."""
@@ -96,6 +99,7 @@ def outcome_from_contract(contract: services_pb2.ServiceContract, offers: int = 
         budgets=tuple(BudgetSummary(x.domain_id, x.delay_s, x.epsilon, x.rate_bps) for x in o.budgets),
         grants=len(contract.grants),
         released=contract.released,
+        admission=o.admission,
     )
 
 

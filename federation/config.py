@@ -133,6 +133,20 @@ class BrokerSettings(_Strict):
     max_in_flight : most admissions the broker runs concurrently (more wait their turn).
     envelope_refresh_s : how often the broker re-fetches (and re-verifies, when the sequence
         changed) every domain's TRE, s.
+    admission : the admission policy that sizes (and refuses) reservations, every one through the
+        same resolution, two-phase reservation and signed grants (``agents.broker.plan``):
+
+        * ``snc`` (default): stochastic network calculus -- the cheapest rates whose composed
+          end-to-end bound meets ``P(D > d) <= eps_delay``, the risk budget split over the domains;
+        * ``dnc``: deterministic network calculus -- a token-bucket arrival curve through
+          rate-latency domains, admitted when the worst-case delay (bursts paid once) is within
+          the deadline (:mod:`federation.calculus.dnc`); Poisson traffic has no deterministic
+          envelope and is refused, MMOO is bounded by its peak rate;
+        * ``peak-rate``: the tenant's peak rate reserved on every domain (a token bucket's: the
+          rate that drains its burst within the deadline's slack, ``rho + sigma / slack``);
+        * ``none``: no delay check (the overload baseline): the tenant's mean rate is reserved
+          where capacity allows; a tenant the domains refuse is let in unreserved, as with
+          ``run.admission_control: false``.
     """
 
     hold_timeout_s: _Pos = 5.0
@@ -140,6 +154,7 @@ class BrokerSettings(_Strict):
     max_offers: Annotated[int, Field(ge=1, le=100)] = 5
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64
     envelope_refresh_s: _Pos = 2.0
+    admission: Literal["snc", "dnc", "peak-rate", "none"] = "snc"
 
     @model_validator(mode="after")
     def _timeouts(self) -> BrokerSettings:

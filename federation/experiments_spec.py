@@ -52,6 +52,15 @@ Schema (one of)::
       template: 0               # index in tenants of the tenant whose traffic and access they share
 
     experiment:
+      kind: admission-vs-dnc
+      tenant: 0                 # index in tenants of the template, replicated `offered` times
+      offered: 24               # tenants arriving one by one (more than any policy admits)
+      policies: [snc, dnc, peak-rate]   # one arm each (broker.admission); then none at snc's count
+      quantile: 0.999           # compliant: the 95 % interval of P(D > d or lost) below 1 - quantile
+      ratio: 1.75               # claim: snc admits >= ratio x the tenants dnc admits
+      none_below: 0.5           # claim: none at snc's count, compliant fraction < this
+
+    experiment:
       kind: bound-validity
       level: 0.95               # the measured CCDF's lower confidence limit must not exceed the bound
       min_probability: 1.0e-4   # check the bound only where it is >= this (the run resolves it)
@@ -74,6 +83,7 @@ __all__ = [
     "BoundValiditySpec",
     "BudgetSplitSpec",
     "InferenceSpec",
+    "AdmissionVsDncSpec",
     "ExperimentSpec",
 ]
 
@@ -216,10 +226,34 @@ class InferenceSpec(ExperimentBase):
         return {"template": self.template}
 
 
+class AdmissionVsDncSpec(ExperimentBase):
+    """Tenants admitted and their p99.9 compliance per admission policy (``federation.experiment.admission``)."""
+
+    kind: Literal["admission-vs-dnc"]
+    tenant: _Index = 0
+    offered: Annotated[int, Field(ge=1, le=1000)] = 24
+    policies: Annotated[tuple[Literal["snc", "dnc", "peak-rate"], ...], Field(min_length=1, max_length=3)] = (
+        "snc", "dnc", "peak-rate")
+    quantile: _Prob = 0.999
+    ratio: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.75
+    none_below: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+    @model_validator(mode="after")
+    def _shape(self) -> AdmissionVsDncSpec:
+        if len(set(self.policies)) != len(self.policies):
+            raise FieldError("policies", f"(={list(self.policies)}) lists a policy twice")
+        if "snc" not in self.policies or "dnc" not in self.policies:
+            raise FieldError("policies", f"(={list(self.policies)}) must include snc and dnc (the claim compares them)")
+        return self
+
+    def tenant_refs(self) -> dict[str, int]:  # noqa: D102
+        return {"tenant": self.tenant}
+
+
 #: The experiment section: one of the kinds, by ``kind``.
 ExperimentSpec = Annotated[OverloadAdmissionSpec | IsolationSpec | AccountabilitySpec | BoundValiditySpec
-                           | BudgetSplitSpec | InferenceSpec, Field(discriminator="kind")]
+                           | BudgetSplitSpec | InferenceSpec | AdmissionVsDncSpec, Field(discriminator="kind")]
 
 #: The kinds, in the order the docs list them.
 EXPERIMENT_KINDS: tuple[str, ...] = ("overload-admission", "isolation", "accountability", "bound-validity",
-                                     "budget-split", "inference")
+                                     "budget-split", "inference", "admission-vs-dnc")

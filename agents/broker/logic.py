@@ -336,7 +336,7 @@ class Broker:
 
         def compute() -> services_pb2.Offer | Infeasible:
             try:
-                return plan_offer(model, path, bodies, intent, prices)
+                return plan_offer(model, path, bodies, intent, prices, self.settings.admission)
             except Infeasible as exc:
                 return exc
             except (ArithmeticError, ValueError) as exc:  # a numeric failure on in-range input: its input's fault

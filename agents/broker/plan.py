@@ -6,18 +6,41 @@ Pure: configs, envelope bodies and offers in, no gRPC, no event loop (the broker
 Adapters from the config to the calculus: :func:`arrival_of` (the arrival model of a traffic
 envelope) and :func:`burst_of` (the burst declared to the domains' ``max_burst_bits`` guardrail).
 
-Planning one (model, path) candidate (:func:`plan_offer`):
+Planning one (model, path) candidate (:func:`plan_offer`), under the broker's admission policy
+(``broker.admission``, recorded in the offer's ``admission``):
 
 1. the burst must be within every domain's ``max_burst_bits``;
 2. split the fidelity budget: ``eps_delay = eps - loss - e_model`` where
    ``loss = 1 - prod(1 - p_loss_i)`` over the path and ``e_model`` is the model's error
    probability; no budget left is a rejection;
-3. size the reservation: :func:`federation.calculus.plan.plan_rates` gives the cost-minimising
-   rates ``r_i`` (bits/s, cost ``price_per_mbps_hour`` of each domain) with ``r_i <=
-   max_tenant_rate_bps`` whose composed bound meets the deadline at ``eps_delay`` (plan_rates
-   guarantees ``compose_path(...).delay <= deadline`` at its rates); rates are raised to
-   ``min_tenant_rate_bps``; :func:`federation.calculus.compose.compose_path` then gives the composed
-   bound and the per-domain budget ``(d_i, eps_i)``;
+3. size the reservation, by policy (every rate raised to ``min_tenant_rate_bps``; a rate above a
+   ``max_tenant_rate_bps`` is a rejection):
+
+   * ``snc``: :func:`federation.calculus.plan.plan_rates` gives the cost-minimising rates ``r_i``
+     (bits/s, cost ``price_per_mbps_hour`` of each domain) whose composed bound meets the deadline
+     at ``eps_delay`` (plan_rates guarantees ``compose_path(...).delay <= deadline`` at its rates);
+     :func:`federation.calculus.compose.compose_path` then gives the composed bound and the
+     per-domain budget ``(d_i, eps_i)``;
+   * ``dnc``: the deterministic arrival curve ``sigma + rho t`` (:func:`token_bucket_of`; Poisson
+     has none and is refused) through rate-latency domains ``r_i (t - T_i)^+`` (``T_i`` as for
+     ``snc``: latency and propagation, plus the model's mean latency at the compute domain;
+     exponential-service domains are taken as rate-latency at their reserved rate, the
+     assumption of the deterministic calculus -- their random service times are not bounded):
+     one common rate, the smallest whose worst case ``sum T_i + (sigma + (H-1) L) / r`` meets the
+     deadline (:func:`federation.calculus.dnc.equal_rate`, ``L = request_size_bits`` packetized
+     as ``snc`` counts a token bucket's packets); the bound is that worst case with
+     ``epsilon_delay = 0``; each domain's budget ``d_i`` is its own worst case
+     (:func:`federation.calculus.dnc.per_domain_delays`: the burst grown by the domains before
+     it, so the ``d_i`` add up to more than the end-to-end worst case) at ``eps_i = eps_delay / H``:
+     a domain that serves as its envelope says never exceeds ``d_i``, so the auditor can judge
+     it at any ``eps_i > 0``;
+   * ``peak-rate``: :func:`peak_rate_of` on every domain (or the ``dnc`` rate, where the deadline
+     needs more), budgets and bound as for ``dnc`` at that rate;
+   * ``none``: the mean rate (:func:`mean_rate_of`), no delay check and no bound: the contract's
+     "bound" is the intent as asked, ``(d, eps_delay)``, method ``none`` (what the auditor then
+     judges, proven by nothing); the budgets split it equally, ``d_i = T_i + (d - sum T_j) / H``, ``eps_i = eps_delay / H``
+     (backed by nothing: the auditor shows what that costs). Capacity still refuses; the run lets
+     such a tenant in unreserved (``agents.scenario``);
 4. price it: model price + ``sum_i r_i/1e6 * price_per_mbps_hour_i``.
 
 Domain slices. A network domain serves the tenant's slice as a rate-latency service (rate
@@ -37,7 +60,9 @@ Units: seconds, bits, bits/s; prices per hour.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trefed.v1 import envelope_pb2, services_pb2
@@ -57,7 +82,8 @@ if TYPE_CHECKING:
     from federation.calculus.compose import DomainSlice
 
 __all__ = [
-    "PHYSICAL_RANGES", "Infeasible", "arrival_of", "burst_of", "check_physical", "path_slices", "plan_key", "plan_offer",
+    "ADMISSION_POLICIES", "PHYSICAL_RANGES", "Infeasible", "arrival_of", "burst_of", "check_physical", "mean_rate_of",
+    "path_slices", "peak_rate_of", "plan_key", "plan_offer", "token_bucket_of",
 ]
 
 #: ``field path -> (low, high)``, inclusive: what an intent must satisfy to be planned (units of the field).
@@ -205,66 +231,96 @@ def path_slices(
     return _slices(model, bodies, rates)
 
 
-def plan_offer(
-    model: ModelConfig,
-    path: Sequence[str],
-    bodies: Sequence[envelope_pb2.EnvelopeBody],
-    intent: IntentConfig,
-    prices_per_mbps_hour: Sequence[float],
-) -> services_pb2.Offer:
-    """The offer of one (model, path) candidate for an intent (see the module docstring).
+#: The broker's admission policies (``broker.admission``, :class:`~federation.config.BrokerSettings`).
+ADMISSION_POLICIES: tuple[str, ...] = ("snc", "dnc", "peak-rate", "none")
 
-    Parameters
-    ----------
-    model : ModelConfig
-        The catalogue model; its compute domain ends ``path``.
-    path : sequence of str
-        Domain ids, access domain first.
-    bodies : sequence of EnvelopeBody
-        The path's *verified* envelope bodies, in path order.
-    intent : IntentConfig
-        Deadline (s), epsilon, traffic.
-    prices_per_mbps_hour : sequence of float
-        Each domain's price of a reserved Mb/s for an hour, path order.
 
-    Returns
-    -------
-    Offer
-        Path, per-domain budgets (rate bits/s, ``d_i`` s, ``eps_i``, envelope id and sequence),
-        the composed bound (``delay_s <= intent.deadline_s``) and the price per hour; its
-        ``offer_id`` is a digest of :func:`plan_key`.
+def token_bucket_of(
+    traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, request_size_bits: float
+) -> tuple[float, float] | None:
+    """The deterministic arrival curve ``sigma + rho t`` (bits, bits/s) of a traffic envelope, or
+    None when it has none (what the ``dnc`` policy plans with).
 
-    Raises
-    ------
-    Infeasible
-        The candidate cannot meet the intent within the domains' guardrails (the message names
-        the domain and the limit).
+    Token bucket: ``(sigma, rho)`` as declared. MMOO: only the peak bounds it (an on period has no
+    bound on its length), so ``rho = sources * peak_bps``; the data plane sends each source's
+    traffic as requests of ``request_size_bits``, and a packetized source exceeds its fluid curve
+    by one packet (Le Boudec & Thiran, Thm 1.7.1), so ``sigma = sources * request_size_bits``.
+    Poisson: None (any burst has a positive probability: no finite ``sigma``).
     """
+    if isinstance(traffic, TokenBucketConfig):
+        return traffic.sigma_bits, traffic.rho_bps
+    if isinstance(traffic, MmooConfig):
+        return traffic.sources * request_size_bits, traffic.sources * traffic.peak_bps
+    return None
+
+
+def peak_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, slack_s: float) -> float | None:
+    """The peak rate (bits/s) the ``peak-rate`` policy reserves, or None when there is none.
+
+    MMOO: ``sources * peak_bps``, every source on. Token bucket: its burst arrives at once (an
+    unbounded instantaneous rate), so its peak rate is taken as the rate that drains the burst
+    within the deadline's slack ``slack_s`` (the deadline less the path's fixed latencies, s) while
+    ``rho`` keeps arriving: ``rho + sigma / slack_s``. Poisson: None (no peak).
+    """
+    if isinstance(traffic, TokenBucketConfig):
+        return traffic.rho_bps + traffic.sigma_bits / slack_s
+    if isinstance(traffic, MmooConfig):
+        return traffic.sources * traffic.peak_bps
+    return None
+
+
+def mean_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig) -> float:
+    """The long-run mean rate (bits/s) of a traffic envelope (what the ``none`` policy reserves)."""
+    if isinstance(traffic, TokenBucketConfig):
+        return traffic.rho_bps
+    if isinstance(traffic, PoissonConfig):
+        return traffic.rate_pps * traffic.mean_size_bits
+    return traffic.sources * traffic.peak_bps * traffic.mean_on_s / (traffic.mean_on_s + traffic.mean_off_s)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a policy decided: rates (bits/s), per-domain ``(d_i s, eps_i)``, the end-to-end bound."""
+
+    rates: tuple[float, ...]
+    budgets: tuple[tuple[float, float], ...]
+    delay_s: float
+    epsilon_delay: float
+    theta: float
+    method: str
+    loss: float
+    error: float
+
+
+def _latencies(model: ModelConfig, bodies: Sequence[envelope_pb2.EnvelopeBody]) -> list[float]:
+    """Each domain's fixed latency ``T_i`` (s): its envelope's latency and propagation, and the model's
+    mean inference latency at the compute domain (as the stochastic calculus has them)."""
+    return [float(s.latency + s.propagation_delay) for s in _slices(model, bodies, [1.0] * len(bodies))]
+
+
+def _check_rates(path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody], rates: Sequence[float],
+                 policy: str) -> tuple[float, ...]:
+    """``rates`` raised to every domain's ``min_tenant_rate_bps``; Infeasible above a ``max_tenant_rate_bps``."""
+    out = []
+    for d, b, r in zip(path, bodies, rates):
+        g = b.guardrails
+        if r > g.max_tenant_rate_bps:
+            raise Infeasible(f"{policy}: domain {d!r}: needs {r:g} bps > guardrail max_tenant_rate_bps "
+                             f"{g.max_tenant_rate_bps:g} bps")
+        out.append(max(float(r), g.min_tenant_rate_bps))
+    return tuple(out)
+
+
+def _plan_snc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+              intent: IntentConfig, prices: Sequence[float], eps_delay: float) -> _Plan:
+    """``snc``: the cheapest rates whose composed stochastic bound meets the deadline (module docstring)."""
     from federation.calculus.compose import compose_path
     from federation.calculus.plan import plan_rates
 
     arrival = arrival_of(intent.traffic, request_size_bits=model.request_size_bits)
-    burst = burst_of(intent.traffic)
-    loss_keep = 1.0
-    for b in bodies:
-        g = b.guardrails
-        if burst > g.max_burst_bits:
-            raise Infeasible(
-                f"domain {b.header.domain_id!r}: burst {burst:g} bits exceeds guardrail max_burst_bits "
-                f"{g.max_burst_bits:g}"
-            )
-        loss_keep *= 1.0 - b.model.loss_probability
-    loss = 1.0 - loss_keep
-    eps_delay = intent.epsilon - loss - model.error_probability
-    if not eps_delay > 0:
-        raise Infeasible(
-            f"loss {loss:.3g} + model error {model.error_probability:g} leave no delay budget within "
-            f"epsilon {intent.epsilon:g}"
-        )
-
     max_rates = [b.guardrails.max_tenant_rate_bps for b in bodies]
     # plan_rates needs positive weights: a free domain weighs (almost) nothing.
-    costs = [max(p / 1e6, 1e-15) for p in prices_per_mbps_hour]
+    costs = [max(p / 1e6, 1e-15) for p in prices]
     try:
         planned = plan_rates(
             _slices(model, bodies, max_rates),
@@ -292,33 +348,183 @@ def plan_offer(
         # for the faster service too.
         e2e = compose_path(_slices(model, bodies, planned), arrival, epsilon=eps_delay,
                            share_delay=intent.deadline_s)
-
     per_domain = {pd.domain_id: pd for pd in e2e.per_domain}
+    return _Plan(tuple(rates), tuple((float(per_domain[d].delay), float(per_domain[d].epsilon)) for d in path),
+                 float(e2e.delay), float(e2e.epsilon_delay), float(e2e.theta), str(e2e.method),
+                 float(e2e.loss_probability), float(e2e.error_probability))
+
+
+def _worst_case(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+                intent: IntentConfig, eps_delay: float, loss: float, rates: Sequence[float], sigma: float,
+                rho: float, policy: str) -> _Plan:
+    """The deterministic plan at ``rates``: the worst case end to end, and each domain's own as its
+    budget ``d_i`` with ``eps_i = eps_delay / H`` (``dnc`` and ``peak-rate``)."""
+    from federation.calculus.dnc import RateLatency, per_domain_delays, worst_case_delay
+
+    hops = [RateLatency(r, t) for r, t in zip(rates, _latencies(model, bodies))]
+    L = model.request_size_bits
+    worst = worst_case_delay(sigma, rho, hops, L)
+    if worst > intent.deadline_s:
+        raise Infeasible(f"{policy}: worst-case delay {worst:.6g} s at the reserved rates exceeds the deadline "
+                         f"{intent.deadline_s:g} s")
+    share = eps_delay / len(path)
+    budgets = tuple((float(d), share) for d in per_domain_delays(sigma, rho, hops, L))
+    return _Plan(tuple(float(r) for r in rates), budgets, float(worst), 0.0, math.nan, policy, loss,
+                 model.error_probability)
+
+
+def _plan_dnc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+              intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
+    """``dnc``: the smallest common rate whose worst-case delay meets the deadline (module docstring)."""
+    from federation.calculus.dnc import equal_rate
+
+    tb = token_bucket_of(intent.traffic, request_size_bits=model.request_size_bits)
+    if tb is None:
+        raise Infeasible(f"dnc: {intent.traffic.kind} traffic has no deterministic arrival curve (declare a "
+                         f"token bucket)")
+    sigma, rho = tb
+    try:
+        r = equal_rate(sigma, rho, _latencies(model, bodies), intent.deadline_s, model.request_size_bits)
+    except NoFiniteBound as exc:
+        raise Infeasible(f"dnc: {exc.reason}") from None
+    rates = _check_rates(path, bodies, [r] * len(path), "dnc")
+    return _worst_case(model, path, bodies, intent, eps_delay, loss, rates, sigma, rho, "dnc")
+
+
+def _plan_peak(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+               intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
+    """``peak-rate``: the peak rate on every domain, or the ``dnc`` rate where the deadline needs more."""
+    from federation.calculus.dnc import equal_rate
+
+    lat = _latencies(model, bodies)
+    slack = intent.deadline_s - math.fsum(lat)
+    if not slack > 0:
+        raise Infeasible(f"peak-rate: deadline {intent.deadline_s:g} s is not above the path's latencies "
+                         f"({math.fsum(lat):g} s)")
+    peak = peak_rate_of(intent.traffic, slack_s=slack)
+    tb = token_bucket_of(intent.traffic, request_size_bits=model.request_size_bits)
+    if peak is None or tb is None:
+        raise Infeasible(f"peak-rate: {intent.traffic.kind} traffic has no peak rate (declare a token bucket)")
+    sigma, rho = tb
+    try:
+        need = equal_rate(sigma, rho, lat, intent.deadline_s, model.request_size_bits)
+    except NoFiniteBound as exc:
+        raise Infeasible(f"peak-rate: {exc.reason}") from None
+    rates = _check_rates(path, bodies, [max(peak, need)] * len(path), "peak-rate")
+    return _worst_case(model, path, bodies, intent, eps_delay, loss, rates, sigma, rho, "peak-rate")
+
+
+def _plan_none(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+               intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
+    """``none``: the mean rate, no delay check; the budgets an equal split of what the tenant asked."""
+    mean = mean_rate_of(intent.traffic)
+    rates = _check_rates(path, bodies, [mean] * len(path), "none")
+    lat = _latencies(model, bodies)
+    slack = (intent.deadline_s - math.fsum(lat)) / len(path)
+    if not slack > 0:
+        raise Infeasible(f"none: deadline {intent.deadline_s:g} s is not above the path's latencies "
+                         f"({math.fsum(lat):g} s)")
+    budgets = tuple((t + slack, eps_delay / len(path)) for t in lat)
+    # no bound: the contract carries the intent as asked, (d, eps_delay), proven by nothing
+    return _Plan(rates, budgets, intent.deadline_s, eps_delay, math.nan, "none", loss, model.error_probability)
+
+
+def plan_offer(
+    model: ModelConfig,
+    path: Sequence[str],
+    bodies: Sequence[envelope_pb2.EnvelopeBody],
+    intent: IntentConfig,
+    prices_per_mbps_hour: Sequence[float],
+    admission: str = "snc",
+) -> services_pb2.Offer:
+    """The offer of one (model, path) candidate for an intent under an admission policy (module docstring).
+
+    Parameters
+    ----------
+    model : ModelConfig
+        The catalogue model; its compute domain ends ``path``.
+    path : sequence of str
+        Domain ids, access domain first.
+    bodies : sequence of EnvelopeBody
+        The path's *verified* envelope bodies, in path order.
+    intent : IntentConfig
+        Deadline (s), epsilon, traffic.
+    prices_per_mbps_hour : sequence of float
+        Each domain's price of a reserved Mb/s for an hour, path order.
+    admission : str
+        The policy, one of :data:`ADMISSION_POLICIES` (``broker.admission``).
+
+    Returns
+    -------
+    Offer
+        Path, per-domain budgets (rate bits/s, ``d_i`` s, ``eps_i``, envelope id and sequence),
+        the end-to-end bound (``delay_s <= intent.deadline_s``; ``snc``: the composed stochastic
+        bound at ``epsilon_delay``; ``dnc``/``peak-rate``: the worst case, ``epsilon_delay = 0``;
+        ``none``: the intent as asked, method ``none``, proven by nothing), the price per hour and ``admission``; its ``offer_id`` is a
+        digest of :func:`plan_key` and the policy.
+
+    Raises
+    ------
+    Infeasible
+        The candidate cannot meet the intent within the domains' guardrails (the message names
+        the domain and the limit).
+    InputError
+        An unknown ``admission``.
+    """
+    if admission not in ADMISSION_POLICIES:
+        raise InputError(f"broker.admission(={admission!r}) must be one of {', '.join(ADMISSION_POLICIES)}")
+    burst = burst_of(intent.traffic)
+    loss_keep = 1.0
+    for b in bodies:
+        g = b.guardrails
+        if burst > g.max_burst_bits:
+            raise Infeasible(
+                f"domain {b.header.domain_id!r}: burst {burst:g} bits exceeds guardrail max_burst_bits "
+                f"{g.max_burst_bits:g}"
+            )
+        loss_keep *= 1.0 - b.model.loss_probability
+    loss = 1.0 - loss_keep
+    eps_delay = intent.epsilon - loss - model.error_probability
+    if not eps_delay > 0:
+        raise Infeasible(
+            f"loss {loss:.3g} + model error {model.error_probability:g} leave no delay budget within "
+            f"epsilon {intent.epsilon:g}"
+        )
+    if admission == "snc":
+        plan = _plan_snc(model, path, bodies, intent, prices_per_mbps_hour, eps_delay)
+    elif admission == "dnc":
+        plan = _plan_dnc(model, path, bodies, intent, eps_delay, loss)
+    elif admission == "peak-rate":
+        plan = _plan_peak(model, path, bodies, intent, eps_delay, loss)
+    else:
+        plan = _plan_none(model, path, bodies, intent, eps_delay, loss)
+
     budgets = []
     cost = model.price_per_hour
-    for d, r, b, price in zip(path, rates, bodies, prices_per_mbps_hour):
-        pd = per_domain[d]
+    for d, r, (d_i, eps_i), b, price in zip(path, plan.rates, plan.budgets, bodies, prices_per_mbps_hour):
         budgets.append(
             services_pb2.DomainBudget(
                 domain_id=d,
-                delay_s=float(pd.delay),
-                epsilon=float(pd.epsilon),
-                rate_bps=float(r),
+                delay_s=d_i,
+                epsilon=eps_i,
+                rate_bps=r,
                 tre_id=b.header.tre_id,
                 tre_sequence=b.header.sequence,
             )
         )
         cost += r / 1e6 * price
     bound = services_pb2.EndToEndBound(
-        delay_s=float(e2e.delay),
-        epsilon_delay=float(e2e.epsilon_delay),
-        loss_probability=float(e2e.loss_probability),
-        error_probability=float(e2e.error_probability),
-        epsilon_total=float(e2e.epsilon_total),
-        theta=float(e2e.theta),
-        method=str(e2e.method),
+        delay_s=plan.delay_s,
+        epsilon_delay=plan.epsilon_delay,
+        loss_probability=plan.loss,
+        error_probability=plan.error,
+        epsilon_total=plan.epsilon_delay + plan.loss + plan.error,
+        theta=plan.theta,
+        method=plan.method,
     )
     key = plan_key(model, path, bodies, intent)
+    if admission != "snc":  # an snc offer keeps the id it had before the policies
+        key = (*key, admission)
     return services_pb2.Offer(
         offer_id="of-" + hashlib.sha256(repr(key).encode()).hexdigest()[:16],
         model_id=model.id,
@@ -327,4 +533,5 @@ def plan_offer(
         bound=bound,
         budgets=budgets,
         price_per_hour=cost,
+        admission=admission,
     )

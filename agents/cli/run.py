@@ -293,7 +293,8 @@ def _run_experiment(args: argparse.Namespace, config: FederationConfig, out: Any
         with contextlib.redirect_stdout(sys.stderr):
             doc = run_experiment(config, arms, out, runtime=runtime, on_phase=on_phase,
                                  figures=not args.no_figures, state_dir=args.state_dir,
-                                 federation_kw={"insecure": True} if getattr(args, "insecure", False) else None)
+                                 federation_kw={"insecure": True} if getattr(args, "insecure", False) else None,
+                                 base_data=data, base_dir=Path(args.config).parent)
     finally:
         if runtime is not None:
             runtime.shutdown()

@@ -2,7 +2,8 @@
 
 A :class:`Kind` bundles the functions of one experiment module
 (:mod:`~federation.experiment.overload`, :mod:`~federation.experiment.isolation`,
-:mod:`~federation.experiment.accountability`, :mod:`~federation.experiment.validity`);
+:mod:`~federation.experiment.accountability`, :mod:`~federation.experiment.validity`,
+:mod:`~federation.experiment.admission`, ...);
 :func:`kind_of` finds the one of a config's ``experiment:`` section and :func:`build_arms` makes
 its arms (validated configs, before anything starts); :func:`run_pure` runs an arm of the pure
 core. The driver that runs loop arms on Ray is :mod:`agents.experiments`.
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import InputError
-from federation.experiment import accountability, budget, inference, isolation, overload, validity
+from federation.experiment import accountability, admission, budget, inference, isolation, overload, validity
 from federation.experiment.arms import Arm
 from federation.experiment.plane import PlaneRun
 from federation.experiment.results import ArmResult, Outcome
@@ -29,13 +30,16 @@ class Kind:
     """One experiment: ``arms(base_data, spec, base_dir)``, ``evaluate(spec, results)``,
     ``figure(outcome, results, out_dir) -> file names`` and, for arms that run in the pure core
     (``mode`` ``"plane"``: the data plane, or ``"core"``: the calculus only), ``pure(arm)`` returning a
-    :class:`~federation.experiment.plane.PlaneRun` or the kind's value."""
+    :class:`~federation.experiment.plane.PlaneRun` or the kind's value; ``follow(spec, base_data,
+    results, base_dir)``, when set, gives the arms that depend on the first arms' results (run after
+    them, e.g. ``admission-vs-dnc``'s ``none`` at the count ``snc`` admitted)."""
 
     name: str
     arms: Callable[..., list[Arm]]
     evaluate: Callable[[Any, Sequence[ArmResult]], Outcome]
     figure: Callable[[Outcome, Sequence[ArmResult], Path], list[str]]
     pure: Callable[[Arm], PlaneRun | Any] | None = None
+    follow: Callable[..., list[Arm]] | None = None
 
 
 #: Every kind, by the ``experiment.kind`` that selects it.
@@ -46,6 +50,8 @@ KINDS: dict[str, Kind] = {
     "bound-validity": Kind("bound-validity", validity.arms, validity.evaluate, validity.figure),
     "budget-split": Kind("budget-split", budget.arms, budget.evaluate, budget.figure, budget.pure),
     "inference": Kind("inference", inference.arms, inference.evaluate, inference.figure),
+    "admission-vs-dnc": Kind("admission-vs-dnc", admission.arms, admission.evaluate, admission.figure,
+                             follow=admission.follow),
 }
 
 

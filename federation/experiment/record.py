@@ -64,7 +64,11 @@ class TenantRecord:
     deadline_s, epsilon
         The intent: ``P(D > deadline_s) + loss + error <= epsilon``.
     delay_bound_s, epsilon_delay, epsilon_total
-        The contract's composed bound (NaN without a contract).
+        The contract's end-to-end bound (NaN without a contract; under the admission policy
+        ``none`` the intent as asked, which nothing proves).
+    admission
+        The broker's admission policy that planned the contract (``snc``, ``dnc``, ``peak-rate``,
+        ``none``; empty without a contract).
     budgets
         Per-domain sub-budgets, path order.
     start_s, end_s
@@ -89,6 +93,7 @@ class TenantRecord:
     delay_bound_s: float = math.nan
     epsilon_delay: float = math.nan
     epsilon_total: float = math.nan
+    admission: str = ""
     budgets: tuple[BudgetRecord, ...] = ()
     start_s: float = 0.0
     end_s: float = 0.0

@@ -10,11 +10,12 @@ non-finite numbers as ``null`` / ``"inf"``):
 
 * ``schema``, ``federation``, ``created_at`` (ISO 8601 UTC), ``trefed_version``;
 * ``run``: the ``run:`` section as it ran (``horizon_s`` = ``duration_s * scale``);
+* ``admission``: the broker's admission policy (``broker.admission``: ``snc``, ``dnc``, ``peak-rate``, ``none``);
 * ``verdict``: ``violation_found``, ``exit_code`` (1 iff a violation was found, as the CLI exits),
   ``blamed`` (domain ids), counts of tenants per verdict;
 * ``tenants``: per tenant -- outcome (``admitted``, ``served``, ``code``, ``reason``), contract
   (``contract_id``, ``model_id``, ``path``, bound ``delay_bound_s`` / ``epsilon_delay`` /
-  ``epsilon_total``), intent (``deadline_s``, ``epsilon``), window, ``verdict``; ``violation``
+  ``epsilon_total``; ``admission``: the broker's policy that planned it), intent (``deadline_s``, ``epsilon``), window, ``verdict``; ``violation``
   (rate and interval of the end-to-end violation, the auditor's for a contract, the data plane's
   for a tenant served without one, with ``source``); ``quantiles`` (p50/p99/p99.9, s); ``budgets``
   (per domain: ``d_i``, ``eps_i``, rate, ``bound_epsilon`` -- the calculus' own bound on
@@ -123,7 +124,7 @@ def run_document(record: RunRecord, files: dict[str, str] | None = None) -> dict
             "reason": t.reason[:500], "contract_id": t.contract_id, "model_id": t.model_id, "path": list(t.path),
             "deadline_s": _num(t.deadline_s), "epsilon": _num(t.epsilon), "delay_bound_s": _num(t.delay_bound_s),
             "epsilon_delay": _num(t.epsilon_delay), "epsilon_total": _num(t.epsilon_total),
-            "start_s": _num(t.start_s), "end_s": _num(t.end_s), "verdict": t.verdict,
+            "admission": t.admission, "start_s": _num(t.start_s), "end_s": _num(t.end_s), "verdict": t.verdict,
             "generated": record.plane.generated.get(t.index, 0), "lost": record.plane.lost.get(t.index, 0),
             "violation": _violation(t, record), "quantiles": _quantiles(t, record), "budgets": _budgets(t),
             "findings": list(t.report.findings) if t.report is not None else [],
@@ -150,6 +151,7 @@ def run_document(record: RunRecord, files: dict[str, str] | None = None) -> dict
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "trefed_version": ver,
         "run": {**json.loads(run.model_dump_json()), "horizon_s": run.horizon_s},
+        "admission": cfg.broker.admission,
         "verdict": {"violation_found": found, "exit_code": 1 if found else 0, "blamed": blamed, "tenants": counts},
         "tenants": tenants,
         "domains": domains,
@@ -214,7 +216,8 @@ def run_markdown(doc: dict[str, Any], figures: Sequence[str] = (), reading: str 
     else:
         lines.append("**No violation found** (exit code 0).")
     lines += ["", f"{run['horizon_s']:g} s of simulated traffic, seed {run['seed']}, scheduler {run['scheduler']}, "
-              f"admission control {'on' if run['admission_control'] else 'off'}, intervals at {run['confidence']:g}. "
+              f"admission control {'on' if run['admission_control'] else 'off'} "
+              f"(policy {doc.get('admission', 'snc')}), intervals at {run['confidence']:g}. "
               f"{len(run['impairments'])} impairments, {len(run['events'])} events, {len(run['liars'])} liars.", ""]
     if reading:
         lines += ["## Reading", "", reading, ""]

@@ -255,7 +255,7 @@ class EndToEndBound(_message.Message):
     def __init__(self, delay_s: _Optional[float] = ..., epsilon_delay: _Optional[float] = ..., loss_probability: _Optional[float] = ..., error_probability: _Optional[float] = ..., epsilon_total: _Optional[float] = ..., theta: _Optional[float] = ..., method: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
-    __slots__ = ("offer_id", "model_id", "compute_domain", "path", "bound", "budgets", "price_per_hour")
+    __slots__ = ("offer_id", "model_id", "compute_domain", "path", "bound", "budgets", "price_per_hour", "admission")
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_DOMAIN_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,7 @@ class Offer(_message.Message):
     BOUND_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     PRICE_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_FIELD_NUMBER: _ClassVar[int]
     offer_id: str
     model_id: str
     compute_domain: str
@@ -270,7 +271,8 @@ class Offer(_message.Message):
     bound: EndToEndBound
     budgets: _containers.RepeatedCompositeFieldContainer[DomainBudget]
     price_per_hour: float
-    def __init__(self, offer_id: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_domain: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ..., bound: _Optional[_Union[EndToEndBound, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[DomainBudget, _Mapping]]] = ..., price_per_hour: _Optional[float] = ...) -> None: ...
+    admission: str
+    def __init__(self, offer_id: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_domain: _Optional[str] = ..., path: _Optional[_Iterable[str]] = ..., bound: _Optional[_Union[EndToEndBound, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[DomainBudget, _Mapping]]] = ..., price_per_hour: _Optional[float] = ..., admission: _Optional[str] = ...) -> None: ...
 
 class ResolveIntentResponse(_message.Message):
     __slots__ = ("offers", "rejections")
