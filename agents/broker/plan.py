@@ -235,8 +235,18 @@ def path_slices(
 ADMISSION_POLICIES: tuple[str, ...] = ("snc", "dnc", "peak-rate", "none")
 
 
+def packet_bits_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig, *,
+                   request_size_bits: float) -> float:
+    """The largest packet (bits) of a traffic envelope, what a store-and-forward hop holds it for:
+    a trace's largest packet, else the model's request."""
+    if isinstance(traffic, TraceConfig):
+        assert traffic.max_size_bits is not None  # a validated TraceConfig has its fit
+        return traffic.max_size_bits
+    return request_size_bits
+
+
 def token_bucket_of(
-    traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, request_size_bits: float
+    traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig, *, request_size_bits: float
 ) -> tuple[float, float] | None:
     """The deterministic arrival curve ``sigma + rho t`` (bits, bits/s) of a traffic envelope, or
     None when it has none (what the ``dnc`` policy plans with).
@@ -245,8 +255,12 @@ def token_bucket_of(
     bound on its length), so ``rho = sources * peak_bps``; the data plane sends each source's
     traffic as requests of ``request_size_bits``, and a packetized source exceeds its fluid curve
     by one packet (Le Boudec & Thiran, Thm 1.7.1), so ``sigma = sources * request_size_bits``.
+    Trace: the token bucket fitted to it (the exact worst burst of the looped trace at ``rho_bps``).
     Poisson: None (any burst has a positive probability: no finite ``sigma``).
     """
+    if isinstance(traffic, TraceConfig):
+        assert traffic.sigma_bits is not None and traffic.rho_bps is not None  # fitted
+        return traffic.sigma_bits, traffic.rho_bps
     if isinstance(traffic, TokenBucketConfig):
         return traffic.sigma_bits, traffic.rho_bps
     if isinstance(traffic, MmooConfig):
@@ -254,14 +268,18 @@ def token_bucket_of(
     return None
 
 
-def peak_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, slack_s: float) -> float | None:
+def peak_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig, *,
+                 slack_s: float) -> float | None:
     """The peak rate (bits/s) the ``peak-rate`` policy reserves, or None when there is none.
 
     MMOO: ``sources * peak_bps``, every source on. Token bucket: its burst arrives at once (an
     unbounded instantaneous rate), so its peak rate is taken as the rate that drains the burst
     within the deadline's slack ``slack_s`` (the deadline less the path's fixed latencies, s) while
-    ``rho`` keeps arriving: ``rho + sigma / slack_s``. Poisson: None (no peak).
+    ``rho`` keeps arriving: ``rho + sigma / slack_s``. Trace: its fitted peak rate (the smallest
+    rate whose bucket holds one packet). Poisson: None (no peak).
     """
+    if isinstance(traffic, TraceConfig):
+        return traffic.peak_bps
     if isinstance(traffic, TokenBucketConfig):
         return traffic.rho_bps + traffic.sigma_bits / slack_s
     if isinstance(traffic, MmooConfig):
@@ -269,8 +287,11 @@ def peak_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig, *, sla
     return None
 
 
-def mean_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig) -> float:
+def mean_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig) -> float:
     """The long-run mean rate (bits/s) of a traffic envelope (what the ``none`` policy reserves)."""
+    if isinstance(traffic, TraceConfig):
+        assert traffic.mean_rate_bps is not None  # fitted
+        return traffic.mean_rate_bps
     if isinstance(traffic, TokenBucketConfig):
         return traffic.rho_bps
     if isinstance(traffic, PoissonConfig):
@@ -362,7 +383,7 @@ def _worst_case(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelo
     from federation.calculus.dnc import RateLatency, per_domain_delays, worst_case_delay
 
     hops = [RateLatency(r, t) for r, t in zip(rates, _latencies(model, bodies))]
-    L = model.request_size_bits
+    L = packet_bits_of(intent.traffic, request_size_bits=model.request_size_bits)
     worst = worst_case_delay(sigma, rho, hops, L)
     if worst > intent.deadline_s:
         raise Infeasible(f"{policy}: worst-case delay {worst:.6g} s at the reserved rates exceeds the deadline "
@@ -384,7 +405,8 @@ def _plan_dnc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope
                          f"token bucket)")
     sigma, rho = tb
     try:
-        r = equal_rate(sigma, rho, _latencies(model, bodies), intent.deadline_s, model.request_size_bits)
+        r = equal_rate(sigma, rho, _latencies(model, bodies), intent.deadline_s,
+                       packet_bits_of(intent.traffic, request_size_bits=model.request_size_bits))
     except NoFiniteBound as exc:
         raise Infeasible(f"dnc: {exc.reason}") from None
     rates = _check_rates(path, bodies, [r] * len(path), "dnc")
@@ -407,7 +429,8 @@ def _plan_peak(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelop
         raise Infeasible(f"peak-rate: {intent.traffic.kind} traffic has no peak rate (declare a token bucket)")
     sigma, rho = tb
     try:
-        need = equal_rate(sigma, rho, lat, intent.deadline_s, model.request_size_bits)
+        need = equal_rate(sigma, rho, lat, intent.deadline_s,
+                          packet_bits_of(intent.traffic, request_size_bits=model.request_size_bits))
     except NoFiniteBound as exc:
         raise Infeasible(f"peak-rate: {exc.reason}") from None
     rates = _check_rates(path, bodies, [max(peak, need)] * len(path), "peak-rate")
