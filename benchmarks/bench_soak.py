@@ -247,9 +247,9 @@ async def reports(n: int, warmup: int, rejected: int, in_flight: int) -> dict[st
         for i in range(rejected):
             bad = telemetry_pb2.SignedTelemetryBatch()
             bad.CopyFrom(good)
-            sig = bytearray(bad.signature)
+            sig = bytearray(bad.signature.signature)
             sig[i % len(sig)] ^= 1 << (i % 8)
-            bad.signature = bytes(sig)
+            bad.signature.signature = bytes(sig)
             r = await submit(bad, timeout=30)
             assert not r.accepted, "a batch with a flipped signature bit was accepted"
         rss_after_rejected = rss_mb()

@@ -85,7 +85,12 @@ __all__ = ["Broker", "BrokerStats", "TrustEntry"]
 _log = logging.getLogger(__name__)
 
 _PLAN_CACHE_SIZE = 4096
-_CONTRACT_HISTORY = 100_000
+#: Contracts kept in memory, the most recently used (every contract is in the store): about 8 kB
+#: of RSS each (a ServiceContract with its grants), so 4096 is ~30 MB.
+_CONTRACT_CACHE = 4096
+#: Request ids remembered for idempotent retries of RequestService (a done one costs ~0.3 kB:
+#: its fingerprint and contract id, the contract itself is read back from the store).
+_REQUEST_HISTORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,14 @@ class TrustEntry:
 # ---------------------------------------------------------------------------- helpers
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
+    """A ``RequestService`` by request id: in flight (``future``), or done (``future`` None and
+    ``contract_id`` set: the contract is read back from the cache or the store, never held here)."""
+
     fingerprint: bytes
-    future: asyncio.Future
+    future: asyncio.Future | None
+    contract_id: str = ""
 
 
 @dataclass
@@ -375,6 +384,8 @@ class Broker:
         if pending is not None:
             if pending.fingerprint != fingerprint:
                 raise AlreadyExists(f"request_id {request_id!r} was used for a different request")
+            if pending.future is None:
+                return self._contract(pending.contract_id)
             return await asyncio.shield(pending.future)
         # The admission runs as its own task: a client that gives up (deadline, disconnect)
         # cancels only its wait, never a two-phase reservation half-way; a retry with the same
@@ -397,9 +408,12 @@ class Broker:
             self.stats.rejected += 1
             raise
         self.stats.admitted += 1
-        if len(self._requests) > _CONTRACT_HISTORY:
+        entry = self._requests.get(request_id)
+        if entry is not None:  # done: keep the contract id only
+            entry.future, entry.contract_id = None, contract.contract_id
+        if len(self._requests) > _REQUEST_HISTORY:
             for rid in list(self._requests)[: len(self._requests) // 10]:
-                if self._requests[rid].future.done():
+                if self._requests[rid].future is None:
                     del self._requests[rid]
         return contract
 
@@ -502,7 +516,7 @@ class Broker:
         )
         self.store.put_contract(contract)
         self._contracts[contract_id] = contract
-        if len(self._contracts) > _CONTRACT_HISTORY:
+        if len(self._contracts) > _CONTRACT_CACHE:
             self._contracts.popitem(last=False)
         return contract
 
@@ -555,7 +569,7 @@ class Broker:
             if contract is None:
                 raise NotFound(f"no contract {contract_id!r}")
             self._contracts[contract_id] = contract
-            if len(self._contracts) > _CONTRACT_HISTORY:
+            if len(self._contracts) > _CONTRACT_CACHE:
                 self._contracts.popitem(last=False)
         return contract
 
