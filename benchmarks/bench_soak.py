@@ -36,6 +36,7 @@ import copy
 import itertools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -161,6 +162,7 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dic
     finally:
         await channel.close()
         await fed.stop()
+        shutil.rmtree(state, ignore_errors=True)  # ~2 kB per admission and database
     warmup_s = WARMUP * duration
     t = [s["t_s"] for s in samples]
     rss = growth(t, [s["rss_mb"] for s in samples], warmup_s)
@@ -260,6 +262,7 @@ async def reports(n: int, warmup: int, rejected: int, in_flight: int) -> dict[st
         for ch in (bch, ach, dch):
             await ch.close()
         await fed.stop()
+        shutil.rmtree(state, ignore_errors=True)
     return {"reports": n, "warmup_reports": warmup, "in_flight": in_flight, "rss_start_mb": rss0,
             "clean": {"trace": clean, "report_bytes": clean_bytes},
             "rejected_batches": rejected, "rss_before_rejected_mb": rss_before_rejected,
@@ -300,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auditor: RSS over {args.reports} GetReport calls after {args.warmup_reports} ({args.in_flight} in "
               f"flight, mTLS, in-process), then again after {args.rejected} rejected telemetry batches")
         r = asyncio.run(reports(args.reports, args.warmup_reports, args.rejected, args.in_flight))
+        print(f"  warm-up ({args.warmup_reports} reports): RSS {r['rss_start_mb']:.1f} -> "
+              f"{r['clean']['trace'][0][1]:.1f} MB")
         for name, key in (("clean", "clean"), (f"after {args.rejected} rejected batches", "after_rejected")):
             trace = r[key]["trace"]
             print(f"  {name}: RSS {trace[0][1]:.1f} -> {trace[-1][1]:.1f} MB over {trace[-1][0]} reports "
