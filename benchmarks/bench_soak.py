@@ -37,6 +37,7 @@ import itertools
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -87,6 +88,24 @@ def _quantiles_ms(lat: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     a = np.asarray(lat) * 1e3
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def tables(db: Path) -> dict[str, dict[str, int]]:
+    """Rows and bytes of each table of ``db`` with its indexes (SQLite's ``dbstat``), and the WAL's bytes."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        owner = dict(con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+        out = {t: {"rows": int(con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]), "bytes": 0} for t in names}
+        for name, size in con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)  # an index (automatic ones too) counts for its table
+            if table in out:
+                out[table]["bytes"] += int(size)
+    finally:
+        con.close()
+    wal = db.with_name(db.name + "-wal")
+    out["(wal)"] = {"rows": 0, "bytes": wal.stat().st_size if wal.exists() else 0}
+    return out
 
 
 # ---------------------------------------------------------------------------- the soak
@@ -159,6 +178,7 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dic
         for cid in pool:  # every contract is released by the end
             await release(cid)
         pool.clear()
+        contents = {db.name: tables(db) for db in sorted(state.glob("*.db"))}
     finally:
         await channel.close()
         await fed.stop()
@@ -171,7 +191,7 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dic
     wall = samples[-1]["t_s"]
     return {"minutes": minutes, "in_flight": in_flight, "live": live, "warmup_s": warmup_s, "limit": LIMIT,
             "admitted": done["admitted"], "released": done["released"], "admissions_per_s": done["admitted"] / wall,
-            "errors": errors, "rss": rss, "databases": dbs, "passed": passed, "samples": samples}
+            "errors": errors, "rss": rss, "databases": dbs, "tables": contents, "passed": passed, "samples": samples}
 
 
 def figure(result: dict[str, Any], path: Path) -> None:
@@ -328,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:14s} {g['first']:8.2f} MB at {g['first_t_s']:4.0f} s -> {g['last']:8.2f} MB at "
               f"{g['last_t_s']:4.0f} s: {100 * g['growth']:+6.1f} % ({g['slope_mb_per_min']:+.3f} MB/min)  "
               f"{'pass' if g['growth'] < LIMIT else 'FAIL'}")
+    for db, tabs in result["tables"].items():
+        print(f"  {db}: " + ", ".join(f"{t} {v['rows']} rows {v['bytes'] / 2**20:.2f} MB"
+                                      + (f" ({v['bytes'] / v['rows']:.0f} B/row)" if v["rows"] else "")
+                                      for t, v in tabs.items()))
     print(f"  {'PASS' if result['passed'] else 'FAIL'}: growth after warm-up < {LIMIT:.0%} for RSS and every database")
     (OUT / "soak.json").write_text(json.dumps(result, indent=2))
     figure(result, OUT / "soak.png")
