@@ -88,9 +88,6 @@ _PLAN_CACHE_SIZE = 4096
 #: Contracts kept in memory, the most recently used (every contract is in the store): about 8 kB
 #: of RSS each (a ServiceContract with its grants), so 4096 is ~30 MB.
 _CONTRACT_CACHE = 4096
-#: Request ids remembered for idempotent retries of RequestService (a done one costs ~0.3 kB:
-#: its fingerprint and contract id, the contract itself is read back from the store).
-_REQUEST_HISTORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -105,14 +102,12 @@ class TrustEntry:
 # ---------------------------------------------------------------------------- helpers
 
 
-@dataclass(slots=True)
+@dataclass
 class _Pending:
-    """A ``RequestService`` by request id: in flight (``future``), or done (``future`` None and
-    ``contract_id`` set: the contract is read back from the cache or the store, never held here)."""
+    """A ``RequestService`` in flight (one that ended with a contract is in the store's requests)."""
 
     fingerprint: bytes
-    future: asyncio.Future | None
-    contract_id: str = ""
+    future: asyncio.Future
 
 
 @dataclass
@@ -384,9 +379,12 @@ class Broker:
         if pending is not None:
             if pending.fingerprint != fingerprint:
                 raise AlreadyExists(f"request_id {request_id!r} was used for a different request")
-            if pending.future is None:
-                return self._contract(pending.contract_id)
             return await asyncio.shield(pending.future)
+        answered = self.store.request(request_id)
+        if answered is not None:
+            if answered[0] != fingerprint:
+                raise AlreadyExists(f"request_id {request_id!r} was used for a different request")
+            return self._contract(answered[1])
         # The admission runs as its own task: a client that gives up (deadline, disconnect)
         # cancels only its wait, never a two-phase reservation half-way; a retry with the same
         # request_id gets the outcome.
@@ -408,13 +406,9 @@ class Broker:
             self.stats.rejected += 1
             raise
         self.stats.admitted += 1
-        entry = self._requests.get(request_id)
-        if entry is not None:  # done: keep the contract id only
-            entry.future, entry.contract_id = None, contract.contract_id
-        if len(self._requests) > _REQUEST_HISTORY:
-            for rid in list(self._requests)[: len(self._requests) // 10]:
-                if self._requests[rid].future is None:
-                    del self._requests[rid]
+        entry = self._requests.pop(request_id, None)  # from now on a retry is answered from the store
+        if entry is not None:
+            self.store.put_request(request_id, entry.fingerprint, contract.contract_id)
         return contract
 
     async def _admit(
