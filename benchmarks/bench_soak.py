@@ -207,7 +207,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
     a.plot(t, [s["rss_mb"] for s in samples], marker=".")
     a.set_ylabel("RSS of the servers' process (MiB)")
     for name in samples[0]["db_mb"]:
-        b.plot(t, [s["db_mb"][name] for s in samples], marker=".", label=name)
+        b.plot(t, [s["db_mb"][name] for s in samples], marker=".", label=name.lstrip("_"))  # "_x": no legend
     b.set_ylabel("SQLite file + WAL (MiB)")
     b.legend(fontsize=8)
     for ax in (a, b):
