@@ -44,72 +44,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
-from bench_admission import CONFIG as ADMISSION_CONFIG  # noqa: E402  (benchmarks/ is on sys.path)
 from google.protobuf import descriptor  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from inprocess import CONFIG, Served, rss_mb, sqlite_mb  # noqa: E402  (benchmarks/ is on sys.path)
 from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc, telemetry_pb2  # noqa: E402
 
 from agents.access import AUDITOR, BROKER  # noqa: E402
-from agents.auditor.servicer import AuditorAgent  # noqa: E402
-from agents.broker.logic import TrustEntry  # noqa: E402
-from agents.broker.servicer import BrokerAgent  # noqa: E402
-from agents.domain.servicer import DomainControllerAgent  # noqa: E402
 from agents.server import open_channel  # noqa: E402
-from federation.config import FederationConfig, parse_config  # noqa: E402
+from federation.config import parse_config  # noqa: E402
 from federation.tre.ca import CertificateAuthority, PeerIdentity, Role  # noqa: E402
-from federation.tre.signing import SigningKey, sign  # noqa: E402
+from federation.tre.signing import sign  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "fuzz.json"
 SLOW_S = 5.0
-
-CONFIG = {**copy.deepcopy(ADMISSION_CONFIG), "name": "fuzz"}  # three domains, ample capacity
-
-
-# ---------------------------------------------------------------------------- the federation
-
-
-class Served:
-    """Domains, broker and auditor served in this process (mTLS when ``ca`` is given)."""
-
-    def __init__(self, config: FederationConfig, state: Path, ca: CertificateAuthority | None) -> None:
-        self.config, self.state, self.ca = config, state, ca
-        self.domains: dict[str, DomainControllerAgent] = {}
-        self.keys: dict[str, SigningKey] = {}
-        self.addresses: dict[str, str] = {}
-        self.broker: BrokerAgent | None = None
-        self.auditor: AuditorAgent | None = None
-
-    def creds(self, role: str, name: str) -> Any:
-        return None if self.ca is None else self.ca.issue(role, name)
-
-    async def start(self) -> Served:
-        trust = []
-        for d in self.config.domains:
-            key = SigningKey.generate(d.id)
-            agent = DomainControllerAgent(d.envelope_body(key.key_id).SerializeToString(), key.private_pem(),
-                                          str(self.state / f"{d.id}.db"), sweep_interval_s=0.25,
-                                          max_hold_s=self.config.broker.hold_timeout_s,
-                                          credentials=self.creds("domain", d.id))
-            await agent.start()
-            self.domains[d.id], self.keys[d.id] = agent, key
-            self.addresses[d.id] = await agent.address()
-            trust.append(TrustEntry(key.key_id, d.id, key.public_key_bytes()))
-        self.broker = BrokerAgent(self.config, self.addresses, trust, credentials=self.creds("broker", "broker"))
-        await self.broker.start()
-        akey = SigningKey.generate("auditor")
-        self.auditor = AuditorAgent(akey.private_pem(), [(e.key_id, e.domain_id, e.public_key) for e in trust],
-                                    await self.broker.address(), credentials=self.creds("auditor", "auditor"))
-        await self.auditor.start()
-        return self
-
-    async def stop(self) -> None:
-        if self.auditor is not None:
-            await self.auditor.stop(0)
-        if self.broker is not None:
-            await self.broker.stop(0)
-        for a in self.domains.values():
-            await a.stop(0)
-
 
 # ---------------------------------------------------------------------------- mutations
 
@@ -249,13 +196,8 @@ async def seeds(fed: Served, operator_call: Callable) -> dict[str, tuple[str, st
     }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _db_mb(state: Path) -> float:
-    return sum(p.stat().st_size for p in state.glob("*.db*")) / 2**20
+    return sum(sqlite_mb(state).values())
 
 
 async def fuzz(args: argparse.Namespace) -> dict:
@@ -296,7 +238,7 @@ async def fuzz(args: argparse.Namespace) -> dict:
 async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw: Callable, channel: Callable,
                         operator_call: Callable) -> dict:
     seed_table = await seeds(fed, operator_call)
-    rss0, db0 = _rss_mb(), _db_mb(state)
+    rss0, db0 = rss_mb(), _db_mb(state)
     results: dict[str, Any] = {}
     methods = [m for m in seed_table if not args.only or m in args.only]
     for method in methods:
@@ -341,12 +283,12 @@ async def _fuzz_methods(args: argparse.Namespace, fed: Served, state: Path, raw:
             "calls": args.calls, "codes": dict(codes.most_common()), "internal_or_unknown": codes["INTERNAL"]
             + codes["UNKNOWN"], "slowest_s": slowest, "over_5s": slowest > SLOW_S, "calls_per_s": args.calls / wall,
             "baseline_seed_ms": 1e3 * sorted(base)[len(base) // 2], "examples": bad, "health": healthy,
-            "rss_after_mb": _rss_mb(),
+            "rss_after_mb": rss_mb(),
         }
         print(f"  {method:32s} {args.calls:6d} calls {args.calls / wall:7.0f}/s  slowest {slowest * 1e3:7.1f} ms  "
-              f"INTERNAL/UNKNOWN {results[method]['internal_or_unknown']}  RSS {_rss_mb():.0f} MB  "
+              f"INTERNAL/UNKNOWN {results[method]['internal_or_unknown']}  RSS {rss_mb():.0f} MB  "
               f"{', '.join(f'{k} {v}' for k, v in codes.most_common(4))}", flush=True)
-    rss1, db1 = _rss_mb(), _db_mb(state)
+    rss1, db1 = rss_mb(), _db_mb(state)
     return {"methods": results, "rss_mb": [rss0, rss1], "db_mb": [db0, db1],
             "total_internal_or_unknown": sum(r["internal_or_unknown"] for r in results.values()),
             "any_over_5s": any(r["over_5s"] for r in results.values()),

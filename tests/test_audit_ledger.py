@@ -305,3 +305,30 @@ def test_a_huge_sequence_jump_is_one_gap_found_at_once(run, auditor):
     (gap,) = led.findings("access")
     assert gap.kind == FindingKind.GAP and gap.batch_sequence == 2
     assert f"batches 2-{10**15 - 1} never arrived" in gap.detail
+
+
+def test_findings_are_bounded_per_kind_and_the_rest_counted(run, auditor):
+    # 10 000 bad batches kept in full made every report 3.35 MB (benchmarks/bench_soak.py --reports)
+    led = ledger_for(run, auditor)
+    led.submit_all(run.all_batches())
+    before = report_body(led)
+    good = run.batches["cloud"][0]
+    for i in range(300):  # tampered: one bit of the signature flipped
+        bad = telemetry_pb2.SignedTelemetryBatch()
+        bad.CopyFrom(good)
+        sig = bytearray(bad.signature.signature)
+        sig[i % 64] ^= 1 << (i % 8)
+        bad.signature.signature = bytes(sig)
+        assert not led.submit(bad).accepted
+    for _ in range(50):
+        assert not led.submit(run.batches["access"][0]).accepted  # replays (harmless, still counted)
+    cloud = led.findings("cloud")
+    assert [f.kind for f in cloud] == [FindingKind.TAMPERED] * 21
+    assert cloud[-1].detail == "280 more tampered findings not listed (the first 20 are)"
+    access = led.findings("access")
+    assert [f.kind for f in access] == [FindingKind.REPLAY] * 21 and access[-1].detail.startswith("30 more replay")
+    body = report_body(led)
+    assert verdicts(body)["cloud"] != "COMPLIANT" and verdicts(body)["access"] == verdicts(before)["access"]
+    assert len(body.findings) == len(before.findings) + 42
+    assert sum("280 more tampered findings" in f for f in body.findings) == 1
+    assert body.ByteSize() < before.ByteSize() + 42 * 400

@@ -85,7 +85,9 @@ __all__ = ["Broker", "BrokerStats", "TrustEntry"]
 _log = logging.getLogger(__name__)
 
 _PLAN_CACHE_SIZE = 4096
-_CONTRACT_HISTORY = 100_000
+#: Contracts kept in memory, the most recently used (every contract is in the store): about 8 kB
+#: of RSS each (a ServiceContract with its grants), so 4096 is ~30 MB.
+_CONTRACT_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class TrustEntry:
 
 @dataclass
 class _Pending:
+    """A ``RequestService`` in flight (one that ended with a contract is in the store's requests)."""
+
     fingerprint: bytes
     future: asyncio.Future
 
@@ -376,6 +380,11 @@ class Broker:
             if pending.fingerprint != fingerprint:
                 raise AlreadyExists(f"request_id {request_id!r} was used for a different request")
             return await asyncio.shield(pending.future)
+        answered = self.store.request(request_id)
+        if answered is not None:
+            if answered[0] != fingerprint:
+                raise AlreadyExists(f"request_id {request_id!r} was used for a different request")
+            return self._contract(answered[1])
         # The admission runs as its own task: a client that gives up (deadline, disconnect)
         # cancels only its wait, never a two-phase reservation half-way; a retry with the same
         # request_id gets the outcome.
@@ -397,10 +406,9 @@ class Broker:
             self.stats.rejected += 1
             raise
         self.stats.admitted += 1
-        if len(self._requests) > _CONTRACT_HISTORY:
-            for rid in list(self._requests)[: len(self._requests) // 10]:
-                if self._requests[rid].future.done():
-                    del self._requests[rid]
+        entry = self._requests.pop(request_id, None)  # from now on a retry is answered from the store
+        if entry is not None:
+            self.store.put_request(request_id, entry.fingerprint, contract.contract_id)
         return contract
 
     async def _admit(
@@ -502,7 +510,7 @@ class Broker:
         )
         self.store.put_contract(contract)
         self._contracts[contract_id] = contract
-        if len(self._contracts) > _CONTRACT_HISTORY:
+        if len(self._contracts) > _CONTRACT_CACHE:
             self._contracts.popitem(last=False)
         return contract
 
@@ -555,7 +563,7 @@ class Broker:
             if contract is None:
                 raise NotFound(f"no contract {contract_id!r}")
             self._contracts[contract_id] = contract
-            if len(self._contracts) > _CONTRACT_HISTORY:
+            if len(self._contracts) > _CONTRACT_CACHE:
                 self._contracts.popitem(last=False)
         return contract
 

@@ -9,13 +9,17 @@ mode) recovers what it must not forget (:meth:`agents.broker.logic.Broker.recove
   deleted when the contract is stored or the admission's undo is scheduled: a restarted broker
   aborts (or releases) every reservation of an admission it never finished, so a killed broker
   leaves no capacity held for a contract nobody has;
-* **clean-ups** -- aborts and releases of failed admissions not yet delivered to a domain.
+* **clean-ups** -- aborts and releases of failed admissions not yet delivered to a domain;
+* **requests** -- each ``RequestService`` that ended with a contract: its request id, the digest
+  of the request and the contract id, so a retry gets its contract (also after a restart) and
+  the broker holds only the admissions in flight in memory.
 
 Tables::
 
     contracts(contract_id PK, tenant_id, contract BLOB, releasing TEXT)   -- releasing: JSON list
     inflight(contract_id PK, path TEXT, created_at REAL)                   -- path: JSON list
     cleanups(domain_id, reservation_id, first_attempt REAL, PK(domain_id, reservation_id))
+    requests(request_id PK, fingerprint BLOB, contract_id)
 
 ``":memory:"`` keeps it in memory (a broker with nothing to recover: tests, ``path=None``).
 """
@@ -41,6 +45,11 @@ CREATE TABLE IF NOT EXISTS inflight (
     contract_id TEXT PRIMARY KEY,
     path        TEXT NOT NULL,
     created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id  TEXT PRIMARY KEY,
+    fingerprint BLOB NOT NULL,
+    contract_id TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cleanups (
     domain_id      TEXT NOT NULL,
@@ -98,6 +107,20 @@ class BrokerStore:
 
     def count_contracts(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM contracts").fetchone()[0])
+
+    # ------------------------------------------------------------------ requests answered
+
+    def put_request(self, request_id: str, fingerprint: bytes, contract_id: str) -> None:
+        """Remember that ``RequestService`` ``request_id`` (request digest ``fingerprint``) got ``contract_id``."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO requests (request_id, fingerprint, contract_id) VALUES (?, ?, ?)",
+                             (request_id, fingerprint, contract_id))
+
+    def request(self, request_id: str) -> tuple[bytes, str] | None:
+        """``(fingerprint, contract_id)`` of an answered ``RequestService``, or None."""
+        row = self._db.execute("SELECT fingerprint, contract_id FROM requests WHERE request_id = ?",
+                               (request_id,)).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1]))
 
     # ------------------------------------------------------------------ admissions in flight
 

@@ -14,6 +14,8 @@ domain with a gap or a broken chain is never judged COMPLIANT (see
 from __future__ import annotations
 
 import enum
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +23,7 @@ from trefed.v1 import telemetry_pb2
 
 from federation.audit.batches import body_sha256
 
-__all__ = ["FindingKind", "Finding", "HARMLESS", "Batch", "DomainChain"]
+__all__ = ["FindingKind", "Finding", "HARMLESS", "FINDINGS_KEPT", "FindingLog", "Batch", "DomainChain"]
 
 
 class FindingKind(enum.StrEnum):
@@ -77,6 +79,51 @@ class Finding:
                                      batch_sequence=self.batch_sequence, packets=self.packets)
 
 
+#: Findings of one kind about one domain kept in full; beyond, they are counted (:class:`FindingLog`).
+FINDINGS_KEPT = 20
+
+
+@dataclass
+class FindingLog:
+    """The findings about one domain, bounded: the first ``keep`` of each kind in full, the rest counted.
+
+    Iterating gives the kept findings in arrival order, then one summary finding per kind that
+    overflowed (``... N more ...``, batch 0). A domain that sends 10^4 bad batches costs the
+    auditor ``keep`` findings per kind and a counter, and its contracts' reports stay a few kB:
+    kept in full, 10 000 rejected batches made every such report 3.35 MB (2 kB without them),
+    near gRPC's default 4 MB message limit, and the auditor's RSS rose by ~100 MB answering
+    them. What the verdicts depend on -- which kinds were found about which domain -- is kept
+    exactly; ``len`` and :meth:`count` are the true totals.
+    """
+
+    domain_id: str
+    keep: int = FINDINGS_KEPT
+    kept: list[Finding] = field(default_factory=list)
+    more: Counter[FindingKind] = field(default_factory=Counter)
+    _per_kind: Counter[FindingKind] = field(default_factory=Counter)
+
+    def append(self, finding: Finding) -> None:
+        """Record ``finding`` (in full while its kind has fewer than ``keep``, else only counted)."""
+        if self._per_kind[finding.kind] < self.keep:
+            self._per_kind[finding.kind] += 1
+            self.kept.append(finding)
+        else:
+            self.more[finding.kind] += 1
+
+    def count(self, kind: FindingKind) -> int:
+        """Findings of ``kind`` recorded, kept or not."""
+        return self._per_kind[kind] + self.more[kind]
+
+    def __len__(self) -> int:
+        return len(self.kept) + sum(self.more.values())
+
+    def __iter__(self) -> Iterator[Finding]:
+        yield from self.kept
+        for kind, n in self.more.items():
+            yield Finding(kind, self.domain_id, f"{n} more {kind.value} finding{'s' if n > 1 else ''} not listed "
+                          f"(the first {self.keep} are)")
+
+
 @dataclass(frozen=True, eq=False)
 class Batch:
     """A verified batch body as columns (times in s since the run's epoch)."""
@@ -113,7 +160,10 @@ class DomainChain:
     last_sequence: int = 0
     last_sha256: bytes = b""
     seen: dict[bytes, int] = field(default_factory=dict)  # body digest -> sequence
-    findings: list[Finding] = field(default_factory=list)
+    findings: FindingLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.findings = FindingLog(self.domain_id)
 
     @property
     def packets(self) -> int:

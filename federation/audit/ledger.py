@@ -15,6 +15,10 @@ The report runs :func:`federation.audit.analysis.analyse` on the contract's path
 report its own receipts as a chain under its own id (its key trusted for the tenant id; rows:
 ``ingress_s`` = arrival at the tenant): they witness the last domain's egress.
 
+Findings are bounded per domain and kind (:class:`federation.audit.chain.FindingLog`: the first
+20 in full, the rest counted in one summary finding), so a flood of bad batches costs the
+auditor a counter and its reports stay small; the verdicts see every kind found.
+
 Thread-safe: one lock guards the state (the agent may serve calls from several threads).
 """
 
@@ -29,7 +33,7 @@ from trefed.v1 import reservation_pb2, services_pb2, telemetry_pb2
 
 from federation.audit.analysis import Analysis, ContractTerms, DomainTerms, analyse, check_level, observe
 from federation.audit.batches import claimed_domain, validate_batch
-from federation.audit.chain import DomainChain, Finding, FindingKind
+from federation.audit.chain import DomainChain, Finding, FindingKind, FindingLog
 from federation.audit.report import report_body, sign_report
 from federation.errors import InputError, NotFoundError, VerificationError
 from federation.tre.signing import Reason, SigningKey
@@ -144,7 +148,7 @@ class AuditLedger:
         self._lock = threading.Lock()
         self._contracts: dict[str, ContractTerms] = {}
         self._chains: dict[str, DomainChain] = {}
-        self._rejected: dict[str, list[Finding]] = {}
+        self._rejected: dict[str, FindingLog] = {}  # claimed domain -> batches rejected before the chain
         self._reports: dict[str, int] = {}
 
     # ------------------------------------------------------------------ inputs
@@ -171,7 +175,10 @@ class AuditLedger:
             finding = Finding(_KIND_OF_REASON.get(exc.reason, FindingKind.MALFORMED), claimed,
                               f"batch {seq} rejected: {exc}", seq)
             with self._lock:
-                self._rejected.setdefault(claimed, []).append(finding)
+                log = self._rejected.get(claimed)
+                if log is None:
+                    log = self._rejected[claimed] = FindingLog(claimed)
+                log.append(finding)
                 total = self._chains[claimed].packets if claimed in self._chains else 0
             return services_pb2.SubmitTelemetryResponse(accepted=False, reason=finding.sentence(), packets_total=total)
         with self._lock:
@@ -191,12 +198,13 @@ class AuditLedger:
             return sorted(self._contracts)
 
     def findings(self, domain_id: str) -> list[Finding]:
-        """Every finding about ``domain_id``'s telemetry so far (rejections, chain, gaps)."""
+        """Every finding about ``domain_id``'s telemetry so far (rejections, chain, gaps; beyond 20 of a
+        kind, one summary finding with the count: :class:`~federation.audit.chain.FindingLog`)."""
         with self._lock:
             chain = self._chains.get(domain_id)
-            out = list(self._rejected.get(domain_id, []))
+            out = list(self._rejected.get(domain_id, ()))
             if chain is not None:
-                out += chain.findings + chain.gaps()
+                out += [*chain.findings, *chain.gaps()]
         return out
 
     def analysis(self, contract_id: str, confidence: float = 0.95) -> Analysis:
