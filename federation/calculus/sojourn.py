@@ -112,7 +112,7 @@ def sojourn_of(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound
     if b.method in _ALREADY or b.epsilon >= 1.0:
         return b
     if packetised_onoff(arrival):
-        return _onoff_sojourn(arrival, b)
+        return _onoff_sojourn(arrival, services, b)
     if not per_packet(arrival):
         return b
     assert isinstance(arrival, PoissonArrival)
@@ -148,20 +148,39 @@ def own_log_mgf(arrival: Arrival, theta: float) -> float:
     return arrival.log_jump_mgf(theta)
 
 
-def _onoff_sojourn(arrival: Arrival, b: Bound) -> Bound | None:
+def _onoff_sojourn(arrival: Arrival, services: Sequence[Service], b: Bound) -> Bound | None:
     """A packetised on-off flow's bound from ``b``: the martingale one is a packet's already, a union
-    bound in ``theta`` gains ``e^{theta b} / p_on`` (module Notes); any other is dropped."""
+    bound in ``theta`` gains ``e^{theta b} / p_on`` (module Notes), the MGF tandem one with ``theta``
+    optimised again with the factor in (``b``'s theta is the fluid bound's best, where the factor can
+    be huge); any other is dropped."""
     if b.method == BoundMethod.MARTINGALE:
         return b
     if b.method in (BoundMethod.MARTINGALE_FIFO, BoundMethod.MARTINGALE_SP) or not (
             math.isfinite(b.theta) and b.theta > 0):
         return None
-    log_factor = own_log_mgf(arrival, b.theta)
     detail = b.detail
     if isinstance(detail, (TandemDetail, FifoDetail)):
-        detail = replace(detail, log_epsilon=detail.log_epsilon + log_factor)
-    eps = math.exp(min(0.0, math.log(b.epsilon) + log_factor)) if b.epsilon > 0 else 0.0
-    return Bound(b.delay, float(eps), b.theta, b.method, detail)
+        log_eps = detail.log_epsilon  # unclipped: an epsilon that underflowed to 0 keeps its log
+    elif b.epsilon > 0:
+        log_eps = math.log(b.epsilon)
+    else:
+        return None
+    best, theta = log_eps + own_log_mgf(arrival, b.theta), b.theta
+    if b.method == BoundMethod.MGF_TANDEM:
+        from federation.calculus.roots import minimize_scalar_bounded
+        from federation.calculus.tandem import tandem_log_at
+
+        def log_at(x: float) -> float:
+            th = math.exp(x)
+            v = tandem_log_at(arrival, services, b.delay, th) + own_log_mgf(arrival, th)
+            return v if math.isfinite(v) else 1e300  # a finite stand-in: the minimiser subtracts values
+
+        m = minimize_scalar_bounded(log_at, (math.log(b.theta) - 30.0, math.log(b.theta) + 1.0), xatol=1e-4)
+        if m.fun < best:
+            best, theta = float(m.fun), math.exp(float(m.x))
+    if isinstance(detail, (TandemDetail, FifoDetail)):
+        detail = replace(detail, log_epsilon=best)
+    return Bound(b.delay, float(math.exp(min(0.0, best))), theta, b.method, detail)
 
 
 def _martingale_sojourn(arrival: PoissonArrival, services: Sequence[Service], b: Bound) -> float | None:

@@ -174,6 +174,10 @@ class Tandem:
         return hops, lat
 
 
+#: The value a minimiser sees for an infeasible ``theta`` (finite, above every finite log bound).
+_INFEASIBLE = 1e300
+
+
 def _hop_names(services: Sequence[Service]) -> list[str]:
     return [f"hop {i + 1}" for i in range(len(services))]
 
@@ -379,9 +383,11 @@ class _Problem:
         i = int(np.argmin(vals))
         a = math.log(grid[max(i - 1, 0)])
         b = math.log(grid[min(i + 1, len(grid) - 1)])
-        res = minimize_scalar_bounded(
-            lambda x: self.log_bound(math.exp(x), d_virtual, backlog)[0], (a, b), xatol=1e-2
-        )
+        def log_at(x: float) -> float:
+            v = self.log_bound(math.exp(x), d_virtual, backlog)[0]
+            return v if v < math.inf else _INFEASIBLE  # the minimiser subtracts values: no inf - inf
+
+        res = minimize_scalar_bounded(log_at, (a, b), xatol=1e-2)
         if res.fun < vals[i]:
             th = math.exp(res.x)
         else:
