@@ -43,6 +43,7 @@ Insecure mode. A server started without credentials (``trefed run --insecure``, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,7 +110,14 @@ def caller(context: Any) -> PeerIdentity | None:
     auth = context.auth_context() if context is not None else {}
     if auth.get("transport_security_type") != [b"ssl"]:
         return None
-    uris = [u.decode("utf-8", "replace") for u in auth.get("peer_uri", ()) if u.startswith(b"trefed://")]
+    return _identity(tuple(auth.get("peer_uri", ())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity(peer_uris: tuple[bytes, ...]) -> PeerIdentity:
+    """The one ``trefed://`` identity among a verified certificate's URI SANs (parsed once per
+    distinct certificate: every call of a connection presents the same)."""
+    uris = [u.decode("utf-8", "replace") for u in peer_uris if u.startswith(b"trefed://")]
     if len(uris) != 1:
         raise Unauthenticated(f"the client certificate names {len(uris)} trefed:// identities (needs exactly 1)")
     try:

@@ -26,7 +26,7 @@ from agents.domain.logic import DomainService
 from agents.domain.store import ReservationStore
 from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
 from agents.errors import PermissionDenied
-from agents.server import add_servicer, open_channel, start_grpc_server
+from agents.server import add_servicer, freeze_heap, open_channel, start_grpc_server
 from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
 from federation.tre.ca import Credentials, PeerIdentity, Role
@@ -242,6 +242,7 @@ class DomainControllerAgent:
         self._stallable = servicer
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(service, store))
         _log.info("domain %r serving DomainController on %s:%d", self.domain_id, self._host, port)
+        freeze_heap()  # start-up objects are not traversed by every full collection again
         return port
 
     async def _sweep_forever(self, service: DomainService, store: ReservationStore) -> None:
