@@ -15,6 +15,7 @@ DomainController.Commit            broker                          --
 DomainController.Abort             broker                          --
 DomainController.Release           broker                          --
 DomainController.Batch             broker                          --
+DomainController.BatchStream       broker                          --
 DomainController.GetStatus         any                             ``include_reservations``: broker, auditor,
                                                                    operator only
 Broker.ListModels                  any                             --
@@ -81,6 +82,7 @@ POLICY: Mapping[str, frozenset[Role]] = {
     "DomainController.Abort": frozenset({_B}),
     "DomainController.Release": frozenset({_B}),
     "DomainController.Batch": frozenset({_B}),
+    "DomainController.BatchStream": frozenset({_B}),
     "DomainController.GetStatus": ANY,
     "Broker.ListModels": ANY,
     "Broker.ListDomainKeys": ANY,

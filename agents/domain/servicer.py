@@ -83,15 +83,22 @@ class DomainControllerServicer:
               ) -> services_pb2.BatchResponse:
         return self.service.batch(request)
 
+    def BatchStream(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
+                    ) -> services_pb2.BatchResponse:
+        """One message of the ``BatchStream`` rpc: answered exactly as a ``Batch`` call
+        (:func:`agents.server.add_servicer` applies it to each message of the stream in order)."""
+        return self.service.batch(request)
+
 
 class _Stallable:
     """A servicer whose reservation answers can be held back (see :meth:`DomainControllerAgent.stall`).
 
     Every other rpc, and every call while not stalled, goes straight to the wrapped servicer; a
-    held call has run (and persisted its change) before it waits.
+    held call has run (and persisted its change) before it waits. (A held ``BatchStream``
+    message holds its answer and those behind it on the stream, whose messages still run.)
     """
 
-    _HELD = frozenset({"Prepare", "Commit", "Abort", "Release", "Batch"})
+    _HELD = frozenset({"Prepare", "Commit", "Abort", "Release", "Batch", "BatchStream"})
 
     def __init__(self, servicer: DomainControllerServicer) -> None:
         self._servicer = servicer
@@ -104,17 +111,21 @@ class _Stallable:
         if name not in self._HELD:
             return method
 
-        async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
             response = method(request, context)
-            if not self.released.is_set():
-                self.held += 1
-                try:
-                    await self.released.wait()
-                finally:
-                    self.held -= 1
-            return response
+            if self.released.is_set():
+                return response  # no stall: answered at once, without an await
+            return self._hold(response)
 
         return answer
+
+    async def _hold(self, response: Any) -> Any:
+        self.held += 1
+        try:
+            await self.released.wait()
+        finally:
+            self.held -= 1
+        return response
 
 
 class DomainControllerAgent:
