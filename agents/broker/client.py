@@ -17,7 +17,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
@@ -60,10 +61,11 @@ class DomainClient(Protocol):
     domain_id: str
 
     async def get_envelope(self, tre_id: str) -> envelope_pb2.TailRiskEnvelope: ...
-    async def prepare(self, request: reservation_pb2.PrepareRequest) -> reservation_pb2.PrepareResponse: ...
-    async def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant: ...
-    async def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse: ...
-    async def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse: ...
+    # The reservation calls return an awaitable (a coroutine, or a future: no task to wrap it in).
+    def prepare(self, request: reservation_pb2.PrepareRequest) -> Awaitable[reservation_pb2.PrepareResponse]: ...
+    def commit(self, request: reservation_pb2.CommitRequest) -> Awaitable[reservation_pb2.SignedGrant]: ...
+    def abort(self, request: reservation_pb2.AbortRequest) -> Awaitable[reservation_pb2.AbortResponse]: ...
+    def release(self, request: reservation_pb2.ReleaseRequest) -> Awaitable[reservation_pb2.ReleaseResponse]: ...
     async def status(self, include_reservations: bool = False) -> services_pb2.DomainStatus: ...
     async def close(self) -> None: ...
 
@@ -146,18 +148,19 @@ class GrpcDomainClient:
 
     # ------------------------------------------------------------------ group commit
 
-    async def _submit(self, kind: str, method: str, request):  # noqa: ANN001, ANN202
+    def _submit(self, kind: str, method: str, request) -> Awaitable[Any]:  # noqa: ANN001
+        """Queue a reservation call; the future of its answer (the call itself when not batching)."""
         if not self.batch:
             self.calls_sent += 1
             self.items_sent += 1
-            return await self._call(method, request)
+            return self._call(method, request)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((kind, method, request, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -264,17 +267,17 @@ class GrpcDomainClient:
     async def get_envelope(self, tre_id: str) -> envelope_pb2.TailRiskEnvelope:
         return await self._call("GetEnvelope", services_pb2.GetEnvelopeRequest(tre_id=tre_id))
 
-    async def prepare(self, request: reservation_pb2.PrepareRequest) -> reservation_pb2.PrepareResponse:
-        return await self._submit("prepare", "Prepare", request)
+    def prepare(self, request: reservation_pb2.PrepareRequest) -> Awaitable[reservation_pb2.PrepareResponse]:
+        return self._submit("prepare", "Prepare", request)
 
-    async def commit(self, request: reservation_pb2.CommitRequest) -> reservation_pb2.SignedGrant:
-        return await self._submit("commit", "Commit", request)
+    def commit(self, request: reservation_pb2.CommitRequest) -> Awaitable[reservation_pb2.SignedGrant]:
+        return self._submit("commit", "Commit", request)
 
-    async def abort(self, request: reservation_pb2.AbortRequest) -> reservation_pb2.AbortResponse:
-        return await self._submit("abort", "Abort", request)
+    def abort(self, request: reservation_pb2.AbortRequest) -> Awaitable[reservation_pb2.AbortResponse]:
+        return self._submit("abort", "Abort", request)
 
-    async def release(self, request: reservation_pb2.ReleaseRequest) -> reservation_pb2.ReleaseResponse:
-        return await self._submit("release", "Release", request)
+    def release(self, request: reservation_pb2.ReleaseRequest) -> Awaitable[reservation_pb2.ReleaseResponse]:
+        return self._submit("release", "Release", request)
 
     async def status(self, include_reservations: bool = False) -> services_pb2.DomainStatus:
         return await self._call("GetStatus", services_pb2.GetStatusRequest(include_reservations=include_reservations))
