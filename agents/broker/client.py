@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import grpc
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2, services_pb2_grpc
 
-from agents.server import open_channel
+from agents.server import STREAM_OPTIONS, open_channel
 from federation.errors import InputError, TrefedError
 from federation.tre.ca import Credentials, PeerIdentity, Role
 
@@ -75,6 +75,7 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    *STREAM_OPTIONS,  # the channel carries the BatchStream
 )
 
 

@@ -26,7 +26,7 @@ from agents.domain.logic import DomainService
 from agents.domain.store import ReservationStore
 from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
 from agents.errors import PermissionDenied
-from agents.server import add_servicer, freeze_heap, open_channel, start_grpc_server
+from agents.server import STREAM_OPTIONS, add_servicer, freeze_heap, open_channel, start_grpc_server
 from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
 from federation.tre.ca import Credentials, PeerIdentity, Role
@@ -245,6 +245,7 @@ class DomainControllerAgent:
                 host=self._host,
                 port=self._port,
                 credentials=self.credentials,
+                options=STREAM_OPTIONS,  # the broker's BatchStream
             )
         except BaseException:
             store.close()
