@@ -44,6 +44,7 @@ Insecure mode. A server started without credentials (``trefed run --insecure``, 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -109,10 +110,21 @@ def caller(context: Any) -> PeerIdentity | None:
     Unauthenticated
         If the connection is TLS but the certificate names no single valid ``trefed://`` identity.
     """
-    auth = context.auth_context() if context is not None else {}
-    if auth.get("transport_security_type") != [b"ssl"]:
+    if context is None:
         return None
-    return _identity(tuple(auth.get("peer_uri", ())))
+    last = _LAST_CALLER.get()
+    if last is not None and last[0] is context:  # asked again within the same call
+        return last[1]
+    auth = context.auth_context()
+    who = _identity(tuple(auth.get("peer_uri", ()))) if auth.get("transport_security_type") == [b"ssl"] else None
+    _LAST_CALLER.set((context, who))
+    return who
+
+
+# The caller of the call this task serves (each gRPC call runs in a task of its own, with its own
+# context): the authorization check and then the servicer ask for it, and read it once.
+_LAST_CALLER: contextvars.ContextVar[tuple[Any, PeerIdentity | None] | None] = contextvars.ContextVar(
+    "trefed_last_caller", default=None)
 
 
 @functools.lru_cache(maxsize=1024)
