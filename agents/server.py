@@ -34,6 +34,7 @@ presents the agent's certificate and checks that the server's names the peer it 
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import inspect
 import ipaddress
@@ -156,8 +157,6 @@ def _wrap(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grp
 
 def _wrap_stream(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
     """A bidirectional streaming handler applying ``fn`` to each request message (module docstring)."""
-    _end = object()
-
     def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         """The answer to one message: a response, a :class:`_Failed`, or a future of either."""
         if isinstance(request, MalformedRequest):
@@ -183,33 +182,46 @@ def _wrap_stream(method_name: str, fn: Callable[[Any, Any], Any]) -> Callable[[A
             authorize(method_name, context)
         except TrefedError as exc:
             await context.abort(status_code_for(exc), _bounded(str(exc)))
-        answers: asyncio.Queue = asyncio.Queue()
+        # Answers are written as they come; once one is held (an awaitable), it and every answer
+        # behind it wait in ``held`` for the drainer, which writes them in order.
+        held: collections.deque[Any] = collections.deque()
+        failed: list[_Failed] = []
+        drainer: asyncio.Task | None = None
 
-        async def read() -> None:
-            try:
-                async for request in request_iterator:
-                    answer = handle(request, context)
-                    answers.put_nowait(answer)
-                    if isinstance(answer, _Failed):
-                        return
-            finally:
-                answers.put_nowait(_end)
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while True:
-                answer = await answers.get()
-                if answer is _end:
-                    break
+        async def drain() -> None:
+            while held:
+                answer = held[0]
                 if isinstance(answer, asyncio.Future):
                     answer = await answer
                 if isinstance(answer, _Failed):
+                    failed.append(answer)
+                    held.clear()
+                    return
+                await context.write(answer)
+                held.popleft()
+
+        try:
+            async for request in request_iterator:
+                answer = handle(request, context)
+                if held or isinstance(answer, asyncio.Future):
+                    held.append(answer)
+                    if drainer is None or drainer.done():
+                        drainer = asyncio.ensure_future(drain())
+                    if isinstance(answer, _Failed):
+                        break
+                    continue
+                if isinstance(answer, _Failed):
                     await context.abort(answer.code, _bounded(answer.details))
-                yield answer
-            await reader  # a failure of the request stream itself ends the call with it
+                await context.write(answer)
+                if failed:
+                    break
+            if drainer is not None:
+                await drainer
+            if failed:
+                await context.abort(failed[0].code, _bounded(failed[0].details))
         finally:
-            if not reader.done():
-                reader.cancel()
+            if drainer is not None and not drainer.done():
+                drainer.cancel()
 
     handler.__name__ = method_name
     return handler
