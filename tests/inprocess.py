@@ -160,6 +160,15 @@ class InProcessFederation:
         """reservation id -> state of every row the domain lists."""
         return {r.request.reservation_id: r.state for r in self.status(domain_id).reservations}
 
+    def broker_on(self, db: Path) -> Broker:
+        """A broker over these domains (fresh clients) persisting to ``db``: open it again with the
+        same ``db`` to restart it. The caller closes it and its store."""
+        from agents.broker.store import BrokerStore
+
+        trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in self.keys.values()]
+        clients = {d: InProcessDomainClient(svc) for d, svc in self.services.items()}
+        return Broker(self.config, clients, trust, clock=self.clock, monotonic=self.clock, store=BrokerStore(db))
+
 
 @contextlib.asynccontextmanager
 async def in_process_federation(

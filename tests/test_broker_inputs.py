@@ -145,19 +145,13 @@ async def test_a_restarted_broker_recovers_contracts_releases_and_unfinished_adm
     """The broker's state survives it (agents.broker.store): its contracts, a release in progress, and
     an admission it died in the middle of -- after every domain committed, before the contract was
     stored -- whose reservations a restarted broker releases."""
-    from inprocess import InProcessDomainClient
 
-    from agents.broker.logic import Broker, TrustEntry
-    from agents.broker.store import BrokerStore
+    from agents.broker.logic import Broker
     from agents.errors import Unavailable
 
     async with in_process_federation(fast_config(), tmp_path) as fed:
-        trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in fed.keys.values()]
-
         def new_broker() -> Broker:
-            clients = {d: InProcessDomainClient(svc) for d, svc in fed.services.items()}
-            return Broker(fed.config, clients, trust, clock=fed.clock, monotonic=fed.clock,
-                          store=BrokerStore(tmp_path / "broker.db"))
+            return fed.broker_on(tmp_path / "broker.db")
 
         first = new_broker()
         kept = await first.request_service(fed.request("r1"))

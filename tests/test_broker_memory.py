@@ -10,12 +10,11 @@ In-process (``tests/inprocess.py``): real domain logic, SQLite, signing; no sock
 from __future__ import annotations
 
 import pytest
-from inprocess import InProcessDomainClient, in_process_federation
+from inprocess import in_process_federation
 from trefed.v1 import reservation_pb2, services_pb2
 
 import agents.broker.logic as broker_logic
-from agents.broker.logic import Broker, TrustEntry
-from agents.broker.store import BrokerStore
+from agents.broker.logic import Broker
 from agents.errors import AlreadyExists
 
 DOMAINS = ("access", "transport", "edge")
@@ -53,12 +52,8 @@ async def test_old_contracts_and_requests_are_served_from_the_store_not_held_in_
 
 async def test_a_retry_after_a_broker_restart_gets_its_contract_not_a_second_one(tmp_path, fast_config):
     async with in_process_federation(fast_config(), tmp_path) as fed:
-        trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in fed.keys.values()]
-
         def new_broker() -> Broker:
-            clients = {d: InProcessDomainClient(svc) for d, svc in fed.services.items()}
-            return Broker(fed.config, clients, trust, clock=fed.clock, monotonic=fed.clock,
-                          store=BrokerStore(tmp_path / "broker.db"))
+            return fed.broker_on(tmp_path / "broker.db")
 
         first = new_broker()
         contract = await first.request_service(fed.request("r1"))
