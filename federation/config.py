@@ -168,12 +168,6 @@ class BrokerSettings(_Strict):
 
     @model_validator(mode="after")
     def _timeouts(self) -> BrokerSettings:
-        if self.retention_s < self.hold_timeout_s:
-            raise FieldError(
-                "retention_s",
-                f"(={self.retention_s!r}) must be >= hold_timeout_s(={self.hold_timeout_s!r}): "
-                "a finished reservation must outlive any retry of its Prepare",
-            )
         if self.hold_timeout_s > MAX_HOLD_S:
             raise FieldError(
                 "hold_timeout_s",
@@ -184,6 +178,12 @@ class BrokerSettings(_Strict):
                 "rpc_timeout_s",
                 f"(={self.rpc_timeout_s!r}) must be <= hold_timeout_s(={self.hold_timeout_s!r}): "
                 "a hold must outlive the Prepare call the broker waits for",
+            )
+        if self.retention_s < self.hold_timeout_s:
+            raise FieldError(
+                "retention_s",
+                f"(={self.retention_s!r}) must be >= hold_timeout_s(={self.hold_timeout_s!r}): "
+                "a finished reservation must outlive any retry of its Prepare",
             )
         return self
 
