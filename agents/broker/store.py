@@ -3,8 +3,9 @@
 A broker killed at any moment and restarted on the same file (:class:`BrokerStore`, SQLite in WAL
 mode) recovers what it must not forget (:meth:`agents.broker.logic.Broker.recover`):
 
-* **contracts** -- every contract it granted (so ``GetContract`` and ``ReleaseService`` still
-  work), whether released, and the domains that have not yet confirmed a release in progress;
+* **contracts** -- every contract it granted and has not released, and released ones until the
+  retention horizon (so ``GetContract``, ``ReleaseService`` and the auditor still find them), whether
+  released, and the domains that have not yet confirmed a release in progress;
 * **admissions in flight** -- a contract id and its path, written before the first Prepare and
   deleted when the contract is stored or the admission's undo is scheduled: a restarted broker
   aborts (or releases) every reservation of an admission it never finished, so a killed broker
