@@ -9,7 +9,7 @@ process, holding the operator's certificate, admits tenants (``RequestService``,
 id each time) and releases them (``ReleaseService``) continuously for ``M`` minutes (default
 10; ``--quick``: 1), with ``K`` calls in flight (default 8) and ``L`` contracts live (default
 64: a contract is released once ``L`` newer ones are admitted; every contract admitted is
-released by the end). Every agent keeps finished state ``S`` s (``broker.retention_s``, default
+released by the end; ``--rate R``: at most ``R`` admissions/s, a steady rate on a shared machine). Every agent keeps finished state ``S`` s (``broker.retention_s``, default
 60 here, 7 days in a config): domains delete finished reservations and their logged responses,
 the broker released contracts and answered request ids, past that horizon. It is admit/release only: in this federation telemetry reaches the
 auditor when a run's data plane reports it (``trefed run``), never in the admission path, so the
@@ -114,9 +114,11 @@ def tables(db: Path) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------------------- the soak
 
 
-async def soak(minutes: float, every_s: float, in_flight: int, live: int, retention_s: float = 60.0) -> dict[str, Any]:
-    """Admit and release for ``minutes`` with finished state kept ``retention_s`` (s); the samples
-    and their growth after warm-up."""
+async def soak(minutes: float, every_s: float, in_flight: int, live: int, retention_s: float = 60.0,
+               rate: float | None = None) -> dict[str, Any]:
+    """Admit and release for ``minutes`` with finished state kept ``retention_s`` (s), at most
+    ``rate`` admissions/s (None: as fast as ``in_flight`` calls go); the samples and their growth
+    after warm-up."""
     raw = copy.deepcopy(CONFIG)
     raw["broker"] = {**raw.get("broker", {}), "retention_s": retention_s}
     config = parse_config(raw)
@@ -143,6 +145,10 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int, retent
     async def worker() -> None:
         while time.monotonic() < stop_at and not errors:
             i = next(counter)
+            if rate is not None:  # admission i starts no earlier than i / rate s after the start
+                await asyncio.sleep(max(0.0, t_start + i / rate - time.monotonic()))
+                if time.monotonic() >= stop_at:
+                    break
             req = services_pb2.ServiceRequest(request_id=f"a{i}", intent=intent)
             req.intent.tenant_id = f"t{i}"
             try:
@@ -195,7 +201,7 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int, retent
     dbs = {name: growth(t, [s["db_mb"][name] for s in samples], warmup_s) for name in samples[0]["db_mb"]}
     passed = not errors and rss["growth"] < LIMIT and all(g["growth"] < LIMIT for g in dbs.values())
     wall = samples[-1]["t_s"]
-    return {"minutes": minutes, "in_flight": in_flight, "live": live, "retention_s": retention_s,
+    return {"minutes": minutes, "in_flight": in_flight, "live": live, "retention_s": retention_s, "rate": rate,
             "warmup_s": warmup_s, "limit": LIMIT,
             "admitted": done["admitted"], "released": done["released"], "admissions_per_s": done["admitted"] / wall,
             "errors": errors, "rss": rss, "databases": dbs, "tables": contents, "passed": passed, "samples": samples}
@@ -321,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live", type=_positive(int, "--live"), default=64, help="contracts live at once (default 64)")
     ap.add_argument("--retention-s", type=_positive(float, "--retention-s"), default=60.0,
                     help="broker.retention_s: finished state kept this long, s (default 60; >= the hold timeout)")
+    ap.add_argument("--rate", type=_positive(float, "--rate"), default=None,
+                    help="admissions/s at most (default: as fast as --in-flight calls go); a steady rate gives a "
+                         "steady retained state (rate x retention rows)")
     ap.add_argument("--reports", type=_positive(int, "--reports"), default=None,
                     help="measure the auditor's RSS over this many GetReport calls instead of the soak")
     ap.add_argument("--warmup-reports", type=_positive(int, "--warmup-reports"), default=200)
@@ -351,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         ap.error(f"--retention-s: {exc}")
     print(f"soak: admit/release for {minutes:g} min, {args.in_flight} in flight, {args.live} contracts live, "
-          f"retention {args.retention_s:g} s, mTLS, in-process; sampled every {every:g} s; warm-up the first {WARMUP:.0%} ({WARMUP * minutes * 60:.0f} s)")
-    result = asyncio.run(soak(minutes, every, args.in_flight, args.live, args.retention_s))
+          f"retention {args.retention_s:g} s, "
+          + (f"at most {args.rate:g} admissions/s, " if args.rate else "")
+          + f"mTLS, in-process; sampled every {every:g} s; warm-up the first {WARMUP:.0%} ({WARMUP * minutes * 60:.0f} s)")
+    result = asyncio.run(soak(minutes, every, args.in_flight, args.live, args.retention_s, args.rate))
     result["args"] = vars(args)
     if result["errors"]:
         print(f"  FAILED calls: {result['errors'][:3]}")
