@@ -15,6 +15,7 @@ DomainController.Commit            broker                          --
 DomainController.Abort             broker                          --
 DomainController.Release           broker                          --
 DomainController.Batch             broker                          --
+DomainController.BatchStream       broker                          --
 DomainController.GetStatus         any                             ``include_reservations``: broker, auditor,
                                                                    operator only
 Broker.ListModels                  any                             --
@@ -43,6 +44,8 @@ Insecure mode. A server started without credentials (``trefed run --insecure``, 
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +83,7 @@ POLICY: Mapping[str, frozenset[Role]] = {
     "DomainController.Abort": frozenset({_B}),
     "DomainController.Release": frozenset({_B}),
     "DomainController.Batch": frozenset({_B}),
+    "DomainController.BatchStream": frozenset({_B}),
     "DomainController.GetStatus": ANY,
     "Broker.ListModels": ANY,
     "Broker.ListDomainKeys": ANY,
@@ -106,10 +110,28 @@ def caller(context: Any) -> PeerIdentity | None:
     Unauthenticated
         If the connection is TLS but the certificate names no single valid ``trefed://`` identity.
     """
-    auth = context.auth_context() if context is not None else {}
-    if auth.get("transport_security_type") != [b"ssl"]:
+    if context is None:
         return None
-    uris = [u.decode("utf-8", "replace") for u in auth.get("peer_uri", ()) if u.startswith(b"trefed://")]
+    last = _LAST_CALLER.get()
+    if last is not None and last[0] is context:  # asked again within the same call
+        return last[1]
+    auth = context.auth_context()
+    who = _identity(tuple(auth.get("peer_uri", ()))) if auth.get("transport_security_type") == [b"ssl"] else None
+    _LAST_CALLER.set((context, who))
+    return who
+
+
+# The caller of the call this task serves (each gRPC call runs in a task of its own, with its own
+# context): the authorization check and then the servicer ask for it, and read it once.
+_LAST_CALLER: contextvars.ContextVar[tuple[Any, PeerIdentity | None] | None] = contextvars.ContextVar(
+    "trefed_last_caller", default=None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity(peer_uris: tuple[bytes, ...]) -> PeerIdentity:
+    """The one ``trefed://`` identity among a verified certificate's URI SANs (parsed once per
+    distinct certificate: every call of a connection presents the same)."""
+    uris = [u.decode("utf-8", "replace") for u in peer_uris if u.startswith(b"trefed://")]
     if len(uris) != 1:
         raise Unauthenticated(f"the client certificate names {len(uris)} trefed:// identities (needs exactly 1)")
     try:

@@ -227,7 +227,11 @@ class InferenceSpec(ExperimentBase):
 
 
 class AdmissionVsDncSpec(ExperimentBase):
-    """Tenants admitted and their p99.9 compliance per admission policy (``federation.experiment.admission``)."""
+    """Tenants admitted and their p99.9 compliance per admission policy (``federation.experiment.admission``).
+
+    ``require_shown``: the claim needs every tenant ``snc`` admits *shown* compliant (its interval
+    below eps), not only not shown violating (False: the latter; short runs cannot show it).
+    """
 
     kind: Literal["admission-vs-dnc"]
     tenant: _Index = 0
@@ -237,6 +241,7 @@ class AdmissionVsDncSpec(ExperimentBase):
     quantile: _Prob = 0.999
     ratio: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.75
     none_below: Annotated[float, Field(gt=0, le=1)] = 0.5
+    require_shown: bool = True
 
     @model_validator(mode="after")
     def _shape(self) -> AdmissionVsDncSpec:

@@ -28,7 +28,7 @@ CONTRACT = {
     },
     "agents.access": {"ANY", "AUDITOR", "BROKER", "POLICY", "RESERVATION_READERS", "authorize", "caller",
                       "require_owner"},
-    "agents.server": {"MAX_DETAILS_CHARS", "MalformedRequest", "add_servicer", "channel_credentials",
+    "agents.server": {"MAX_DETAILS_CHARS", "MalformedRequest", "STREAM_OPTIONS", "add_servicer", "channel_credentials", "freeze_heap",
                       "is_loopback_host", "open_channel", "server_credentials", "start_grpc_server"},
     "agents.runtime": {"Runtime", "ActorRef", "ActorCallError", "is_loopback_address"},
     "agents.runner": {"AUDITOR_ID", "Federation", "load_auditor_key", "load_domain_keys"},

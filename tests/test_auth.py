@@ -93,6 +93,12 @@ def _prepare(rid: str = "r-evil", hold_s: float = 3600.0) -> reservation_pb2.Pre
             delay_budget_s=0.01, epsilon=1e-3))
 
 
+async def _first_answer(call):  # noqa: ANN001, ANN202 - a stream call's first answer (or its error)
+    async for answer in call:
+        return answer
+    return None
+
+
 def test_public_names_and_the_table_covers_every_rpc():
     assert all(hasattr(agents.access, n) for n in agents.access.__all__)
     rpcs = {f"{s.name}.{m.name}" for s in services_pb2.DESCRIPTOR.services_by_name.values() for m in s.methods}
@@ -120,6 +126,8 @@ async def test_only_the_broker_reserves_at_a_domain(tmp_path, fast_config):
                                         timeout=5),
                 "Batch": stub.Batch(services_pb2.BatchRequest(items=[services_pb2.BatchItem(prepare=_prepare())]),
                                     timeout=5),
+                "BatchStream": _first_answer(stub.BatchStream(
+                    iter([services_pb2.BatchRequest(items=[services_pb2.BatchItem(prepare=_prepare())])]), timeout=5)),
             }
             for method, call in calls.items():
                 code, details = await code_of(call)

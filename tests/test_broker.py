@@ -16,13 +16,14 @@ import grpc
 import pytest
 from conftest import FAST_CONFIG, FAST_RATE_MIN
 from inprocess import FakeClock
-from trefed.v1 import services_pb2, services_pb2_grpc
+from trefed.v1 import reservation_pb2, services_pb2, services_pb2_grpc
 
 import agents.broker.client
 import agents.broker.envelopes
 import agents.broker.logic
 import agents.broker.plan
 import agents.broker.servicer
+from agents.broker.client import DomainCallError, GrpcDomainClient
 from agents.broker.logic import TrustEntry
 from agents.broker.plan import arrival_of, burst_of
 from agents.broker.servicer import BrokerAgent
@@ -401,17 +402,21 @@ async def test_intent_access_domain_is_honoured_and_validated(tmp_path, fast_con
 
 
 class _NoBatchProxy:
-    """A domain controller of an older revision: forwards every rpc but Batch (UNIMPLEMENTED)."""
+    """A domain controller of an older revision: forwards every rpc but Batch and BatchStream
+    (UNIMPLEMENTED); with ``batch``, Batch too (an older revision without BatchStream)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, batch: bool = False) -> None:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = services_pb2_grpc.DomainControllerStub(self.channel)
         self.calls = 0
+        self.by_method: dict[str, int] = {}
+        self.forwarded = {"GetEnvelope", "Prepare", "Commit", "Abort", "Release", "GetStatus"} | ({"Batch"} if batch else set())
 
     def __getattr__(self, name):
-        if name in ("GetEnvelope", "Prepare", "Commit", "Abort", "Release", "GetStatus"):
+        if name in self.forwarded:
             async def forward(request, context):
                 self.calls += 1
+                self.by_method[name] = self.by_method.get(name, 0) + 1
                 return await getattr(self.stub, name)(request)
             return forward
         raise AttributeError(name)
@@ -424,15 +429,18 @@ async def test_group_commit_batches_concurrent_admissions_and_falls_back(tmp_pat
     config = parse_config(data)
     servers = []
 
-    async def no_batch(address: str) -> str:
-        proxy = _NoBatchProxy(address)
+    async def no_batch(address: str, batch: bool = False) -> str:
+        proxy = _NoBatchProxy(address, batch)
         server, port = await start_grpc_server(
             lambda s: add_servicer(s, proxy, DOMAIN_CONTROLLER_SERVICE), [DOMAIN_CONTROLLER_SERVICE])
         servers.append((server, proxy))
         return f"127.0.0.1:{port}"
 
+    async def no_stream(address: str) -> str:
+        return await no_batch(address, batch=True)
+
     try:
-        async with federation(config, tmp_path, proxies={"transport": no_batch}) as fed:
+        async with federation(config, tmp_path, proxies={"transport": no_batch, "edge": no_stream}) as fed:
             await fed.stub.ResolveIntent(fed.intent())  # plan cached
             n = 40
             contracts = await asyncio.gather(*(
@@ -443,6 +451,12 @@ async def test_group_commit_batches_concurrent_admissions_and_falls_back(tmp_pat
             for d in ("access", "edge"):
                 assert clients[d].batch and clients[d].items_sent == 2 * n
                 assert clients[d].calls_sent < clients[d].items_sent  # several calls shared an rpc
+            # batches travel on a BatchStream where the domain has one, else as Batch calls
+            assert clients["access"].stream and clients["access"]._stream is not None
+            assert clients["edge"].stream is False and clients["edge"]._stream is None
+            edge = servers[1][1].by_method
+            assert edge["Batch"] >= 1 and edge["Batch"] + edge.get("Prepare", 0) + edge.get("Commit", 0) == \
+                clients["edge"].calls_sent
             # the proxied domain does not implement Batch: single calls from the first refusal on
             assert clients["transport"].batch is False and servers[0][1].calls >= 2 * n
             for k, d in enumerate(("access", "transport", "edge")):
@@ -461,3 +475,44 @@ async def test_group_commit_batches_concurrent_admissions_and_falls_back(tmp_pat
         for server, proxy in servers:
             await server.stop(0)
             await proxy.channel.close()
+
+
+async def test_a_batch_stream_past_its_deadline_fails_unknown_and_the_next_stream_works(tmp_path):
+    """The broker's stream to a domain that stops answering: DEADLINE_EXCEEDED (outcome unknown,
+    the call did run), the stream is reset, and once the domain answers again a new one carries on."""
+    key = SigningKey.generate("transport")
+    config = parse_config(copy.deepcopy(FAST_CONFIG))
+    body = next(d for d in config.domains if d.id == "transport").envelope_body(key.key_id).SerializeToString()
+    agent = DomainControllerAgent(body, key.private_pem(), str(tmp_path / "t.db"))
+    await agent.start()
+    client = GrpcDomainClient("transport", await agent.address(), timeout_s=0.5)
+
+    def prepare(i: int) -> reservation_pb2.PrepareRequest:
+        return reservation_pb2.PrepareRequest(
+            request_id=f"p{i}", hold_timeout_s=30.0, reservation=reservation_pb2.ReservationRequest(
+                reservation_id=f"r{i}", tenant_id=f"t{i}", rate_bps=2 * FAST_RATE_MIN, burst_bits=1e3,
+                delay_budget_s=0.01, epsilon=1e-3))
+
+    try:
+        assert (await client.prepare(prepare(0))).state == reservation_pb2.PREPARED
+        first = client._stream
+        assert first is not None and client.calls_sent == client.items_sent == 1  # a batch of one, on the stream
+        await agent.stall()
+        t0 = time.monotonic()
+        with pytest.raises(DomainCallError) as err:
+            await client.prepare(prepare(1))
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and 0.4 < time.monotonic() - t0 < 3.0
+        assert err.value.code not in agents.broker.client.DEFINITE_REFUSALS
+        assert agent.service.reservation("r1").state == reservation_pb2.PREPARED  # it ran: outcome unknown
+        assert first.failed is not None
+        await agent.stall(False)
+        grant = await client.commit(reservation_pb2.CommitRequest(request_id="c1", reservation_id="r1"))
+        assert client._stream is not first and client._stream.failed is None
+        assert reservation_pb2.GrantBody.FromString(grant.body).reservation_id == "r1"
+        # a retry of the call that timed out gets its logged answer verbatim, and changes nothing
+        assert (await client.prepare(prepare(1))).state == reservation_pb2.PREPARED
+        assert agent.service.reservation("r1").state == reservation_pb2.COMMITTED
+    finally:
+        await client.close()
+        await agent.stop(0)
+    assert client._stream is None

@@ -377,6 +377,63 @@ async def test_batch_over_grpc_and_malformed_batches(tmp_path, key):
         assert (await stub.GetStatus(services_pb2.GetStatusRequest())).committed_bps == 4e7
 
 
+async def test_batch_stream_answers_each_batch_in_order_as_batch_does(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (agent, stub, channel):
+        first = services_pb2.BatchRequest()
+        for i in range(3):
+            first.items.add().prepare.CopyFrom(prepare_req(f"p{i}", f"r{i}", tenant=f"t{i}", rate=4e7))
+        second = services_pb2.BatchRequest()
+        second.items.add().commit.CopyFrom(reservation_pb2.CommitRequest(request_id="c0", reservation_id="r0"))
+        second.items.add().commit.CopyFrom(reservation_pb2.CommitRequest(request_id="c2", reservation_id="r2"))
+        call = stub.BatchStream(timeout=10)
+        await call.write(first)
+        await call.write(second)  # written before the first answer arrived
+        a, b = await call.read(), await call.read()
+        exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert [r.code for r in a.results] == [0, 0, exhausted]
+        assert a.results[2].message.startswith("domain 'transport': reservable capacity")
+        assert [r.code for r in b.results] == [0, grpc.StatusCode.NOT_FOUND.value[0]]
+        trust = TrustStore()
+        trust.add(key.key_id, "transport", key.public_key_bytes())
+        assert trust.verify_grant(b.results[0].commit, now=time.time(), expected_domain="transport").rate_bps == 4e7
+        # a retry on the same stream is answered from the idempotency log, byte for byte
+        await call.write(second)
+        assert (await call.read()).results[0].commit == b.results[0].commit
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert (await call.code()) == grpc.StatusCode.OK
+        status = await stub.GetStatus(services_pb2.GetStatusRequest())
+        assert (status.committed_bps, status.prepared_bps) == (4e7, 4e7)
+        # a batch refused as a whole ends its stream with that status; the server keeps serving
+        too_big = services_pb2.BatchRequest(items=[services_pb2.BatchItem()] * 257)
+        call = stub.BatchStream(timeout=10)
+        await call.write(too_big)
+        code, details = await code_of(call.read())
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 256 items" in details
+        raw = channel.stream_stream("/trefed.v1.DomainController/BatchStream")
+        code, details = await code_of(raw(iter([b"\xff\xff\xff\xff"]), timeout=10).read())
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not parse as trefed.v1.BatchRequest" in details
+        assert (await stub.GetStatus(services_pb2.GetStatusRequest())).committed_bps == 4e7
+
+
+async def test_a_stalled_stream_runs_every_batch_and_holds_the_answers_in_order(tmp_path, key):
+    async with controller(tmp_path / "d.db", key) as (agent, stub, _):
+        call = stub.BatchStream(timeout=10)
+        await agent.stall()
+        for i in range(2):
+            await call.write(services_pb2.BatchRequest(items=[services_pb2.BatchItem(prepare=prepare_req(f"p{i}", f"r{i}"))]))
+        deadline = time.monotonic() + 5.0
+        while await agent.held_answers() < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert await agent.held_answers() == 2  # the second batch ran although the first answer is held
+        assert [agent.service.reservation(f"r{i}").state for i in range(2)] == [PREPARED, PREPARED]
+        await agent.stall(False)
+        answers = [await call.read() for _ in range(2)]
+        assert [a.results[0].prepare.reservation_id for a in answers] == ["r0", "r1"]
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+
+
 async def test_a_stalled_controller_persists_calls_but_holds_their_answers(tmp_path, key):
     """Fault injection for crash tests: the call has run when its answer is held."""
     db = tmp_path / "d.db"

@@ -45,6 +45,7 @@ SAMPLE_ARGS: dict[str, tuple] = {
     "federation.errors.VerificationError": (Reason.EXPIRED, "header.not_after was 3.000 s before now"),
     "federation.errors.NoFiniteBound": ("unstable: arrival rate 1.2 >= service rate 1",),
     "agents.broker.client.DomainCallError": ("access", "Prepare", grpc.StatusCode.UNAVAILABLE, "connection refused"),
+    "agents.broker.client._StreamError": (grpc.StatusCode.DEADLINE_EXCEEDED, "batch unanswered after 2 s"),
 }
 
 def _init_owner(cls: type[BaseException]) -> str | None:

@@ -157,3 +157,33 @@ def test_trefed_trace_generate_and_fit(tmp_path, capsys):
     assert "token buckets" in text and "MGF envelope" in text and f"{len(tr)} packets" in text
     assert trefed(["trace", "generate", str(tmp_path / "x.csv"), "--duration", "-1"]) == 2
     assert "duration_s(=-1.0) must be > 0" in capsys.readouterr().err
+
+
+def test_every_admission_policy_plans_a_trace_tenant_from_its_fit(trace_dir):
+    """dnc and peak-rate plan with the fitted token bucket and peak rate, its largest packet the
+    store-and-forward size; none reserves the trace's mean rate; snc its MGF envelope."""
+    from agents.broker.plan import packet_bits_of, plan_offer, token_bucket_of
+    from federation.calculus.dnc import RateLatency, worst_case_delay
+
+    cfg = load_config(trace_dir / "cfg.yaml")
+    t = cfg.tenants[0]
+    model = cfg.models[0]
+    path = cfg.paths(t.access, model.compute_domain)[0]
+    bodies = [cfg.domain(d).envelope_body("k") for d in path]
+    prices = [cfg.domain(d).price_per_mbps_hour for d in path]
+    intent = t.intent.model_copy(update={"deadline_s": 0.2})
+    tr = intent.traffic
+    assert isinstance(tr, TraceConfig)
+    assert token_bucket_of(tr, request_size_bits=model.request_size_bits) == (tr.sigma_bits, 4.1e6)
+    assert packet_bits_of(tr, request_size_bits=model.request_size_bits) == 1000.0
+    offers = {p: plan_offer(model, path, bodies, intent, prices, p) for p in ("snc", "dnc", "peak-rate", "none")}
+    rate = {p: min(b.rate_bps for b in o.budgets) for p, o in offers.items()}
+    assert rate["none"] == pytest.approx(max(tr.mean_rate_bps, min(cfg.domain(d).guardrails.min_tenant_rate_bps
+                                                                      for d in path)))
+    assert rate["peak-rate"] >= tr.peak_bps * (1 - 1e-9)
+    dnc = offers["dnc"]
+    lat = [b.delay_s for b in dnc.budgets]  # each domain's own worst case
+    assert dnc.bound.delay_s <= 0.2 and all(d > 0 for d in lat)
+    hops = [RateLatency(b.rate_bps, 0.0) for b in dnc.budgets]
+    assert dnc.bound.delay_s >= worst_case_delay(tr.sigma_bits, 4.1e6, hops, 1000.0)  # latencies on top
+    assert offers["snc"].bound.delay_s <= 0.2

@@ -96,6 +96,9 @@ _PLAN_CACHE_SIZE = 4096
 _CONTRACT_CACHE = 4096
 RETENTION_CHUNK = 500  # most contracts (and request ids) one prune deletes
 PRUNE_PERIOD_S = 0.5  # least monotonic time between two prunes, s (at most 1 000 rows/s of each)
+_INTENT_CACHE_SIZE = 1024
+#: Fields of the wire Intent that ``intent_from_proto`` does not read (the intent cache's key omits them).
+_NOT_INTENT_FIELDS = tuple(f.name for f in services_pb2.Intent.DESCRIPTOR.fields if f.name not in IntentConfig.model_fields)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ class Broker:
         )
         self._path_cache: dict[tuple[str, str], list[tuple[str, ...]]] = {}
         self._plans: OrderedDict[tuple, services_pb2.Offer | Infeasible] = OrderedDict()
+        self._intents: OrderedDict[bytes, IntentConfig] = OrderedDict()  # checked intents (frozen)
         self._planning: dict[tuple, asyncio.Future] = {}
         self._contracts: OrderedDict[str, services_pb2.ServiceContract] = OrderedDict()
         self._requests: dict[str, _Pending] = {}
@@ -255,11 +259,25 @@ class Broker:
             raise InvalidArgument(
                 f"intent.access_domain(={shown!r}): unknown domain (domains: {', '.join(self._domain_cfg)})"
             )
+        # The checked intent is cached by the bytes of the fields it is made of (not the tenant's
+        # id nor its access domain), so a repeated intent is not validated again.
+        key_msg = services_pb2.Intent()
+        key_msg.CopyFrom(msg)
+        for name in _NOT_INTENT_FIELDS:
+            key_msg.ClearField(name)
+        key = key_msg.SerializeToString(deterministic=True)
+        intent = self._intents.get(key)
+        if intent is not None:
+            self._intents.move_to_end(key)
+            return intent
         try:
             intent = intent_from_proto(msg)
             check_physical(intent)
         except InputError as exc:
             raise InvalidArgument(str(exc)) from None
+        self._intents[key] = intent
+        if len(self._intents) > _INTENT_CACHE_SIZE:
+            self._intents.popitem(last=False)
         return intent
 
     async def resolve(self, msg: services_pb2.Intent) -> services_pb2.ResolveIntentResponse:

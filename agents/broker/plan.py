@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADMISSION_POLICIES", "PHYSICAL_RANGES", "Infeasible", "arrival_of", "burst_of", "check_physical", "mean_rate_of",
-    "path_slices", "peak_rate_of", "plan_key", "plan_offer", "token_bucket_of",
+    "packet_bits_of", "path_slices", "peak_rate_of", "plan_key", "plan_offer", "token_bucket_of",
 ]
 
 #: ``field path -> (low, high)``, inclusive: what an intent must satisfy to be planned (units of the field).

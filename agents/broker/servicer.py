@@ -30,7 +30,7 @@ from agents.broker.client import GrpcDomainClient
 from agents.broker.logic import Broker, TrustEntry
 from agents.broker.store import BrokerStore
 from agents.errors import PermissionDenied
-from agents.server import add_servicer, start_grpc_server
+from agents.server import add_servicer, freeze_heap, start_grpc_server
 from federation.config import FederationConfig
 from federation.errors import ConfigError
 from federation.tre.ca import Credentials, PeerIdentity, Role
@@ -175,6 +175,7 @@ class BrokerAgent:
             credentials=self.credentials,
         )
         _log.info("broker serving on %s:%d", self._host, self._bound)
+        freeze_heap()  # start-up objects are not traversed by every full collection again
         return self._bound
 
     async def address(self) -> str:

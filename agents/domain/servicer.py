@@ -26,7 +26,7 @@ from agents.domain.logic import RETENTION_S, DomainService, check_retention
 from agents.domain.store import ReservationStore
 from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
 from agents.errors import PermissionDenied
-from agents.server import add_servicer, open_channel, start_grpc_server
+from agents.server import STREAM_OPTIONS, add_servicer, freeze_heap, open_channel, start_grpc_server
 from federation.dataplane.telemetry import DomainLog
 from federation.errors import ConfigError
 from federation.tre.ca import Credentials, PeerIdentity, Role
@@ -83,15 +83,22 @@ class DomainControllerServicer:
               ) -> services_pb2.BatchResponse:
         return self.service.batch(request)
 
+    def BatchStream(self, request: services_pb2.BatchRequest, context: grpc.aio.ServicerContext
+                    ) -> services_pb2.BatchResponse:
+        """One message of the ``BatchStream`` rpc: answered exactly as a ``Batch`` call
+        (:func:`agents.server.add_servicer` applies it to each message of the stream in order)."""
+        return self.service.batch(request)
+
 
 class _Stallable:
     """A servicer whose reservation answers can be held back (see :meth:`DomainControllerAgent.stall`).
 
     Every other rpc, and every call while not stalled, goes straight to the wrapped servicer; a
-    held call has run (and persisted its change) before it waits.
+    held call has run (and persisted its change) before it waits. (A held ``BatchStream``
+    message holds its answer and those behind it on the stream, whose messages still run.)
     """
 
-    _HELD = frozenset({"Prepare", "Commit", "Abort", "Release", "Batch"})
+    _HELD = frozenset({"Prepare", "Commit", "Abort", "Release", "Batch", "BatchStream"})
 
     def __init__(self, servicer: DomainControllerServicer) -> None:
         self._servicer = servicer
@@ -104,17 +111,21 @@ class _Stallable:
         if name not in self._HELD:
             return method
 
-        async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
             response = method(request, context)
-            if not self.released.is_set():
-                self.held += 1
-                try:
-                    await self.released.wait()
-                finally:
-                    self.held -= 1
-            return response
+            if self.released.is_set():
+                return response  # no stall: answered at once, without an await
+            return self._hold(response)
 
         return answer
+
+    async def _hold(self, response: Any) -> Any:
+        self.held += 1
+        try:
+            await self.released.wait()
+        finally:
+            self.held -= 1
+        return response
 
 
 class DomainControllerAgent:
@@ -240,6 +251,7 @@ class DomainControllerAgent:
                 host=self._host,
                 port=self._port,
                 credentials=self.credentials,
+                options=STREAM_OPTIONS,  # the broker's BatchStream
             )
         except BaseException:
             store.close()
@@ -248,6 +260,7 @@ class DomainControllerAgent:
         self._stallable = servicer
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(service, store))
         _log.info("domain %r serving DomainController on %s:%d", self.domain_id, self._host, port)
+        freeze_heap()  # start-up objects are not traversed by every full collection again
         return port
 
     async def _sweep_forever(self, service: DomainService, store: ReservationStore) -> None:

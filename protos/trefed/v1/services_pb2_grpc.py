@@ -74,6 +74,11 @@ class DomainControllerStub:
                 request_serializer=trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
                 response_deserializer=trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
                 _registered_method=True)
+        self.BatchStream = channel.stream_stream(
+                '/trefed.v1.DomainController/BatchStream',
+                request_serializer=trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
+                response_deserializer=trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class DomainControllerServicer:
@@ -134,6 +139,18 @@ class DomainControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchStream(self, request_iterator, context):
+        """Batch over one long-lived stream: every BatchRequest written is answered by one
+        BatchResponse, in order, exactly as a Batch call with the same items (each item on its own,
+        all persisted before the answer is sent). A coordinator keeps one stream per domain, so a
+        batch costs a message each way rather than a call. A request that fails as a whole ends the
+        stream with its status; when the stream ends, the outcome of every request written and not
+        yet answered is unknown (retry or abort its items).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DomainControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +186,11 @@ def add_DomainControllerServicer_to_server(servicer, server):
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
+                    request_deserializer=trefed_dot_v1_dot_services__pb2.BatchRequest.FromString,
+                    response_serializer=trefed_dot_v1_dot_services__pb2.BatchResponse.SerializeToString,
+            ),
+            'BatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.BatchStream,
                     request_deserializer=trefed_dot_v1_dot_services__pb2.BatchRequest.FromString,
                     response_serializer=trefed_dot_v1_dot_services__pb2.BatchResponse.SerializeToString,
             ),
@@ -362,6 +384,33 @@ class DomainController:
             request,
             target,
             '/trefed.v1.DomainController/Batch',
+            trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
+            trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/trefed.v1.DomainController/BatchStream',
             trefed_dot_v1_dot_services__pb2.BatchRequest.SerializeToString,
             trefed_dot_v1_dot_services__pb2.BatchResponse.FromString,
             options,
