@@ -23,7 +23,7 @@ from agents.cli import main as trefed
 from agents.domain.logic import DomainService
 from agents.domain.servicer import DomainControllerAgent
 from agents.domain.store import ReservationRecord, ReservationStore
-from agents.errors import NotFound
+from agents.errors import NotFound, Unavailable
 from federation.errors import ConfigError
 
 DOMAINS = ("access", "transport", "edge")
@@ -200,3 +200,29 @@ def key_and_template():
 
     key = SigningKey.generate("transport")
     return key, make_template("transport")
+
+
+async def test_a_release_whose_answer_was_lost_settles_after_the_domain_forgot_it(tmp_path, fast_config):
+    """The domain released, the answer was lost, and its row was deleted past the horizon before
+    the broker's retry: the retry's NOT_FOUND settles the release (the contract is not stuck
+    ``releasing`` for ever)."""
+    clock = FakeClock()
+    config = fast_config(broker={"retention_s": RETENTION_S})
+    async with in_process_federation(config, tmp_path, clock=clock, max_hold_s=HOLD_S,
+                                     retention_s=RETENTION_S) as fed:
+        b = fed.broker
+        c = await b.request_service(fed.request("r1"))
+        fed.clients["edge"].faults["Release"] = "lose"
+        with pytest.raises(Unavailable, match="edge"):
+            await b.release_service(services_pb2.ReleaseServiceRequest(request_id="x", contract_id=c.contract_id))
+        assert fed.states("edge")[f"{c.contract_id}.edge"] == reservation_pb2.RELEASED  # applied, answer lost
+        assert b.get_contract(services_pb2.GetContractRequest(contract_id=c.contract_id)).releasing
+        clock.advance(RETENTION_S + 1)
+        fed.services["edge"].sweep()
+        assert fed.states("edge") == {}
+        del fed.clients["edge"].faults["Release"]
+        done = await b.release_service(services_pb2.ReleaseServiceRequest(request_id="x", contract_id=c.contract_id))
+        assert done.released
+        contract = b.get_contract(services_pb2.GetContractRequest(contract_id=c.contract_id))
+        assert contract.released and not contract.releasing
+        assert b.store.releasing() == {}

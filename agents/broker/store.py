@@ -110,7 +110,8 @@ class BrokerStore:
                                     ("requests", "created_at", "REAL NOT NULL DEFAULT 0")):
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
-                with self._db:
+                with self._db:  # one transaction: a crash half-way leaves the file as it was
+                    self._db.execute("BEGIN")
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     if table == "requests":
                         self._db.execute("UPDATE requests SET created_at = ?", (now,))
