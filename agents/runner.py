@@ -282,6 +282,7 @@ class Federation:
             validity_s=d.validity_s,
             sweep_interval_s=self.sweep_interval_s,
             max_hold_s=self.config.broker.hold_timeout_s,
+            retention_s=self.config.broker.retention_s,
             credentials=self.credentials(Role.DOMAIN, domain_id),
             name=f"{self.config.name}:domain:{domain_id}:{gen}",
         )

@@ -1,6 +1,6 @@
 """A bounded soak of admit/release: the servers' memory and databases over a long run.
 
-``python benchmarks/bench_soak.py [--minutes M] [--quick] [--in-flight K] [--live L]``
+``python benchmarks/bench_soak.py [--minutes M] [--quick] [--in-flight K] [--live L] [--retention-s S]``
 
 The federation of ``bench_fuzz.py`` (:mod:`inprocess`: three domain controllers, the broker and
 the auditor served in this process on grpc.aio, 127.0.0.1, mutual TLS, no Ray; the broker keeps
@@ -9,7 +9,9 @@ process, holding the operator's certificate, admits tenants (``RequestService``,
 id each time) and releases them (``ReleaseService``) continuously for ``M`` minutes (default
 10; ``--quick``: 1), with ``K`` calls in flight (default 8) and ``L`` contracts live (default
 64: a contract is released once ``L`` newer ones are admitted; every contract admitted is
-released by the end). It is admit/release only: in this federation telemetry reaches the
+released by the end; ``--rate R``: at most ``R`` admissions/s, a steady rate on a shared machine). Every agent keeps finished state ``S`` s (``broker.retention_s``, default
+60 here, 7 days in a config): domains delete finished reservations and their logged responses,
+the broker released contracts and answered request ids, past that horizon. It is admit/release only: in this federation telemetry reaches the
 auditor when a run's data plane reports it (``trefed run``), never in the admission path, so the
 auditor sees no call during the soak (its memory under reports is ``--reports``).
 
@@ -53,6 +55,7 @@ from trefed.v1 import services_pb2, services_pb2_grpc, telemetry_pb2  # noqa: E4
 from agents.access import AUDITOR, BROKER  # noqa: E402
 from agents.server import open_channel  # noqa: E402
 from federation.config import parse_config  # noqa: E402
+from federation.errors import ConfigError  # noqa: E402
 from federation.tre.ca import CertificateAuthority  # noqa: E402
 from federation.tre.signing import sign  # noqa: E402
 
@@ -111,9 +114,14 @@ def tables(db: Path) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------------------- the soak
 
 
-async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dict[str, Any]:
-    """Admit and release for ``minutes``; the samples and their growth after warm-up."""
-    config = parse_config(copy.deepcopy(CONFIG))
+async def soak(minutes: float, every_s: float, in_flight: int, live: int, retention_s: float = 60.0,
+               rate: float | None = None) -> dict[str, Any]:
+    """Admit and release for ``minutes`` with finished state kept ``retention_s`` (s), at most
+    ``rate`` admissions/s (None: as fast as ``in_flight`` calls go); the samples and their growth
+    after warm-up."""
+    raw = copy.deepcopy(CONFIG)
+    raw["broker"] = {**raw.get("broker", {}), "retention_s": retention_s}
+    config = parse_config(raw)
     state = Path(tempfile.mkdtemp(prefix="trefed-soak-"))
     fed = await Served(config, state, CertificateAuthority.create(), broker_db=True).start()
     assert fed.broker is not None
@@ -137,6 +145,10 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dic
     async def worker() -> None:
         while time.monotonic() < stop_at and not errors:
             i = next(counter)
+            if rate is not None:  # admission i starts no earlier than i / rate s after the start
+                await asyncio.sleep(max(0.0, t_start + i / rate - time.monotonic()))
+                if time.monotonic() >= stop_at:
+                    break
             req = services_pb2.ServiceRequest(request_id=f"a{i}", intent=intent)
             req.intent.tenant_id = f"t{i}"
             try:
@@ -189,7 +201,8 @@ async def soak(minutes: float, every_s: float, in_flight: int, live: int) -> dic
     dbs = {name: growth(t, [s["db_mb"][name] for s in samples], warmup_s) for name in samples[0]["db_mb"]}
     passed = not errors and rss["growth"] < LIMIT and all(g["growth"] < LIMIT for g in dbs.values())
     wall = samples[-1]["t_s"]
-    return {"minutes": minutes, "in_flight": in_flight, "live": live, "warmup_s": warmup_s, "limit": LIMIT,
+    return {"minutes": minutes, "in_flight": in_flight, "live": live, "retention_s": retention_s, "rate": rate,
+            "warmup_s": warmup_s, "limit": LIMIT,
             "admitted": done["admitted"], "released": done["released"], "admissions_per_s": done["admitted"] / wall,
             "errors": errors, "rss": rss, "databases": dbs, "tables": contents, "passed": passed, "samples": samples}
 
@@ -312,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=_positive(float, "--every"), default=10.0, help="sampling period, s (default 10)")
     ap.add_argument("--in-flight", type=_positive(int, "--in-flight"), default=8, help="calls in flight (default 8)")
     ap.add_argument("--live", type=_positive(int, "--live"), default=64, help="contracts live at once (default 64)")
+    ap.add_argument("--retention-s", type=_positive(float, "--retention-s"), default=60.0,
+                    help="broker.retention_s: finished state kept this long, s (default 60; >= the hold timeout)")
+    ap.add_argument("--rate", type=_positive(float, "--rate"), default=None,
+                    help="admissions/s at most (default: as fast as --in-flight calls go); a steady rate gives a "
+                         "steady retained state (rate x retention rows)")
     ap.add_argument("--reports", type=_positive(int, "--reports"), default=None,
                     help="measure the auditor's RSS over this many GetReport calls instead of the soak")
     ap.add_argument("--warmup-reports", type=_positive(int, "--warmup-reports"), default=200)
@@ -337,9 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  wrote {path}")
         return 0
     minutes, every = (1.0, 5.0) if args.quick else (args.minutes, args.every)
-    print(f"soak: admit/release for {minutes:g} min, {args.in_flight} in flight, {args.live} contracts live, mTLS, "
-          f"in-process; sampled every {every:g} s; warm-up the first {WARMUP:.0%} ({WARMUP * minutes * 60:.0f} s)")
-    result = asyncio.run(soak(minutes, every, args.in_flight, args.live))
+    try:
+        parse_config({**CONFIG, "broker": {**CONFIG.get("broker", {}), "retention_s": args.retention_s}})
+    except ConfigError as exc:
+        ap.error(f"--retention-s: {exc}")
+    print(f"soak: admit/release for {minutes:g} min, {args.in_flight} in flight, {args.live} contracts live, "
+          f"retention {args.retention_s:g} s, "
+          + (f"at most {args.rate:g} admissions/s, " if args.rate else "")
+          + f"mTLS, in-process; sampled every {every:g} s; warm-up the first {WARMUP:.0%} ({WARMUP * minutes * 60:.0f} s)")
+    result = asyncio.run(soak(minutes, every, args.in_flight, args.live, args.retention_s, args.rate))
     result["args"] = vars(args)
     if result["errors"]:
         print(f"  FAILED calls: {result['errors'][:3]}")

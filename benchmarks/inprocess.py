@@ -35,7 +35,8 @@ class Served:
     """Domains, broker and auditor served in this process (mTLS when ``ca`` is given).
 
     The domains keep their SQLite files in ``state`` (``DOMAIN.db``); with ``broker_db`` the broker
-    keeps its store there too (``_broker.db``, as ``trefed run`` does), else in memory.
+    keeps its store there too (``_broker.db``, as ``trefed run`` does), else in memory. Every agent
+    keeps finished state ``config.broker.retention_s`` (as ``trefed run`` passes it).
     """
 
     def __init__(self, config: FederationConfig, state: Path, ca: CertificateAuthority | None, *,
@@ -58,6 +59,7 @@ class Served:
             agent = DomainControllerAgent(d.envelope_body(key.key_id).SerializeToString(), key.private_pem(),
                                           str(self.state / f"{d.id}.db"), sweep_interval_s=0.25,
                                           max_hold_s=self.config.broker.hold_timeout_s,
+                                          retention_s=self.config.broker.retention_s,
                                           credentials=self.creds("domain", d.id))
             await agent.start()
             self.domains[d.id], self.keys[d.id] = agent, key

@@ -26,7 +26,7 @@ Schema (``configs/quickstart.yaml`` is a complete example)::
     name: str
     keys_dir: path | null          # NAME.key (PEM, private) per domain; generated when absent
     broker: {hold_timeout_s (<= 3600), rpc_timeout_s (<= hold_timeout_s), max_offers, max_in_flight,
-             envelope_refresh_s}
+             envelope_refresh_s, admission, retention_s (>= hold_timeout_s)}
     domains: [ {id, kind: network|compute, tre_id, validity_s (1 .. 3.15576e8), price_per_mbps_hour, labels,
                 guardrails: {reservable_capacity_bps, min_tenant_rate_bps, max_tenant_rate_bps,
                              max_burst_bits, latency_ceiling_s, loss_ceiling},
@@ -133,6 +133,15 @@ class BrokerSettings(_Strict):
     max_in_flight : most admissions the broker runs concurrently (more wait their turn).
     envelope_refresh_s : how often the broker re-fetches (and re-verifies, when the sequence
         changed) every domain's TRE, s.
+    retention_s : how long finished state is kept, s (default 604 800 = 7 days); >= ``hold_timeout_s``.
+        Each domain deletes its finished reservations (released, expired, aborted) this long after
+        their last change, and its logged responses past the same horizon (or its 24 h
+        idempotency TTL, whichever is shorter); the broker deletes released contracts this long
+        after their release, and answered request ids this long after the answer (its
+        request-dedup window: a retry within it gets its contract, a later one is a new request).
+        Active reservations and unreleased contracts are never deleted. The auditor fetches a
+        contract from the broker when it builds a report, so a released contract can be audited
+        for ``retention_s`` after its release and no longer: set it above the audit horizon.
     admission : the admission policy that sizes (and refuses) reservations, every one through the
         same resolution, two-phase reservation and signed grants (``agents.broker.plan``):
 
@@ -155,6 +164,7 @@ class BrokerSettings(_Strict):
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64
     envelope_refresh_s: _Pos = 2.0
     admission: Literal["snc", "dnc", "peak-rate", "none"] = "snc"
+    retention_s: _Pos = 604_800.0
 
     @model_validator(mode="after")
     def _timeouts(self) -> BrokerSettings:
@@ -168,6 +178,12 @@ class BrokerSettings(_Strict):
                 "rpc_timeout_s",
                 f"(={self.rpc_timeout_s!r}) must be <= hold_timeout_s(={self.hold_timeout_s!r}): "
                 "a hold must outlive the Prepare call the broker waits for",
+            )
+        if self.retention_s < self.hold_timeout_s:
+            raise FieldError(
+                "retention_s",
+                f"(={self.retention_s!r}) must be >= hold_timeout_s(={self.hold_timeout_s!r}): "
+                "a finished reservation must outlive any retry of its Prepare",
             )
         return self
 

@@ -172,10 +172,11 @@ class InProcessFederation:
 
 @contextlib.asynccontextmanager
 async def in_process_federation(
-    config: FederationConfig, tmp_path: Path, *, clock: FakeClock | None = None, validity_s: float = 3600.0
+    config: FederationConfig, tmp_path: Path, *, clock: FakeClock | None = None, validity_s: float = 3600.0,
+    **service_kw: Any,
 ) -> AsyncIterator[InProcessFederation]:
     """Every domain of ``config`` as a :class:`DomainService` (fresh key, SQLite store in
-    ``tmp_path``, ``clock``) behind an :class:`InProcessDomainClient`, and a :class:`Broker`
+    ``tmp_path``, ``clock``, further :class:`DomainService` arguments ``service_kw``) behind an :class:`InProcessDomainClient`, and a :class:`Broker`
     over those clients trusting exactly those keys, on the same clock (wall and monotonic).
     On exit the broker is closed (its background clean-up stops) and the stores too."""
     clock = clock or FakeClock()
@@ -187,7 +188,7 @@ async def in_process_federation(
             store = ReservationStore(tmp_path / f"{d.id}.db")
             stores.append(store)
             services[d.id] = DomainService(d.envelope_body(key.key_id), key, store, validity_s=validity_s,
-                                           clock=clock)
+                                           clock=clock, **service_kw)
             keys[d.id], clients[d.id] = key, InProcessDomainClient(services[d.id])
         trust = [TrustEntry(k.key_id, k.domain_id, k.public_key_bytes()) for k in keys.values()]
         broker = Broker(config, clients, trust, clock=clock, monotonic=clock)

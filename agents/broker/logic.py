@@ -42,6 +42,11 @@ next offers are tried, at most ``broker.max_offers``. Rejections name the domain
 capacity is ``RESOURCE_EXHAUSTED``, guardrails and unmet intents ``FAILED_PRECONDITION``,
 unreachable domains ``UNAVAILABLE``, malformed requests ``INVALID_ARGUMENT``.
 
+Retention. Released contracts and answered request ids are deleted ``broker.retention_s`` after
+their release / answer (:meth:`agents.broker.store.BrokerStore.prune`), at most
+``RETENTION_CHUNK`` of each at a time, at most once per ``PRUNE_PERIOD_S`` of monotonic time,
+after an admission or a release (an idle broker writes nothing, so it has nothing to prune).
+
 Units: seconds, bits, bits/s; prices per hour.
 """
 
@@ -50,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -88,6 +94,8 @@ _PLAN_CACHE_SIZE = 4096
 #: Contracts kept in memory, the most recently used (every contract is in the store): about 8 kB
 #: of RSS each (a ServiceContract with its grants), so 4096 is ~30 MB.
 _CONTRACT_CACHE = 4096
+RETENTION_CHUNK = 500  # most contracts (and request ids) one prune deletes
+PRUNE_PERIOD_S = 0.5  # least monotonic time between two prunes, s (at most 1 000 rows/s of each)
 _INTENT_CACHE_SIZE = 1024
 #: Fields of the wire Intent that ``intent_from_proto`` does not read (the intent cache's key omits them).
 _NOT_INTENT_FIELDS = tuple(f.name for f in services_pb2.Intent.DESCRIPTOR.fields if f.name not in IntentConfig.model_fields)
@@ -197,8 +205,9 @@ class Broker:
         self._contracts: OrderedDict[str, services_pb2.ServiceContract] = OrderedDict()
         self._requests: dict[str, _Pending] = {}
         self._semaphore: asyncio.Semaphore | None = None
-        self.store = store if store is not None else BrokerStore()
+        self.store = store if store is not None else BrokerStore(clock=clock)
         self.stats = BrokerStats()
+        self._pruned_at = -math.inf  # monotonic s of the last prune
         self.settle = Settlement(self.domains, self.store, self.stats, self._stored_contract, monotonic=monotonic)
 
     # ------------------------------------------------------------------ catalogue
@@ -427,7 +436,21 @@ class Broker:
         entry = self._requests.pop(request_id, None)  # from now on a retry is answered from the store
         if entry is not None:
             self.store.put_request(request_id, entry.fingerprint, contract.contract_id)
+        self.prune()
         return contract
+
+    def prune(self, *, force: bool = False) -> int:
+        """Delete released contracts and answered request ids past ``broker.retention_s`` (at most
+        ``RETENTION_CHUNK`` of each), unless the last prune was less than ``PRUNE_PERIOD_S`` ago
+        (``force``: regardless); return the number of rows deleted."""
+        now = self._monotonic()
+        if not force and now - self._pruned_at < PRUNE_PERIOD_S:
+            return 0
+        self._pruned_at = now
+        gone, requests = self.store.prune(self.settings.retention_s, RETENTION_CHUNK)
+        for cid in gone:
+            self._contracts.pop(cid, None)
+        return len(gone) + requests
 
     async def _admit(
         self, tenant_id: str, intent: IntentConfig, offer_id: str, access_domain: str = ""
@@ -608,6 +631,7 @@ class Broker:
                     + "; ".join(f"domain {d!r}: {e}" for d, e in failed)
                     + " (retried in the background; the contract reads releasing until every domain confirms)"
                 )
+        self.prune()
         return services_pb2.ReleaseServiceResponse(contract_id=contract.contract_id, released=True)
 
     async def domain_status(self, domain_id: str, include_reservations: bool = False) -> services_pb2.DomainStatus:

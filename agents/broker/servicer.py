@@ -164,7 +164,7 @@ class BrokerAgent:
         timeout = self.config.broker.rpc_timeout_s
         clients = {d: GrpcDomainClient(d, a, timeout_s=timeout, credentials=self.credentials)
                    for d, a in self._addresses.items()}
-        store = BrokerStore(self.state_path or ":memory:")
+        store = BrokerStore(self.state_path or ":memory:", clock=self._clock)
         self.broker = Broker(self.config, clients, self._trust, clock=self._clock, store=store)
         recovering = self.broker.recover()
         if recovering:

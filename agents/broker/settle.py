@@ -108,10 +108,13 @@ class Settlement:
               for d in path),
             return_exceptions=True,
         )
+        # NOT_FOUND is settled too: a domain never deletes a COMMITTED reservation, so a granted one
+        # it no longer has was released and then dropped past its retention horizon.
         failed = [
             (d, r) for d, r in zip(path, results)
             if isinstance(r, BaseException)
-            and not (isinstance(r, DomainCallError) and r.code == grpc.StatusCode.FAILED_PRECONDITION)
+            and not (isinstance(r, DomainCallError)
+                     and r.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND))
         ]
         if failed:
             self.releasing[cid] = {d for d, _ in failed}

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from trefed.v1 import envelope_pb2, reservation_pb2, services_pb2
 
 from agents.access import AUDITOR, RESERVATION_READERS, caller
-from agents.domain.logic import DomainService
+from agents.domain.logic import RETENTION_S, DomainService, check_retention
 from agents.domain.store import ReservationStore
 from agents.domain.telemetry import TelemetryReceipt, TelemetryReporter
 from agents.errors import PermissionDenied
@@ -156,6 +156,9 @@ class DomainControllerAgent:
     max_hold_s : float
         Longest ``hold_timeout_s`` a Prepare may ask for, s, in (0, 3600]: the federation passes
         its broker's hold timeout, so no hold outlasts what the broker asks for.
+    retention_s : float
+        How long finished reservations are kept, s, >= ``max_hold_s`` (the federation passes
+        ``broker.retention_s``; see :class:`~agents.domain.logic.DomainService`).
     credentials : Credentials, optional
         The controller's mTLS credentials (``trefed://domain/DOMAIN``): it serves mutual TLS
         and opens its channels to other agents with them (:meth:`open_channel`). None: plain
@@ -181,6 +184,7 @@ class DomainControllerAgent:
         sweep_interval_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         max_hold_s: float = MAX_HOLD_S,
+        retention_s: float = RETENTION_S,
         credentials: Credentials | None = None,
     ) -> None:
         try:
@@ -199,6 +203,8 @@ class DomainControllerAgent:
         if not (math.isfinite(max_hold_s) and 0 < max_hold_s <= MAX_HOLD_S):
             raise ConfigError(f"max_hold_s(={max_hold_s!r}) must be in (0, {MAX_HOLD_S:g}]")
         self._max_hold_s = float(max_hold_s)
+        check_retention(retention_s, max_hold_s)
+        self._retention_s = float(retention_s)
         if not 0 <= int(port) <= 65535:
             raise ConfigError(f"port(={port!r}) must be in [0, 65535]")
         if credentials is not None and credentials.identity != PeerIdentity(Role.DOMAIN, domain_id):
@@ -237,7 +243,7 @@ class DomainControllerAgent:
         store = ReservationStore(self._db_path, background_checkpoint=True)
         try:
             service = DomainService(self._template, self._key, store, validity_s=self._validity_s, clock=self._clock,
-                                    max_hold_s=self._max_hold_s)
+                                    max_hold_s=self._max_hold_s, retention_s=self._retention_s)
             servicer = _Stallable(DomainControllerServicer(service))
             server, port = await start_grpc_server(
                 lambda s: add_servicer(s, servicer, DOMAIN_CONTROLLER_SERVICE),

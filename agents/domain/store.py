@@ -4,8 +4,17 @@ envelope sequence, in one SQLite file in WAL mode.
 Tables::
 
     meta          key -> value           envelope sequence (strictly increasing across restarts)
-    reservations  reservation_id -> row  every reservation ever prepared, with its state
+    reservations  reservation_id -> row  every active reservation, and finished ones (ABORTED,
+                                         EXPIRED, RELEASED) until the retention horizon
     requests      (method, request_id)   successful responses, for idempotent retries
+
+Retention. The owner deletes finished rows last updated before a horizon
+(:meth:`ReservationStore.prune_finished`) and logged responses past theirs
+(:meth:`ReservationStore.prune_responses`), each in chunks of at most ``limit`` rows per call so no
+sweep holds the write lock for long. PREPARED and COMMITTED rows are never deleted. SQLite puts the
+freed pages on its freelist and reuses them for new rows, so at a steady admission rate the file
+stays flat without ``VACUUM`` (``auto_vacuum`` stays off: shrinking the file would only make it
+grow again).
 
 Durability: WAL with ``synchronous=NORMAL`` -- a committed transaction survives the death of
 the process (the WAL is written before ``COMMIT`` returns); only an operating-system crash or
@@ -364,6 +373,19 @@ class ReservationStore:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def prune_finished(self, before: float, limit: int = 1000) -> int:
+        """Delete at most ``limit`` finished rows (ABORTED, EXPIRED, RELEASED) last updated before
+        ``before`` (Unix time, s), oldest hold first; return how many. PREPARED and COMMITTED rows
+        are never deleted, whatever their age."""
+        return self._conn.execute(
+            "DELETE FROM reservations WHERE rowid IN (SELECT rowid FROM reservations "
+            "WHERE state NOT IN (?, ?) AND updated_at < ? LIMIT ?)",
+            (_PREPARED, _COMMITTED, before, int(limit))).rowcount
+
+    def count_reservations(self) -> int:
+        """Number of reservation rows (active and finished)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0])
+
     def prune_tombstones(self, before: float) -> int:
         """Delete the tombstones (ABORTED rows of an abort of an unknown id: no tenant, no prepare)
         last updated before ``before`` (Unix time, s); return how many."""
@@ -389,9 +411,14 @@ class ReservationStore:
             (method, request_id, fingerprint, response, now),
         )
 
-    def prune_responses(self, before: float) -> int:
-        """Forget logged responses created before ``before`` (Unix time, s); return how many."""
-        return self._conn.execute("DELETE FROM requests WHERE created_at < ?", (before,)).rowcount
+    def prune_responses(self, before: float, limit: int | None = None) -> int:
+        """Forget logged responses created before ``before`` (Unix time, s), at most ``limit`` of
+        them (None: all), oldest first; return how many."""
+        if limit is None:
+            return self._conn.execute("DELETE FROM requests WHERE created_at < ?", (before,)).rowcount
+        return self._conn.execute(
+            "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests WHERE created_at < ? "
+            "ORDER BY created_at LIMIT ?)", (before, int(limit))).rowcount
 
     def count_responses(self) -> int:
         """Number of logged responses."""
