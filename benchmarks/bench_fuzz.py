@@ -4,7 +4,7 @@
 
 Three domain controllers, a broker and an auditor are served in this process (grpc.aio on
 127.0.0.1, mutual TLS, each with its certificate of one CA; no Ray) over FAST-style config. For each
-of the 15 methods, ``N`` mutated requests (default 10 000) are sent as raw bytes by a client
+of the 16 methods (``BatchStream``: one stream per request), ``N`` mutated requests (default 10 000) are sent as raw bytes by a client
 holding the role the method admits (broker at the domains, operator at the broker, the edge
 domain at the auditor), so the calls reach the logic, not only the authorization check. A request
 is a valid seed (a real prepare, intent, telemetry batch, contract id, ...) changed by one of:
@@ -184,6 +184,9 @@ async def seeds(fed: Served, operator_call: Callable) -> dict[str, tuple[str, st
         "DomainController.Batch": ("edge", "broker", services_pb2.BatchRequest(items=[
             services_pb2.BatchItem(prepare=prepare),
             services_pb2.BatchItem(abort=reservation_pb2.AbortRequest(request_id="b-a", reservation_id="seed-r"))])),
+        "DomainController.BatchStream": ("edge", "broker", services_pb2.BatchRequest(items=[
+            services_pb2.BatchItem(prepare=prepare),
+            services_pb2.BatchItem(abort=reservation_pb2.AbortRequest(request_id="s-a", reservation_id="seed-s"))])),
         "Broker.ListModels": ("broker", "operator", services_pb2.ListModelsRequest(task="classify")),
         "Broker.ListDomainKeys": ("broker", "operator", services_pb2.ListDomainKeysRequest()),
         "Broker.ResolveIntent": ("broker", "operator", intent),
@@ -194,6 +197,10 @@ async def seeds(fed: Served, operator_call: Callable) -> dict[str, tuple[str, st
         "Auditor.SubmitTelemetry": ("auditor", "domain", batch),
         "Auditor.GetReport": ("auditor", "operator", services_pb2.ReportRequest(contract_id=cid)),
     }
+
+
+#: The streaming methods (fuzzed one stream per call, each carrying one mutated message).
+STREAMS = frozenset({"DomainController.BatchStream"})
 
 
 def _db_mb(state: Path) -> float:
@@ -220,6 +227,17 @@ async def fuzz(args: argparse.Namespace) -> dict:
 
     def raw(target: str, role: str, method: str) -> Any:
         service, name = method.split(".")
+        if method in STREAMS:  # one stream per call: the mutated message, then the half-close
+            stream = channel(target, role).stream_stream(f"/trefed.v1.{service}/{name}", request_serializer=None,
+                                                         response_deserializer=None)
+
+            async def call(data: bytes, timeout: float) -> list[bytes]:
+                async def one() -> Any:
+                    yield data
+
+                return [m async for m in stream(one(), timeout=timeout)]
+
+            return call
         return channel(target, role).unary_unary(f"/trefed.v1.{service}/{name}", request_serializer=None,
                                                  response_deserializer=None)
 
