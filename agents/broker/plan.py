@@ -288,15 +288,9 @@ def peak_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | Trace
 
 
 def mean_rate_of(traffic: TokenBucketConfig | PoissonConfig | MmooConfig | TraceConfig) -> float:
-    """The long-run mean rate (bits/s) of a traffic envelope (what the ``none`` policy reserves)."""
-    if isinstance(traffic, TraceConfig):
-        assert traffic.mean_rate_bps is not None  # fitted
-        return traffic.mean_rate_bps
-    if isinstance(traffic, TokenBucketConfig):
-        return traffic.rho_bps
-    if isinstance(traffic, PoissonConfig):
-        return traffic.rate_pps * traffic.mean_size_bits
-    return traffic.sources * traffic.peak_bps * traffic.mean_on_s / (traffic.mean_on_s + traffic.mean_off_s)
+    """The long-run mean rate (bits/s) of a traffic envelope (what the ``none`` policy reserves):
+    its arrival model's (:func:`arrival_of`)."""
+    return arrival_of(traffic).mean_rate
 
 
 @dataclass(frozen=True)
@@ -394,21 +388,29 @@ def _worst_case(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelo
                  model.error_probability)
 
 
-def _plan_dnc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
-              intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
-    """``dnc``: the smallest common rate whose worst-case delay meets the deadline (module docstring)."""
+def _deterministic(policy: str, model: ModelConfig, bodies: Sequence[envelope_pb2.EnvelopeBody],
+                   intent: IntentConfig, lat: Sequence[float]) -> tuple[float, float, float]:
+    """``(sigma, rho, r)``: the traffic's arrival curve (:func:`token_bucket_of`) and the smallest common
+    rate whose worst case meets the deadline (``dnc`` and ``peak-rate``); Infeasible without a curve."""
     from federation.calculus.dnc import equal_rate
 
     tb = token_bucket_of(intent.traffic, request_size_bits=model.request_size_bits)
     if tb is None:
-        raise Infeasible(f"dnc: {intent.traffic.kind} traffic has no deterministic arrival curve (declare a "
+        raise Infeasible(f"{policy}: {intent.traffic.kind} traffic has no deterministic arrival curve (declare a "
                          f"token bucket)")
     sigma, rho = tb
     try:
-        r = equal_rate(sigma, rho, _latencies(model, bodies), intent.deadline_s,
+        r = equal_rate(sigma, rho, lat, intent.deadline_s,
                        packet_bits_of(intent.traffic, request_size_bits=model.request_size_bits))
     except NoFiniteBound as exc:
-        raise Infeasible(f"dnc: {exc.reason}") from None
+        raise Infeasible(f"{policy}: {exc.reason}") from None
+    return sigma, rho, r
+
+
+def _plan_dnc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
+              intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
+    """``dnc``: the smallest common rate whose worst-case delay meets the deadline (module docstring)."""
+    sigma, rho, r = _deterministic("dnc", model, bodies, intent, _latencies(model, bodies))
     rates = _check_rates(path, bodies, [r] * len(path), "dnc")
     return _worst_case(model, path, bodies, intent, eps_delay, loss, rates, sigma, rho, "dnc")
 
@@ -416,23 +418,15 @@ def _plan_dnc(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope
 def _plan_peak(model: ModelConfig, path: Sequence[str], bodies: Sequence[envelope_pb2.EnvelopeBody],
                intent: IntentConfig, eps_delay: float, loss: float) -> _Plan:
     """``peak-rate``: the peak rate on every domain, or the ``dnc`` rate where the deadline needs more."""
-    from federation.calculus.dnc import equal_rate
-
     lat = _latencies(model, bodies)
     slack = intent.deadline_s - math.fsum(lat)
     if not slack > 0:
         raise Infeasible(f"peak-rate: deadline {intent.deadline_s:g} s is not above the path's latencies "
                          f"({math.fsum(lat):g} s)")
     peak = peak_rate_of(intent.traffic, slack_s=slack)
-    tb = token_bucket_of(intent.traffic, request_size_bits=model.request_size_bits)
-    if peak is None or tb is None:
+    if peak is None:
         raise Infeasible(f"peak-rate: {intent.traffic.kind} traffic has no peak rate (declare a token bucket)")
-    sigma, rho = tb
-    try:
-        need = equal_rate(sigma, rho, lat, intent.deadline_s,
-                          packet_bits_of(intent.traffic, request_size_bits=model.request_size_bits))
-    except NoFiniteBound as exc:
-        raise Infeasible(f"peak-rate: {exc.reason}") from None
+    sigma, rho, need = _deterministic("peak-rate", model, bodies, intent, lat)
     rates = _check_rates(path, bodies, [max(peak, need)] * len(path), "peak-rate")
     return _worst_case(model, path, bodies, intent, eps_delay, loss, rates, sigma, rho, "peak-rate")
 
