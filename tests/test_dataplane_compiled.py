@@ -125,8 +125,9 @@ def test_poisson_generated_in_the_compiled_pass(sched, chunk, stop):
         assert a.generated[0] == 5000
 
 
-@pytest.mark.parametrize("tenants,reserved", [(8, {t: 1 / 8 for t in range(8)}), (3, {0: 0.3, 1: 0.2}), (1, {})],
-                         ids=["8-reserved", "2-reserved-1-best-effort", "1-best-effort"])
+@pytest.mark.parametrize("tenants,reserved", [(8, {t: 1 / 8 for t in range(8)}), (6, {t: 1 / 6 for t in range(6)}),
+                                              (3, {0: 0.3, 1: 0.2}), (1, {})],
+                         ids=["8-reserved", "6-reserved-padded-to-8", "2-reserved-1-best-effort", "1-best-effort"])
 @pytest.mark.parametrize("latency", [0.0, 0.2])
 @pytest.mark.parametrize("stop", [{"packets": 3000}, {"horizon": 2000.0}], ids=["packets", "horizon"])
 def test_wfq_compiled_pass_equals_hop_by_hop(tenants, reserved, latency, stop):

@@ -90,6 +90,8 @@ def max_plus_fifo(A: np.ndarray, S: np.ndarray, state: np.ndarray) -> np.ndarray
 Batch = dict[str, np.ndarray]
 _FLOW = np.int16
 _MAX_FLOWS = np.iinfo(_FLOW).max
+#: Packets per pass of the SCFQ kernel over a hop (its pool then fits in a core's L2 cache).
+_SCFQ_PASS = 8192
 
 
 def _empty() -> Batch:
@@ -555,10 +557,12 @@ class Simulation:
 
     def _chunks_scfq(self, step: float) -> Iterator[TelemetryChunk]:
         """The run when every domain is WFQ and every flow Poisson: one discrete-event compiled pass."""
-        from federation.dataplane.kernels import tandem_scfq_poisson
+        from federation.dataplane.kernels import NIL, tandem_scfq_poisson
 
         nf, nh = self.nflows, len(self.domains)
         ncls = max(len(hp.crate) for hp in self.hops)
+        if 4 < ncls < 8:  # the kernel picks among 8 classes by a tree: empty ones (tag inf) are never picked
+            ncls = 8
         gens, pstate, scale, pnext = self._poisson_state()
         count = np.zeros(nf, np.int64)
         limit0 = -1 if self.packets is None else int(self.packets)
@@ -569,59 +573,75 @@ class Simulation:
         prog = np.array([-1.0, 0.0])
         la_f, la_i, la = np.empty((1024, 1 + nh)), np.empty((1024, 2), np.int64), np.zeros(2, np.int64)
         flast = np.zeros((nh, ncls))
-        qhead = np.full((nh, ncls), -1, np.int64)
-        qtail = np.full((nh, ncls), -1, np.int64)
+        nsent = nh * (ncls + 1)  # the pool's first packets: the sentinels of the queues and transit lists
+        qtail = np.arange(nh * ncls, dtype=np.uint64).reshape(nh, ncls)
         hf = np.full((nh, ncls), np.inf)
-        thead = np.full(nh, -1, np.int64)
-        ttail = np.full(nh, -1, np.int64)
+        ttail = np.arange(nh * ncls, nsent, dtype=np.uint64)
         irate = np.array([1.0 / (hp.dom.rate * hp.fac[0]) for hp in self.hops])
-        pool_f, pool_i, free = np.empty((0, 3 + nh)), np.empty((0, 3), np.int64), np.array([-1], np.int64)
+        free = np.array([NIL], np.uint64)
+        # the pool, one array per field (see tandem_scfq_poisson): a0, t, tag, w (per hop), next, flow, seq
+        pool: list[np.ndarray] = [np.zeros(nsent), np.zeros(nsent), np.zeros(nsent), np.zeros((nh, nsent)),
+                                  np.zeros(nsent, np.uint64), np.zeros(nsent, np.int64), np.zeros(nsent, np.int64)]
 
         def grow() -> None:
-            nonlocal pool_f, pool_i
-            n0 = len(pool_f)
+            n0 = len(pool[0])
             n1 = max(4096, 2 * n0)
-            pf, pi = np.empty((n1, 3 + nh)), np.empty((n1, 3), np.int64)
-            pf[:n0], pi[:n0] = pool_f, pool_i
-            pi[n0:, 0] = np.arange(n0 + 1, n1 + 1)
-            pi[n1 - 1, 0] = free[0]
+            for i, a in enumerate(pool):
+                g = np.empty((nh, n1) if a.ndim == 2 else n1, a.dtype)
+                g[..., :n0] = a
+                pool[i] = g
+            nxt = pool[4]
+            nxt[n0:n1 - 1] = np.arange(n0 + 1, n1, dtype=np.uint64)
+            nxt[n1 - 1] = free[0]
             free[0] = n0
-            pool_f, pool_i = pf, pi
 
         grow()
         cap = self.chunk_packets + 64
+        # each hop passes over the packets of its horizon: horizons of ~_SCFQ_PASS packets keep them in cache
+        # (the decisions do not depend on where the horizons fall)
+        sub = max(1, self.chunk_packets // _SCFQ_PASS)
 
-        def run(W: float) -> Iterator[TelemetryChunk]:
-            while True:
-                a0, eg, fl, seq = np.empty(cap), np.empty(cap), np.empty(cap, _FLOW), np.empty(cap, np.int64)
-                nout = np.zeros(1, np.int64)
-                before = count.copy()
+        def run(W0: float, W: float) -> Iterator[TelemetryChunk]:
+            horizons = [W] if not math.isfinite(W) else [W0 + (W - W0) * (i + 1) / sub for i in range(sub - 1)] + [W]
+            a0, eg, fl, seq = np.empty(cap), np.empty(cap), np.empty(cap, _FLOW), np.empty(cap, np.int64)
+            nout = np.zeros(1, np.int64)
+            before = count.copy()
+            for Wh in horizons:
                 while True:
-                    code = tandem_scfq_poisson(W, gen_until, limit0, stop, pstate, pnext, scale, count,
+                    code = tandem_scfq_poisson(Wh, gen_until, limit0, stop, pstate, pnext, scale, count,
                                                self._f_streams, self._f_mean, self._f_rate, irate, self._f_cls,
-                                               self._f_inv, self._f_delay, la_f, la_i, la, hop_f, flast, qhead, qtail, hf, thead,
-                                               ttail, pool_f, pool_i, free, prog, a0, eg, fl, seq, nout)
-                    if code != 2:
+                                               self._f_inv, self._f_delay, la_f, la_i, la, hop_f, flast, qtail, hf, ttail,
+                                               *pool, free, prog, a0, eg, fl, seq, nout)
+                    if code == 2:
+                        grow()
+                    elif code == 1:  # the output is full: hand it out, go on
+                        yield chunk(a0, eg, fl, seq, int(nout[0]), before)
+                        a0, eg, fl, seq = np.empty(cap), np.empty(cap), np.empty(cap, _FLOW), np.empty(cap, np.int64)
+                        nout[0] = 0
+                        before = count.copy()
+                    else:
                         break
-                    grow()
-                n = int(nout[0])
-                self.packet_hops += n * nh
-                fl = fl[:n]
-                tenant = np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl]
-                yield TelemetryChunk(None, Delivered(fl, seq[:n], tenant, a0[:n], eg[:n], np.zeros(n, np.bool_)),
-                                     count - before, np.zeros(nf, np.int64))
-                if code == 0:
-                    return
+            yield chunk(a0, eg, fl, seq, int(nout[0]), before)
+
+        def chunk(a0: np.ndarray, eg: np.ndarray, fl: np.ndarray, seq: np.ndarray, n: int,
+                  before: np.ndarray) -> TelemetryChunk:
+            self.packet_hops += n * nh
+            fl = fl[:n]
+            tenant = np.full(n, self.tenant_of_flow[0], np.int32) if nf == 1 else self.tenant_of_flow[fl]
+            return TelemetryChunk(None, Delivered(fl, seq[:n], tenant, a0[:n], eg[:n], np.zeros(n, np.bool_)),
+                                  count - before, np.zeros(nf, np.int64))
 
         k = 0
         done = False
+        W = 0.0
         while not done:
             k += 1
+            W0 = W
             W, done = self._window_end(k, step)
-            yield from run(W)
+            yield from run(W0, W)
             if limit0 >= 0 and count[0] >= limit0:
                 done = True
-        yield from run(np.inf)
+        yield from run(W, np.inf)
         for f, g in enumerate(gens):
             g.count = int(count[f])
 

@@ -487,14 +487,18 @@ def _lookahead(la_f: np.ndarray, la_i: np.ndarray, la: np.ndarray, gen_until: fl
     la[1] = k
 
 
+#: The end of the SCFQ kernel's free list (packet indices are unsigned: no wrap-around test per access).
+NIL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 @njit(cache=True)
 def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.ndarray, pstate: np.ndarray,
                         pnext: np.ndarray, scale: np.ndarray, count: np.ndarray, streams: np.ndarray,
                         mean: np.ndarray, rate: np.ndarray, irate: np.ndarray, cls: np.ndarray, inv: np.ndarray,
                         delay: np.ndarray, la_f: np.ndarray, la_i: np.ndarray, la: np.ndarray,
-                        hop_f: np.ndarray, flast: np.ndarray, qhead: np.ndarray,
-                        qtail: np.ndarray, hf: np.ndarray, thead: np.ndarray, ttail: np.ndarray,
-                        pool_f: np.ndarray, pool_i: np.ndarray, free: np.ndarray, prog: np.ndarray,
+                        hop_f: np.ndarray, flast: np.ndarray, qtail: np.ndarray, hf: np.ndarray, ttail: np.ndarray,
+                        pk_a0: np.ndarray, pk_t: np.ndarray, pk_tag: np.ndarray, pk_w: np.ndarray, pk_next: np.ndarray,
+                        pk_flow: np.ndarray, pk_seq: np.ndarray, free: np.ndarray, prog: np.ndarray,
                         out_a0: np.ndarray, out_eg: np.ndarray, out_flow: np.ndarray, out_seq: np.ndarray,
                         nout: np.ndarray) -> int:
     """Poisson flows (generated inline, as in :func:`tandem_poisson`) through a tandem of SCFQ hops.
@@ -508,15 +512,20 @@ def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.nd
     ``la_f``/``la_i`` (:func:`_lookahead`; ``la = [next, length]``, kept by the caller).
 
     State (kept by the caller): ``hop_f[h] = [t, v, nq]`` (server free, virtual time, queued); per hop
-    and class ``flast``, ``qhead``/``qtail`` (queues linked through ``pool_i[:, 0]``) and ``hf`` (head
-    tags); per hop the transit list ``thead``/``ttail``. Packet ``p`` of the pool holds
-    ``pool_f[p] = [a0, t_here, tag, w_0, ..., w_{nh-1}]`` and ``pool_i[p] = [next, flow, seq]``; ``free[0]`` heads the
-    free list; ``prog = [hop, horizon]`` where an interrupted call resumes (``hop < 0``: a new call).
+    and class ``flast`` and ``hf`` (the head's tag, ``inf``: empty). The packet pool, one array per
+    field, indexed by ``uint64`` packet ``p``: ``pk_a0`` (arrival at hop 0), ``pk_t`` (arrival at
+    the hop it waits for), ``pk_tag`` (its successor's tag), ``pk_w[h]`` (work at hop ``h``, bits),
+    ``pk_next`` (the next packet of its list), ``pk_flow``, ``pk_seq``. The first ``nh * (ncls + 1)``
+    packets are sentinels: ``h * ncls + c`` heads the queue of class ``c`` at hop ``h``
+    (``qtail[h, c]``: its last packet, the sentinel when empty), ``nh * ncls + h`` the packets in
+    transit to hop ``h`` (``ttail[h]``), so that appending and removing take no branch. ``free[0]``
+    heads the free list (:data:`NIL`: empty); ``prog = [hop, horizon]`` where an interrupted call
+    resumes (``hop < 0``: a new call).
     Delivered packets go to ``out_a0``, ``out_eg``, ``out_flow``, ``out_seq``, ``nout[0]`` of them.
     Returns 0 when done, 1 when the output is full, 2 when the pool is (grow it): then call again.
     """
     nh = len(mean)
-    ncls = qhead.shape[1]
+    ncls = qtail.shape[1]
     cap = len(out_a0)
     INF = np.inf
     h0 = 0
@@ -532,61 +541,66 @@ def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.nd
         t = hop_f[h, 0]
         v = hop_f[h, 1]
         nq = np.int64(hop_f[h, 2])
+        q0 = h * ncls  # the sentinel of class 0
+        ts = np.uint64(nh * ncls + h)  # the sentinel of the transit list
+        wh = pk_w[h]
+        ir = irate[h]
+        dl = delay[h]
+        first = h == 0
+        last_hop = h == nh - 1
         while True:
             # admit every packet that reached the hop by t
             while True:
-                if h == 0:
+                if first:
                     if not (ta <= t and ta < H):
                         break
-                    if free[0] < 0:
+                    p = free[0]
+                    if p == NIL:
                         hop_f[h, 0] = t
                         hop_f[h, 1] = v
                         hop_f[h, 2] = nq
                         prog[0] = h
                         prog[1] = H
                         return 2
-                    p = free[0]
-                    free[0] = pool_i[p, 0]
+                    free[0] = pk_next[p]
                     q = la[0]
                     f = la_i[q, 0]
-                    pool_f[p, 0] = ta
-                    pool_i[p, 1] = f
-                    pool_i[p, 2] = la_i[q, 1]
+                    pk_a0[p] = ta
+                    pk_flow[p] = f
+                    pk_seq[p] = la_i[q, 1]
                     for hh in range(nh):
-                        pool_f[p, 3 + hh] = la_f[q, 1 + hh]
+                        pk_w[hh, p] = la_f[q, 1 + hh]
                     la[0] = q + 1
                     if la[0] >= la[1]:
                         _lookahead(la_f, la_i, la, gen_until, limit0, stop, pstate, pnext, scale, count, streams,
                                    mean, rate)
                     ta = la_f[la[0], 0] if la[0] < la[1] else INF
                 else:
-                    p = thead[h]
-                    if p < 0 or not pool_f[p, 1] <= t:
+                    tt = ttail[h]
+                    p = pk_next[ts]
+                    if tt == ts or not pk_t[p] <= t:
                         break
-                    thead[h] = pool_i[p, 0]
-                    if thead[h] < 0:
-                        ttail[h] = -1
-                    f = pool_i[p, 1]
-                w = pool_f[p, 3 + h]
+                    pk_next[ts] = pk_next[p]
+                    ttail[h] = ts if p == tt else tt
+                    f = pk_flow[p]
+                w = wh[p]
                 c = cls[h, f]
                 fl = flast[h, c]
                 tag = (fl if fl > v else v) + w * inv[h, c]
                 flast[h, c] = tag
-                pool_f[p, 2] = tag
-                pool_i[p, 0] = -1
-                if qhead[h, c] < 0:
-                    qhead[h, c] = p
-                    hf[h, c] = tag
-                else:
-                    pool_i[qtail[h, c], 0] = p
+                qt = qtail[h, c]
+                pk_next[qt] = p  # the sentinel's next is the head
+                pk_tag[qt] = tag  # the predecessor keeps its successor's tag: a dequeue reads only its own
+                hc = hf[h, c]
+                hf[h, c] = tag if qt == np.uint64(q0 + c) else hc
                 qtail[h, c] = p
                 nq += 1
             if nq == 0:  # idle until the next arrival, if it is known
-                if h == 0:
+                if first:
                     a = ta if ta < H else INF
                 else:
-                    p = thead[h]
-                    a = pool_f[p, 1] if p >= 0 and pool_f[p, 1] < H else INF
+                    p = pk_next[ts]
+                    a = pk_t[p] if ttail[h] != ts and pk_t[p] < H else INF
                 if a == INF:
                     break
                 v = 0.0
@@ -596,53 +610,74 @@ def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.nd
                 continue
             if t >= H:
                 break
-            if h == nh - 1 and nout[0] >= cap:
+            if last_hop and nout[0] >= cap:
                 hop_f[h, 0] = t
                 hop_f[h, 1] = v
                 hop_f[h, 2] = nq
                 prog[0] = h
                 prog[1] = H
                 return 1
-            best = 0
-            bf = hf[h, 0]
-            for c in range(1, ncls):
-                xx = hf[h, c]
-                lt = xx < bf
-                bf = xx if lt else bf
-                best = c if lt else best
-            p = qhead[h, best]
-            nx = pool_i[p, 0]
-            qhead[h, best] = nx
-            if nx < 0:
-                qtail[h, best] = -1
-                hf[h, best] = INF
+            if ncls == 8:  # a tree, three compares deep (ties: the lower class, as the scan)
+                x0, x1, x2, x3 = hf[h, 0], hf[h, 1], hf[h, 2], hf[h, 3]
+                x4, x5, x6, x7 = hf[h, 4], hf[h, 5], hf[h, 6], hf[h, 7]
+                lt = x1 < x0  # integer selects as arithmetic: a branch here would be unpredictable
+                m01 = x1 if lt else x0
+                i01 = np.int64(lt)
+                lt = x3 < x2
+                m23 = x3 if lt else x2
+                i23 = 2 + np.int64(lt)
+                lt = x5 < x4
+                m45 = x5 if lt else x4
+                i45 = 4 + np.int64(lt)
+                lt = x7 < x6
+                m67 = x7 if lt else x6
+                i67 = 6 + np.int64(lt)
+                lt = m23 < m01
+                m03 = m23 if lt else m01
+                i03 = i01 + (i23 - i01) * np.int64(lt)
+                lt = m67 < m45
+                m47 = m67 if lt else m45
+                i47 = i45 + (i67 - i45) * np.int64(lt)
+                lt = m47 < m03
+                bf = m47 if lt else m03
+                best = i03 + (i47 - i03) * np.int64(lt)
             else:
-                hf[h, best] = pool_f[nx, 2]
+                best = 0
+                bf = hf[h, 0]
+                for c in range(1, ncls):
+                    xx = hf[h, c]
+                    lt = xx < bf
+                    bf = xx if lt else bf
+                    best = c if lt else best
+            qs = np.uint64(q0 + best)
+            p = pk_next[qs]
+            qb = qtail[h, best]
+            last = p == qb
+            pk_next[qs] = pk_next[p]
+            nt = pk_tag[p]
+            qtail[h, best] = qs if last else qb
+            hf[h, best] = INF if last else nt
             nq -= 1
             v = bf
-            t = t + pool_f[p, 3 + h] * irate[h]
-            eg = t + delay[h]
-            if h == nh - 1:
+            t = t + wh[p] * ir
+            eg = t + dl
+            if last_hop:
                 k = nout[0]
-                out_a0[k] = pool_f[p, 0]
+                out_a0[k] = pk_a0[p]
                 out_eg[k] = eg
-                out_flow[k] = pool_i[p, 1]
-                out_seq[k] = pool_i[p, 2]
+                out_flow[k] = pk_flow[p]
+                out_seq[k] = pk_seq[p]
                 nout[0] = k + 1
-                pool_i[p, 0] = free[0]
+                pk_next[p] = free[0]
                 free[0] = p
             else:
-                pool_f[p, 1] = eg
-                pool_i[p, 0] = -1
-                hn = h + 1
-                if thead[hn] < 0:
-                    thead[hn] = p
-                else:
-                    pool_i[ttail[hn], 0] = p
-                ttail[hn] = p
+                pk_t[p] = eg
+                tt = ttail[h + 1]
+                pk_next[tt] = p
+                ttail[h + 1] = p
         hop_f[h, 0] = t
         hop_f[h, 1] = v
         hop_f[h, 2] = nq
-        H = max(t, H) + delay[h]
+        H = max(t, H) + dl
     prog[0] = -1
     return 0
