@@ -611,7 +611,8 @@ class Simulation:
                     code = tandem_scfq_poisson(Wh, gen_until, limit0, stop, pstate, pnext, scale, count,
                                                self._f_streams, self._f_mean, self._f_rate, irate, self._f_cls,
                                                self._f_inv, self._f_delay, la_f, la_i, la, hop_f, flast, qtail, hf, ttail,
-                                               *pool, free, prog, a0, eg, fl, seq, nout)
+                                               pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], free, prog,
+                                               a0, eg, fl, seq, nout)
                     if code == 2:
                         grow()
                     elif code == 1:  # the output is full: hand it out, go on

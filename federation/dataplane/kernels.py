@@ -640,7 +640,7 @@ def tandem_scfq_poisson(until: float, gen_until: float, limit0: int, stop: np.nd
                 i47 = i45 + (i67 - i45) * np.int64(lt)
                 lt = m47 < m03
                 bf = m47 if lt else m03
-                best = i03 + (i47 - i03) * np.int64(lt)
+                best = int(i03 + (i47 - i03) * np.int64(lt))
             else:
                 best = 0
                 bf = hf[h, 0]
