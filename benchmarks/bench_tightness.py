@@ -9,15 +9,15 @@ both measured in the same run. Writes benchmarks/out/tightness.json.
 
 Section ``fifo`` (issue 13): tandems of FIFO links with one-hop Poisson cross traffic at every
 hop (one scenario: at the first hop only; 1-5 hops, utilisation 0.3-0.9), in continuous time simulated by the data plane
-(``federation.dataplane``, FIFO domains; the flow's time-stationary virtual delay, batch-means
-intervals of ``federation.stats``) and in discrete time by the slotted FIFO tandem of
+(``federation.dataplane``, FIFO domains; each packet's sojourn, its own transmissions included, as
+the bounds state it; batch-means intervals) and in discrete time by the slotted FIFO tandem of
 :func:`federation.calculus.reference.slotted_fifo_tandem_delays` (the slotted model is not the
 data plane's).
 For each: our bound (the smallest valid one, FIFO-aware: ``FifoLeftover`` hops), the blind-
 multiplexing bound of the same tandem (``Leftover`` hops: what trefed gave before), and the standard
 MGF tandem bound (the baseline; in continuous time on the unit grid, as the toolboxes do in
 slots). A bound is *valid* when the 99 % lower confidence limit of the simulated
-``P(V > d_bound(eps))`` is at most ``eps``. Writes benchmarks/out/tightness_fifo.json.
+``P(D > d_bound(eps))`` is at most ``eps``. Writes benchmarks/out/tightness_fifo.json.
 
 Run: python benchmarks/bench_tightness.py [--quick] [--section all|reference|fifo]
 """
@@ -48,7 +48,6 @@ from federation.calculus.reference import (  # noqa: E402
     slot_samples,
     slotted_fifo_tandem_delays,
     slotted_tandem_delays,
-    time_exceedance,
 )
 from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover  # noqa: E402
 from federation.compare.run import fifo_tandem_departures  # noqa: E402
@@ -57,14 +56,11 @@ D = "discrete"
 EPS = (1e-3, 1e-4)
 
 
-class SlottedSim:
-    def __init__(self, flow, hops, t, rng):
-        caps, crs = [], []
-        for rate, kind, cross in hops:
-            caps.append(rng.exponential(rate, t) if kind == "exp" else rate)
-            crs.append(slot_samples(cross, t, rng) if cross is not None else None)
-        dl = slotted_tandem_delays(slot_samples(flow, t, rng), caps, crs)
-        self.sorted = np.sort(dl[1000:])
+class SortedSim:
+    """``P(D > d)`` and the ``eps`` quantile of a sample of delays (slots, or each packet's sojourn)."""
+
+    def __init__(self, delays: np.ndarray):
+        self.sorted = np.sort(delays)
         self.n = len(self.sorted)
 
     def p(self, d: float) -> float:
@@ -73,6 +69,15 @@ class SlottedSim:
     def quantile(self, eps: float) -> float:
         k = int(math.floor(eps * self.n))
         return float(self.sorted[self.n - k - 1])
+
+
+class SlottedSim(SortedSim):
+    def __init__(self, flow, hops, t, rng):
+        caps, crs = [], []
+        for rate, kind, cross in hops:
+            caps.append(rng.exponential(rate, t) if kind == "exp" else rate)
+            crs.append(slot_samples(cross, t, rng) if cross is not None else None)
+        super().__init__(slotted_tandem_delays(slot_samples(flow, t, rng), caps, crs)[1000:])
 
 
 class TimeSim:
@@ -101,7 +106,7 @@ def packet_sim(lam, size, hop_list, n, rng):
     for rate, kind in hop_list:
         st.append(rng.exponential(size / rate, n) if kind == "exp" else np.full(n, size / rate))
     sojourn = packet_tandem_departures(at, st) - at  # each packet's delay, its own services included
-    return TimeSim(lambda d: float(np.mean(sojourn > d)), float(np.mean(sojourn)) * 5)
+    return SortedSim(sojourn)
 
 
 def fluid_poisson_sim(lam, size, kind, cap, n, rng):
@@ -109,7 +114,7 @@ def fluid_poisson_sim(lam, size, kind, cap, n, rng):
     at = np.cumsum(rng.exponential(1 / lam, n))
     sz = np.full(n, size) if kind == "det" else rng.exponential(size, n)
     sojourn = packet_tandem_departures(at, [sz / cap]) - at
-    return TimeSim(lambda d: float(np.mean(sojourn > d)), float(np.mean(sojourn)) * 5)
+    return SortedSim(sojourn)
 
 
 def mmoo_sim(flow, cap, horizon, rng):
@@ -286,8 +291,8 @@ def run_fifo(quick: bool) -> dict:
     for i, (name, lam, size, hops) in enumerate(fifo_scenarios()):
         t0 = time.time()
         a, f = fifo_tandem_departures(lam, size, hops, n, 1300 + i)
-        a, f = a[n // 100:], f[n // 100:]
-        sim = TimeSim(lambda d, a=a, f=f: time_exceedance(a, f, d).p, float(np.max(f - a)))
+        sojourn = (f - a)[n // 100:]  # each packet's delay, its own transmissions included (PASTA)
+        sim = SortedSim(sojourn)
         t_sim = time.time() - t0
         flow = PoissonArrival(lam, 1.0, size)
         fifo = [FifoLeftover(ConstantRate(c), PoissonArrival(lc, 1.0, kc)) if lc else ConstantRate(c)
@@ -302,8 +307,8 @@ def run_fifo(quick: bool) -> dict:
             t_b = time.time() - t1
             bb = delay_bound(flow, blind, eps)
             base = baseline_tandem_delay(flow, blind, eps).delay
-            eps_rows[f"{eps:g}"] = _eps_row(eps, dq, b, bb, base, time_exceedance(a, f, b.delay),
-                                            time_exceedance(a, f, base), t_b)
+            eps_rows[f"{eps:g}"] = _eps_row(eps, dq, b, bb, base, exceedance(sojourn, b.delay),
+                                            exceedance(sojourn, base), t_b)
         row = _row(name, len(hops), max((lam + lc) / c for c, lc, _ in hops), eps_rows)
         row["sim_seconds"] = t_sim
         rows.append(row)
@@ -322,7 +327,10 @@ def run_fifo(quick: bool) -> dict:
             "median_delay_ratio_tandems": float(np.median([r[k]["delay_ratio"] for r in multi])),
             "median_blind_ratio": float(np.median([r[k]["blind_delay_ratio"] for r in rows])),
             "never_looser_than_baseline": all(r[k]["bound_delay"] <= r[k]["base_delay"] for r in rows),
-            "never_looser_than_blind": all(r[k]["bound_delay"] <= r[k]["blind_delay"] for r in rows),
+            # the same method optimised twice may differ in the 8th digit
+            "never_looser_than_blind": all(
+                r[k]["bound_delay"] <= r[k]["blind_delay"] * (1 + 1e-6) for r in rows
+            ),
             "baseline_all_valid": all(r[k]["base_valid"] for r in rows),
         }
         print(k, summary[k])
