@@ -33,7 +33,7 @@ POISSON = PoissonArrival(0.5, 1.0, "det")
 def test_every_method_value_is_an_enum_member_with_its_text():
     assert {m.value for m in BoundMethod} == {
         "deterministic", "martingale", "martingale-sp", "martingale-fifo", "mgf-tandem", "mgf-tandem-hoelder",
-        "mgf-fifo", "mgf-maxplus", "product-form", "mgf-baseline", "mgf-backlog",
+        "mgf-fifo", "mgf-maxplus", "product-form", "mgf-baseline", "mgf-backlog", "fifo-recursion",
     }
     m = BoundMethod.MGF_TANDEM_HOELDER
     assert m == "mgf-tandem-hoelder" and str(m) == "mgf-tandem-hoelder" and f"[{m}]" == "[mgf-tandem-hoelder]"

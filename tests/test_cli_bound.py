@@ -70,7 +70,7 @@ def test_fifo_multiplexing_is_chosen_on_the_command_line(capsys):
     assert code == 0 and blind["multiplexing"] == "blind" and blind["method"] == "mgf-tandem"
     code, out, _ = _run(capsys, *argv, "--multiplexing", "fifo")
     fifo = json.loads(out)
-    assert code == 0 and fifo["multiplexing"] == "fifo" and fifo["method"] == "mgf-fifo"
+    assert code == 0 and fifo["multiplexing"] == "fifo" and fifo["method"] == "fifo-recursion"
     assert fifo["delay"] < blind["delay"]
     code, out, _ = _run(capsys, "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--cross", "1=poisson:rate=0.3",
                         "--multiplexing", "fifo", "--delay", "5", "--json")

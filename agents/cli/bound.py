@@ -28,7 +28,8 @@ order; a --cross HOP=SPEC flow shares hop HOP only (it enters there and leaves a
 served with arbitrary priority against the flow (blind multiplexing: the bound holds for any
 work-conserving scheduler, including strict priority to the cross traffic). With
 --multiplexing fifo the hops serve their cross traffic and the flow in one FIFO queue, as the
-data plane's fifo domains do, and the FIFO bounds (methods mgf-fifo, martingale-fifo) apply too.
+data plane's fifo domains do, and the FIFO bounds (methods mgf-fifo, martingale-fifo and, for
+fixed-size Poisson packets with Poisson cross traffic in continuous time, fifo-recursion) apply too.
 
 Continuous time (seconds, bits, bits/s): for one Poisson --arrival the bounded delay is a
 packet's end-to-end *sojourn* -- from its arrival to the departure of its last bit from the last

@@ -47,6 +47,8 @@ class BoundMethod(enum.StrEnum):
     MGF_FIFO = "mgf-fifo"
     #: The packet-domain (max-plus) MGF bound for Poisson packets (:mod:`federation.calculus.packet`).
     MGF_MAXPLUS = "mgf-maxplus"
+    #: The busy-period recursion of a FIFO packet tandem with cross traffic (:mod:`federation.calculus.fifo_recursion`).
+    FIFO_RECURSION = "fifo-recursion"
     #: The exact sojourn tail of a Jackson tandem (:mod:`federation.calculus.packet`).
     PRODUCT_FORM = "product-form"
     #: The textbook MGF tandem bound of published toolboxes (:mod:`federation.calculus.baseline`).
@@ -146,7 +148,8 @@ class Bound:
     epsilon : float
         Violation probability bound in [0, 1].
     theta : float
-        Optimising theta (1/bits; 1/s for :attr:`BoundMethod.MGF_MAXPLUS`); nan when not
+        Optimising theta (1/bits; 1/s for :attr:`BoundMethod.MGF_MAXPLUS` and
+        :attr:`BoundMethod.FIFO_RECURSION`); nan when not
         applicable (deterministic, product form).
     method : BoundMethod
         The method that gave the bound.

@@ -18,7 +18,8 @@ add over the compute domains.
 
 :func:`violation_bound` and :func:`delay_bound` are the smallest valid bound over the methods
 (:mod:`~federation.calculus.tandem`, :mod:`~federation.calculus.martingale`,
-:mod:`~federation.calculus.packet`); the reverse problem, the cheapest rates that meet a target,
+:mod:`~federation.calculus.packet`, :mod:`~federation.calculus.fifo`,
+:mod:`~federation.calculus.fifo_recursion`); the reverse problem, the cheapest rates that meet a target,
 is :func:`federation.calculus.plan.plan_rates`.
 """
 
@@ -40,6 +41,7 @@ from federation.calculus.fifo import (
     fifo_tandem_delay,
     fifo_tandem_violation,
 )
+from federation.calculus.fifo_recursion import recursion_delay, recursion_violation
 from federation.calculus.martingale import martingale_delay, martingale_violation
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.roots import invert_delay
@@ -159,7 +161,8 @@ def violation_bound(
     Deterministic (token bucket through deterministic hops), martingale (single queues),
     MGF tandem, the FIFO bounds where a hop serves its cross traffic FIFO
     (:mod:`~federation.calculus.fifo`), and for Poisson packets in continuous time the packet-domain max-plus and
-    product-form bounds. In continuous time with fixed-size packets the fluid methods get the
+    product-form bounds and, through FIFO hops with Poisson cross traffic, the busy-period recursion
+    (:mod:`~federation.calculus.fifo_recursion`). In continuous time with fixed-size packets the fluid methods get the
     packetizer latencies (:func:`packetized`), so the result bounds the store-and-forward packet
     tandem as well as the fluid one. For Poisson packets ``D`` is a packet's sojourn, its own
     transmission included (:mod:`~federation.calculus.sojourn`); the fluid methods do not apply
@@ -185,7 +188,7 @@ def violation_bound(
 
 
 #: Methods computed on the services themselves (the others on the packetized ones).
-_PACKET_METHODS = frozenset({BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM})
+_PACKET_METHODS = frozenset({BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM, BoundMethod.FIFO_RECURSION})
 
 
 def virtual_violation_bound(arrival: Arrival, services: Sequence[Service], delay: float) -> Bound:
@@ -240,6 +243,10 @@ def _candidates(
     for alt in (mp, product_form_violation(arrival, services, delay)):
         if alt is not None:
             yield alt
+    if sojourn:  # a packet's sojourn in a FIFO packet tandem with Poisson cross traffic
+        rec = recursion_violation(arrival, services, delay)
+        if rec is not None:
+            yield rec
 
 
 def _no_packet_bound(arrival: Arrival, services: Sequence[Service]) -> NoFiniteBound:
@@ -270,6 +277,8 @@ def delay_bound(
         raise InputError(f"epsilon(={epsilon!r}) must be in (0, 1)")
     if not packet_view(arrival):
         return _virtual_delay_bound(arrival, services, epsilon, names=names, dependent=dependent)
+    # its own inversion, exact in theta; may lie below the fluid virtual-delay bound the inversion starts from
+    rec = None if dependent else recursion_delay(arrival, services, epsilon)
     lat = sum(s.latency for s in services)
     start = lat
     if fluid_holds(arrival, services):  # the virtual delay is a lower end: the packet adds to it
@@ -280,7 +289,8 @@ def delay_bound(
         return violation_bound(arrival, services, x, names=names, dependent=dependent).epsilon
 
     d = invert_delay(eps_at, epsilon, start, start + max(own, 1e-12), discrete=False)
-    return violation_bound(arrival, services, d, names=names, dependent=dependent)
+    best = violation_bound(arrival, services, d, names=names, dependent=dependent)
+    return rec if rec is not None and rec.delay < best.delay else best
 
 
 def _virtual_delay_bound(

@@ -71,7 +71,8 @@ from federation.calculus.services import ConstantRate, ExpService, Leftover, Ser
 __all__ = ["per_packet", "packetised_onoff", "packet_view", "fluid_holds", "sojourn_of", "own_log_mgf"]
 
 #: Methods whose bound is already on the packet's sojourn (or holds at every instant).
-_ALREADY = frozenset({BoundMethod.DETERMINISTIC, BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM})
+_ALREADY = frozenset({
+    BoundMethod.DETERMINISTIC, BoundMethod.MGF_MAXPLUS, BoundMethod.PRODUCT_FORM, BoundMethod.FIFO_RECURSION})
 
 
 def per_packet(arrival: Arrival) -> bool:
