@@ -13,14 +13,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
+from federation.calculus import fifo_recursion
 from federation.calculus.arrivals import Aggregate, PoissonArrival
 from federation.calculus.bound import BoundMethod
 from federation.calculus.compose import delay_bound, violation_bound
 from federation.calculus.fifo_recursion import (
     recursion_applies,
     recursion_delay,
-    recursion_log_mgf,
+    recursion_log_coefficient,
     recursion_model,
     recursion_violation,
 )
@@ -48,25 +50,26 @@ def test_it_applies_to_poisson_fixed_size_packets_through_fifo_links_only():
     assert recursion_delay(flow, [Leftover(ConstantRate(1.0), x)], 1e-3) is None
 
 
-def test_the_first_hop_is_the_exact_fifo_queue_and_a_later_hop_only_adds():
-    """One FIFO hop: the sojourn is the aggregate's M/G/1 wait plus L/C, whose transform is exact
-    (Pollaczek-Khinchine). A second hop as fast without cross traffic adds exactly L/C to every
-    sojourn (packets leave the first hop L/C apart): its factor is at least e^{theta L/C}."""
+def test_the_first_hop_is_lundbergs_bound_and_a_later_hop_only_adds():
+    """One FIFO hop: the sojourn is the aggregate's stationary workload plus L/C, whose tail is at most
+    e^{-theta* y} (Lundberg, theta* the aggregate's root): the coefficient is theta L/C up to the root
+    and the bound at a delay d is e^{-theta* (d - L/C)}. A second hop as fast without cross traffic
+    adds exactly L/C to every sojourn (packets leave the first hop L/C apart): its factor is at least
+    e^{theta L/C}."""
     flow, x = PoissonArrival(0.3, 1.0), PoissonArrival(0.4, 1.0, "exp")
     one = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x)])
     two = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x), ConstantRate(1.0)])
     assert one is not None and two is not None
     agg = Aggregate((flow, x))
-    for theta in (0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7):
-        den = theta - agg.kappa(theta)
-        if den <= 0:
-            assert math.isinf(recursion_log_mgf(one, theta))
-            break
-        exact = math.log(0.3) + math.log(theta) - math.log(den) + theta  # (1 - rho) theta / (theta - kappa) e^{theta L/C}
-        assert recursion_log_mgf(one, theta) == pytest.approx(exact, rel=1e-12)
-        assert recursion_log_mgf(two, theta) >= exact + theta
-    else:
-        raise AssertionError("no theta reached the aggregate's root")
+    root = brentq(lambda t: t - agg.kappa(t), 1e-3, 0.999)
+    for theta in (0.01, 0.1, 0.2, 0.5 * root, 0.99 * root):
+        assert recursion_log_coefficient(one, theta) == theta
+        assert recursion_log_coefficient(two, theta) >= 2 * theta
+    assert math.isinf(recursion_log_coefficient(one, 1.01 * root))
+    for d in (5.0, 20.0, 60.0):
+        b = recursion_violation(flow, [FifoLeftover(ConstantRate(1.0), x)], d)
+        assert b is not None and b.epsilon == pytest.approx(math.exp(-root * (d - 1.0)), rel=0.01 * d)
+        assert b.epsilon >= math.exp(-root * (d - 1.0))
 
 
 def test_a_finer_grid_never_raises_the_moment():
@@ -75,9 +78,39 @@ def test_a_finer_grid_never_raises_the_moment():
     assert m is not None
     coarse = replace(m, cells=256)
     for theta in (0.05, 0.1, 0.2, 0.3):
-        fine, rough = recursion_log_mgf(m, theta), recursion_log_mgf(coarse, theta)
+        fine, rough = recursion_log_coefficient(m, theta), recursion_log_coefficient(coarse, theta)
         if math.isfinite(rough):
             assert fine <= rough + 1e-12, (theta, fine, rough)
+
+
+def _restarted_queue_moment(lam, lx, s, a, b, n, rng):
+    """Monte Carlo of ``E exp(a F[-s, 0] + b G_1(0))`` for one unit-rate FIFO hop started empty at ``-s``:
+    unit flow packets at ``-s``, Poisson ``lam`` between and (Palm) at ``0``; unit cross packets Poisson ``lx``."""
+    out = np.empty(n)
+    for i in range(n):
+        nf, nx = rng.poisson(lam * s), rng.poisson(lx * s)
+        t = np.sort(np.concatenate(([0.0], rng.uniform(0, s, nf), rng.uniform(0, s, nx))))
+        w, last = 0.0, 0.0
+        for u in t:
+            w, last = max(w - (u - last), 0.0) + 1.0, u
+        out[i] = math.exp(a * (nf + 2) + b * (max(w - (s - last), 0.0) + 1.0))
+    return out.mean(), out.std() / math.sqrt(n)
+
+
+@pytest.mark.parametrize("a,b", [(0.3, 0.3), (0.8, 0.3)])  # the tilted stationary queue; the recursion
+def test_a_restarted_queue_moment_is_above_its_simulation(a, b):
+    """J_1 (module Notes) against a simulation of the restarted queue it bounds, at three restart times."""
+    m = recursion_model(PoissonArrival(0.3, 1.0), [FifoLeftover(ConstantRate(1.0), PoissonArrival(0.3, 1.0))])
+    assert m is not None
+    step = 40.0 / m.cells
+    grid = fifo_recursion._grid(m, 1, a, b, step, {}, {})
+    assert grid is not None
+    rng = np.random.default_rng(708)
+    for s in (2.0, 8.0, 20.0):
+        i = round(s / step)
+        bound = grid.vals[i] * math.exp(grid.g * i * step)
+        mean, se = _restarted_queue_moment(0.3, 0.3, i * step, a, b, 20_000, rng)
+        assert bound >= mean - 3 * se, (s, bound, mean, se)
 
 
 def test_delay_and_violation_agree_and_the_tandem_picks_the_recursion():
@@ -103,6 +136,7 @@ CASES = [
     (0.3, [(1.0, 0.3, "exp")] * 3, 702),
     (0.3, [(1.0, 0.4, "exp"), (1.0, 0, "det"), (1.5, 0, "det")], 703),
     (0.2, [(1.0, 0.5, "exp"), (1.25, 0.3, "det"), (1.0, 0.4, "det")], 704),
+    (0.25, [(1.0, 0.25, "det")] * 4, 706),
 ]
 
 

@@ -12,9 +12,9 @@ Unlike the residual-service bounds of :mod:`~federation.calculus.fifo`, which ch
 cross traffic over the whole delay window, this bound keeps at each FIFO hop the exponent of the
 hop's aggregate (flow plus cross traffic) over the flow's own packets; it is the tightest method
 on lightly and moderately loaded tandems and loses to them near saturation and on long tandems
-(the first hop is exact; each later hop's union over the flow's packets costs a factor about
-``(theta + lambda) / ((1 - rho) theta)`` against the exact queue, and the restarted tandems inside
-it more).
+(the first hop is Lundberg's bound on its aggregate; each later hop's union over the flow's packets
+costs a factor about ``(theta + lambda) / ((1 - rho) theta)`` against the exact queue, and the
+restarted tandems inside it more).
 
 Notes
 -----
@@ -65,22 +65,35 @@ restarted part give
 
 (``e^{-a L}``: the packet at ``-r`` is in both factors), ``J_k(s; a, 0) = J_0(s; a) = e^{2 a L}
 exp(lambda (e^{a L} - 1) s)``. Every ``J`` increases in ``s`` (an earlier restart only adds
-work), so the stationary moment is a product over the hops,
+work). At the first hop a second bound holds: under the tilt ``e^{a L F}`` the flow on ``(-s,
+0)`` is Poisson of rate ``lambda' = lambda e^{a L}``, and the restarted queue is dominated by the
+stationary queue of that flow and the cross traffic plus the one packet at ``-s`` (at most
+``L/C_1`` more work at any time), so ``J_1(s; a, b) <= e^{2 a L + 2 b L/C_1} exp(lambda (e^{a L}
+- 1) s) (1 - rho') b / (b - kappa'(b/C_1))`` (``rho'``, ``kappa'`` the tilted aggregate's load and
+cumulant rate) where the tilted queue is stable and ``b`` below its root; the smaller bound is
+used. Not downstream: there one more packet can let cross traffic overtake and delay a packet by
+more than its transmissions.
+
+**Tail coefficients.** The stationary sojourn is bounded through ``B_k(theta) = sup_y P(G_k(0)
+> y) e^{theta y}``, so that ``P(G_k(0) > y) <= B_k(theta) e^{-theta y}`` for every ``y``. The
+union over ``sigma`` bounds ``P(G_k(0) > y)`` by a sum over ``sigma`` of ``P(G_{k-1}(sigma) +
+R(sigma) > y)``, ``R(sigma)`` the rest of the sample-path bound; ``G_{k-1}(sigma)`` has the law of
+``G_{k-1}(0)`` (Palm) and is independent of ``R(sigma)``, so each term is at most ``B_{k-1}(theta)
+e^{-theta y} E e^{theta R(sigma)}``, and
 
 .. math::
 
-    E e^{\\theta (D - T)} \\le \\prod_k M_k(\\theta) \\Big[ e^{\\theta L/C_k} + \\lambda
+    B_k(\\theta) \\le B_{k-1}(\\theta) \\, M_k(\\theta) \\Big[ e^{\\theta L/C_k} + \\lambda
         e^{-\\delta_k \\Lambda_{k-1}} \\int_0^\\infty e^{(\\delta_k - \\theta) r}
-        J_{k-1}(r; \\theta/C_k, \\delta_k) \\, dr \\Big],
+        J_{k-1}(r; \\theta/C_k, \\delta_k) \\, dr \\Big].
 
-``T`` the constant latencies: each hop's factor bounds ``E e^{theta G_k(0)} / E e^{theta
-G_{k-1}(0)}`` (``G_{k-1}(sigma)`` has the law of ``G_{k-1}(0)`` and is independent of the
-restarted part). The first hop's factor is replaced by its exact value, the aggregate's M/G/1
-FIFO sojourn ``E e^{theta G_1(0)} = e^{theta L/C_1} (1 - rho_1) theta / (theta - kappa_1(theta /
-C_1))`` (``kappa_1`` flow plus cross traffic, ``rho_1`` their load; Poisson arrivals see the
-stationary workload): the union over ``sigma`` would cost it about ``(theta + lambda) / ((1 -
-rho_1) theta)``, a factor 55 at ``rho = 0.9``. Then ``P(D > d) <= E e^{theta (D - T)} e^{-theta
-(d - T)}``, minimised over ``theta`` (1/s).
+The first hop needs no union: a packet's sojourn there is the aggregate's stationary workload
+(Poisson arrivals see time averages) plus ``L/C_1``, and Lundberg's inequality bounds the
+workload's tail by ``e^{-theta_1^* y}``, ``theta_1^*`` the root of ``theta = kappa_1(theta /
+C_1)`` (flow plus cross traffic), so ``B_1(theta) = e^{theta L/C_1}`` for ``theta <=
+theta_1^*``: no pole at the root, where the moment ``E e^{theta G_1(0)}`` (Pollaczek-Khinchine)
+has one. Then ``P(D > d) <= B_H(theta) e^{-theta (d - T)}``, ``T`` the constant latencies,
+minimised over ``theta`` (1/s).
 
 **Numerics** (every step an upper bound). Each ``J`` has an exponential envelope ``J <= A
 e^{g s}`` from the same recursion (``int_0^s e^{g_1 (s-r) + h r} dr <= e^{max(g_1, h) s} /
@@ -110,7 +123,7 @@ __all__ = [
     "RecursionModel",
     "recursion_model",
     "recursion_applies",
-    "recursion_log_mgf",
+    "recursion_log_coefficient",
     "recursion_violation",
     "recursion_delay",
 ]
@@ -256,7 +269,24 @@ def _envelope_uncached(m: RecursionModel, k: int, a: float, b: float, memo: dict
         log_int, g = -1.0 - math.log(eta), g + eta
     first = b * size / c_k + p.log_a
     second = math.log(lam) - a * size - delta * m.own(k - 1) + p.log_a + q.log_a + log_int
-    return _Envelope(log_m + float(np.logaddexp(first, second)), g)
+    rec = _Envelope(log_m + float(np.logaddexp(first, second)), g)
+    if k == 1:
+        alt = _log_tilted_first_hop(m, a, b)
+        if math.isfinite(alt):
+            return _Envelope(alt, lam * math.expm1(a * size))
+    return rec
+
+
+def _log_tilted_first_hop(m: RecursionModel, a: float, b: float) -> float:
+    """``log (J_1(s; a, b) e^{-g_0 s})`` for every ``s`` through the tilted stationary queue (``inf`` if unstable)."""
+    c, size = m.links[0], m.size
+    lam = m.rate * math.exp(a * size)  # the flow's rate under the tilt e^{a L F}
+    x = m.cross[0]
+    rho = (lam * size + (x.mean_rate if x is not None else 0.0)) / c
+    den = b - lam * math.expm1(b * size / c) - m.kappa(1, b / c)
+    if not (rho < 1.0 and den > 0.0):
+        return math.inf
+    return 2.0 * a * size + 2.0 * b * size / c + math.log1p(-rho) + math.log(b) - math.log(den)
 
 
 @dataclass(frozen=True)
@@ -298,12 +328,12 @@ def _grid_uncached(m: RecursionModel, k: int, a: float, b: float, step: float, e
         return None
     g, c = env.g, delta - b
     s = np.arange(n + 1) * step
-    pt = p.vals * np.exp((p.g - g) * s)  # P(s_m) e^{-g s_m}, at most P's envelope
-    qt = q.vals[1:] * np.exp(q.g * step + (q.g + c - g) * s[:-1]) * _cell_integral(c, step)
-    conv = np.zeros(n + 1)
-    conv[1:] = np.convolve(pt[1:], qt)[:n]
     log_lp = math.log(m.rate) - a * m.size - delta * m.own(k - 1)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # inf where the recursion is above the envelope: capped
+        pt = p.vals * np.exp((p.g - g) * s)  # P(s_m) e^{-g s_m}
+        qt = q.vals[1:] * np.exp(q.g * step + (q.g + c - g) * s[:-1]) * _cell_integral(c, step)
+        conv = np.zeros(n + 1)
+        conv[1:] = np.convolve(pt[1:], qt)[:n]
         vals = math.exp(log_m + b * m.size / c_k) * pt + math.exp(log_m + log_lp) * conv
     if env.log_a < _LOG_HUGE:
         vals = np.minimum(vals, math.exp(env.log_a))
@@ -337,26 +367,24 @@ def _log_hop_integral(m: RecursionModel, k: int, theta: float, delta: float) -> 
     return float(np.logaddexp(np.logaddexp.reduce(logs) + cell, tail))
 
 
-def recursion_log_mgf(model: RecursionModel, theta: float) -> float:
-    """The log of the bound on ``E exp(theta (D - T))`` (module Notes); ``theta`` in 1/s; ``inf`` where none."""
+def recursion_log_coefficient(model: RecursionModel, theta: float) -> float:
+    """``log B(theta)`` with ``P(D - T > y) <= B(theta) e^{-theta y}`` for every ``y`` (module Notes:
+    ``B_H``); ``theta`` in 1/s; ``inf`` where there is none."""
     if not theta > 0:
         raise InputError(f"theta(={theta!r}) must be > 0")
-    return _log_mgf(model, float(theta))
+    return _log_coefficient(model, float(theta))
 
 
 def _log_first_hop(m: RecursionModel, theta: float) -> float:
-    """``log E e^{theta G_1(0)}`` exactly: the aggregate's M/G/1 wait (Pollaczek-Khinchine) plus ``L/C_1``."""
+    """``log B_1(theta)``: Lundberg's bound on the first hop's aggregate, ``theta L/C_1`` up to its root."""
     c = m.links[0]
-    x = m.cross[0]
-    den = theta - m.rate * math.expm1(theta * m.size / c) - m.kappa(1, theta / c)
-    if not den > 0:
+    if not theta - m.rate * math.expm1(theta * m.size / c) - m.kappa(1, theta / c) >= 0:
         return math.inf
-    rho = (m.rate * m.size + (x.mean_rate if x is not None else 0.0)) / c
-    return theta * m.size / c + math.log1p(-rho) + math.log(theta) - math.log(den)
+    return theta * m.size / c
 
 
 @functools.lru_cache(maxsize=8192)
-def _log_mgf(m: RecursionModel, theta: float) -> float:
+def _log_coefficient(m: RecursionModel, theta: float) -> float:
     total = _log_first_hop(m, theta)
     if not math.isfinite(total):
         return math.inf
@@ -402,7 +430,7 @@ def _theta_max(m: RecursionModel) -> float:
 
 
 class _Table:
-    """The evaluated ``(theta, log E e^{theta (D - T)})`` of one model."""
+    """The evaluated ``(theta, log B(theta))`` of one model (:func:`recursion_log_coefficient`)."""
 
     def __init__(self, m: RecursionModel) -> None:
         self.model = m
@@ -410,12 +438,12 @@ class _Table:
         self.points: dict[float, float] = {}
         if self.theta_max > 0:
             for f in _FRACTIONS:
-                self.log_mgf(f * self.theta_max)
+                self.log_coefficient(f * self.theta_max)
 
-    def log_mgf(self, theta: float) -> float:
+    def log_coefficient(self, theta: float) -> float:
         theta = float(theta)
         if theta not in self.points:
-            self.points[theta] = _log_mgf(self.model, theta) if 0 < theta < self.theta_max else math.inf
+            self.points[theta] = _log_coefficient(self.model, theta) if 0 < theta < self.theta_max else math.inf
         return self.points[theta]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -470,7 +498,7 @@ def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: floa
     log_eps = math.log(epsilon)
 
     def x_of(theta: float) -> float:
-        v = t.log_mgf(theta)
+        v = t.log_coefficient(theta)
         return (v - log_eps) / theta if math.isfinite(v) else math.inf
 
     th, _ = t.arrays()
@@ -484,5 +512,5 @@ def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: floa
         r = minimize_scalar_bounded(lambda v: min(x_of(float(v)), 1e300), (float(lo), float(hi)), xatol=1e-4 * hi)
         if r.fun < best_x:
             best_x, best_t = float(r.fun), float(r.x)
-            t.log_mgf(best_t)  # in the table: the violation at this delay finds it
+            t.log_coefficient(best_t)  # in the table: the violation at this delay finds it
     return Bound(m.latency + best_x, float(epsilon), best_t, BoundMethod.FIFO_RECURSION)
