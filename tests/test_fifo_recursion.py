@@ -53,18 +53,20 @@ def test_it_applies_to_poisson_fixed_size_packets_through_fifo_links_only():
 def test_the_first_hop_is_lundbergs_bound_and_a_later_hop_only_adds():
     """One FIFO hop: the sojourn is the aggregate's stationary workload plus L/C, whose tail is at most
     e^{-theta* y} (Lundberg, theta* the aggregate's root): the coefficient is theta L/C up to the root
-    and the bound at a delay d is e^{-theta* (d - L/C)}. A second hop as fast without cross traffic
-    adds exactly L/C to every sojourn (packets leave the first hop L/C apart): its factor is at least
-    e^{theta L/C}."""
+    and the bound at a delay d is e^{-theta* (d - L/C)}. A later hop at least as fast without cross
+    traffic adds exactly L/C to every sojourn (packets leave the hop before L/C apart); a slower one
+    queues them."""
     flow, x = PoissonArrival(0.3, 1.0), PoissonArrival(0.4, 1.0, "exp")
     one = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x)])
-    two = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x), ConstantRate(1.0)])
-    assert one is not None and two is not None
+    free = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x), ConstantRate(1.0), ConstantRate(2.0)])
+    slower = recursion_model(flow, [FifoLeftover(ConstantRate(1.0), x), ConstantRate(0.8)])
+    assert one is not None and free is not None and slower is not None
     agg = Aggregate((flow, x))
     root = brentq(lambda t: t - agg.kappa(t), 1e-3, 0.999)
     for theta in (0.01, 0.1, 0.2, 0.5 * root, 0.99 * root):
         assert recursion_log_coefficient(one, theta) == theta
-        assert recursion_log_coefficient(two, theta) >= 2 * theta
+        assert recursion_log_coefficient(free, theta) == pytest.approx(2.5 * theta, rel=1e-12)
+        assert recursion_log_coefficient(slower, theta) > 2.25 * theta
     assert math.isinf(recursion_log_coefficient(one, 1.01 * root))
     for d in (5.0, 20.0, 60.0):
         b = recursion_violation(flow, [FifoLeftover(ConstantRate(1.0), x)], d)

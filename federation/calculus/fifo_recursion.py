@@ -92,8 +92,10 @@ The first hop needs no union: a packet's sojourn there is the aggregate's statio
 workload's tail by ``e^{-theta_1^* y}``, ``theta_1^*`` the root of ``theta = kappa_1(theta /
 C_1)`` (flow plus cross traffic), so ``B_1(theta) = e^{theta L/C_1}`` for ``theta <=
 theta_1^*``: no pole at the root, where the moment ``E e^{theta G_1(0)}`` (Pollaczek-Khinchine)
-has one. Then ``P(D > d) <= B_H(theta) e^{-theta (d - T)}``, ``T`` the constant latencies,
-minimised over ``theta`` (1/s).
+has one. A later hop without cross traffic and at least as fast as the hop before it adds exactly
+``L/C_k`` to every sojourn (its packets arrive at least ``L/C_{k-1}`` apart, so none waits): its
+factor is ``e^{theta L/C_k}``, and ``J_k = e^{b L/C_k} J_{k-1}``. Then ``P(D > d) <= B_H(theta)
+e^{-theta (d - T)}``, ``T`` the constant latencies, minimised over ``theta`` (1/s).
 
 **Numerics** (every step an upper bound). Each ``J`` has an exponential envelope ``J <= A
 e^{g s}`` from the same recursion (``int_0^s e^{g_1 (s-r) + h r} dr <= e^{max(g_1, h) s} /
@@ -184,6 +186,12 @@ class RecursionModel:
         return sum(self.size / c for c in self.links[:k])
 
 
+def _free(m: RecursionModel, k: int) -> bool:
+    """Whether hop ``k`` (from 2) only adds ``L/C_k``: no cross traffic, and at least as fast as hop
+    ``k - 1``, whose packets reach it at least ``L/C_{k-1}`` apart, so none waits."""
+    return k >= 2 and m.cross[k - 1] is None and m.links[k - 1] >= m.links[k - 2]
+
+
 def _compound_poisson(x: Arrival) -> bool:
     if isinstance(x, PoissonArrival):
         return x.time == "continuous"
@@ -253,6 +261,9 @@ def _envelope_uncached(m: RecursionModel, k: int, a: float, b: float, memo: dict
         g = lam * math.expm1(a * size)
         return _Envelope(2.0 * a * size, g, True) if math.isfinite(g) and 2 * a * size < _LOG_HUGE else None
     c_k = m.links[k - 1]
+    if _free(m, k):
+        p = _envelope(m, k - 1, a, b, memo)
+        return None if p is None else _Envelope(p.log_a + b * size / c_k, p.g)
     delta, log_m = m.kappa(k, b / c_k), m.log_pk(k, b)
     if not (math.isfinite(delta) and math.isfinite(log_m)):
         return None
@@ -321,6 +332,9 @@ def _grid_uncached(m: RecursionModel, k: int, a: float, b: float, step: float, e
     if env.exact:
         return _Grid(np.full(n + 1, math.exp(env.log_a)), env.g, step)
     c_k = m.links[k - 1]
+    if _free(m, k):
+        p = _grid(m, k - 1, a, b, step, envs, memo)
+        return None if p is None else _Grid(p.vals * math.exp(b * m.size / c_k), p.g, step)
     delta, log_m = m.kappa(k, b / c_k), m.log_pk(k, b)
     p = _grid(m, k - 1, a, b, step, envs, memo)
     q = _grid(m, k - 1, a + b / c_k, delta, step, envs, memo)
@@ -390,6 +404,9 @@ def _log_coefficient(m: RecursionModel, theta: float) -> float:
         return math.inf
     for k in range(2, len(m.links) + 1):
         c_k = m.links[k - 1]
+        if _free(m, k):
+            total += theta * m.size / c_k
+            continue
         delta, log_m = m.kappa(k, theta / c_k), m.log_pk(k, theta)
         if not (math.isfinite(delta) and math.isfinite(log_m)):
             return math.inf
@@ -403,6 +420,8 @@ def _log_coefficient(m: RecursionModel, theta: float) -> float:
 def _finite(m: RecursionModel, theta: float) -> bool:
     """Whether the envelopes are finite at ``theta`` (the grids are then finite too)."""
     for k in range(1, len(m.links) + 1):
+        if _free(m, k):
+            continue
         c_k = m.links[k - 1]
         delta, log_m = m.kappa(k, theta / c_k), m.log_pk(k, theta)
         if not (math.isfinite(delta) and math.isfinite(log_m)):
