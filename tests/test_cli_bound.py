@@ -71,6 +71,9 @@ def test_fifo_multiplexing_is_chosen_on_the_command_line(capsys):
     code, out, _ = _run(capsys, *argv, "--multiplexing", "fifo")
     fifo = json.loads(out)
     assert code == 0 and fifo["multiplexing"] == "fifo" and fifo["method"] == "fifo-recursion"
+    assert fifo["theta_unit"] == "1/s" and blind["theta_unit"] == "1/bit"
+    code, out, _ = _run(capsys, *argv[:-1], "--multiplexing", "fifo")
+    assert code == 0 and "[fifo-recursion]" in out and "1/s" in out
     assert fifo["delay"] < blind["delay"]
     code, out, _ = _run(capsys, "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--cross", "1=poisson:rate=0.3",
                         "--multiplexing", "fifo", "--delay", "5", "--json")

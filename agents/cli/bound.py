@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "time": args.time,
         "method": b.method,
         "theta": None if math.isnan(b.theta) else b.theta,
+        "theta_unit": b.theta_unit,
         "delay": b.delay,
         "hops": [
             {"hop": i, "spec": h.text, "rate": h.rate, "latency": h.latency, "prop": h.prop, "service": h.service}
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"delay <= {b.delay:.6g} {unit} with probability >= 1 - {args.epsilon:g}   [{b.method}]")
     if not math.isnan(b.theta):
-        print(f"theta = {b.theta:.6g} 1/bit")
+        print(f"theta = {b.theta:.6g} {b.theta_unit}")
     print("per-hop budget (sum d_i <= d, sum eps_i <= eps):")
     for p in per:
         print(f"  hop {p.domain_id}: d_i = {p.delay:.6g} {unit}, eps_i = {p.epsilon:.3g}")

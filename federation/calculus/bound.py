@@ -163,6 +163,11 @@ class Bound:
     method: BoundMethod
     detail: BoundDetail | None = field(default=None, compare=False)
 
+    @property
+    def theta_unit(self) -> str:
+        """The unit of :attr:`theta`: ``"1/s"`` for the packet-domain methods, ``"1/bit"`` otherwise."""
+        return "1/s" if self.method in (BoundMethod.MGF_MAXPLUS, BoundMethod.FIFO_RECURSION) else "1/bit"
+
 
 @dataclass(frozen=True)
 class BacklogBound:
