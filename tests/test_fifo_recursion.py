@@ -122,8 +122,10 @@ def test_delay_and_violation_agree_and_the_tandem_picks_the_recursion():
     v = recursion_violation(flow, services, d.delay)
     assert v is not None and v.epsilon <= 1e-3 * (1 + 1e-9)
     assert recursion_violation(flow, services, 1.5 * d.delay).epsilon < v.epsilon
+    assert recursion_delay(flow, services, 1e-3) == d  # the same on every call
     best = delay_bound(flow, services, 1e-3)
-    assert best.method == BoundMethod.FIFO_RECURSION and best.delay == d.delay
+    assert best.method == BoundMethod.FIFO_RECURSION and best.delay == pytest.approx(d.delay, rel=1e-6)
+    assert best.delay <= d.delay
     assert violation_bound(flow, services, best.delay).epsilon <= 1e-3 * (1 + 1e-9)
     # below a packet's own transmissions nothing is promised
     assert recursion_violation(flow, services, 1.9).epsilon == 1.0

@@ -455,9 +455,9 @@ class _Table:
         self.model = m
         self.theta_max = _theta_max(m)
         self.points: dict[float, float] = {}
-        if self.theta_max > 0:
-            for f in _FRACTIONS:
-                self.log_coefficient(f * self.theta_max)
+        self.base = np.array([f * self.theta_max for f in _FRACTIONS]) if self.theta_max > 0 else np.zeros(0)
+        for theta in self.base:
+            self.log_coefficient(theta)
 
     def log_coefficient(self, theta: float) -> float:
         theta = float(theta)
@@ -520,7 +520,7 @@ def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: floa
         v = t.log_coefficient(theta)
         return (v - log_eps) / theta if math.isfinite(v) else math.inf
 
-    th, _ = t.arrays()
+    th = t.base  # not the points added since: the same answer on every call
     xs = np.array([x_of(v) for v in th])
     i = int(np.argmin(xs))
     if not math.isfinite(xs[i]):
