@@ -175,3 +175,27 @@ def test_the_validity_check_catches_a_recursion_that_ignores_a_hop_of_cross_traf
         caught += invalid.epsilon < low
         assert recursion_violation(flow, _services(hops), d).epsilon >= low
     assert caught >= 2
+
+
+@pytest.mark.parametrize("size,rate", [(12_000.0, 1e9), (8000.0, 1e6), (1e-3, 1e3)])
+def test_the_bound_scales_with_the_packet_time(size, rate):
+    """Bits and seconds enter only through L/C: a model in other units is the unit model rescaled."""
+    def bound(size, rate):
+        u = size / rate
+        f = PoissonArrival(0.3 / u, size)
+        hop = FifoLeftover(ConstantRate(rate, latency=0.5 * u), PoissonArrival(0.3 / u, size, "exp"))
+        d = recursion_delay(f, [hop] * 3, 1e-3)
+        assert d is not None
+        return d.delay / u, recursion_violation(f, [hop] * 3, 40.0 * u).epsilon
+
+    assert bound(size, rate) == pytest.approx(bound(1.0, 1.0), rel=1e-9)
+
+
+def test_a_vanishing_bound_is_never_zero_and_saturation_gives_none_or_finite():
+    flow, services = PoissonArrival(0.475, 1.0), _services([(1.0, 0.475, "det")] * 2)
+    b = recursion_violation(flow, services, 1e4)
+    assert b is not None and 0.0 < b.epsilon <= 1e-300
+    for u, hops in ((0.99, 2), (0.99, 4), (0.999, 2)):
+        f, s = PoissonArrival(u / 2, 1.0), _services([(1.0, u / 2, "det")] * hops)
+        d = recursion_delay(f, s, 1e-3)
+        assert d is None or (math.isfinite(d.delay) and d.delay > hops)

@@ -110,6 +110,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -502,7 +503,8 @@ def recursion_violation(arrival: Arrival, services: Sequence[Service], delay: fl
     i = int(np.argmin(vals))
     if not math.isfinite(vals[i]):
         return None
-    return Bound(delay, float(math.exp(min(0.0, vals[i]))), float(th[i]), BoundMethod.FIFO_RECURSION)
+    eps = max(math.exp(min(0.0, vals[i])), sys.float_info.min)  # below it: the smallest normal float, never 0
+    return Bound(delay, float(eps), float(th[i]), BoundMethod.FIFO_RECURSION)
 
 
 def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:
