@@ -182,6 +182,17 @@ class RecursionModel:
             return math.inf
         return math.log1p(-x.mean_rate / self.links[k - 1]) + math.log(b) - math.log(den)
 
+    def first_hop_load(self, rate: float) -> float:
+        """The first hop's load with the flow at ``rate`` packets/s."""
+        x = self.cross[0]
+        return (rate * self.size + (x.mean_rate if x is not None else 0.0)) / self.links[0]
+
+    def first_hop_gap(self, rate: float, theta: float) -> float:
+        """``theta - kappa_1(theta / C_1)`` of the first hop's aggregate, the flow at ``rate`` (1/s):
+        positive below its Lundberg root."""
+        c = self.links[0]
+        return theta - rate * math.expm1(theta * self.size / c) - self.kappa(1, theta / c)
+
     def own(self, k: int) -> float:
         """``Lambda_k``: a packet's own transmission times through hops ``1..k`` (s)."""
         return sum(self.size / c for c in self.links[:k])
@@ -265,6 +276,10 @@ def _envelope_uncached(m: RecursionModel, k: int, a: float, b: float, memo: dict
     if _free(m, k):
         p = _envelope(m, k - 1, a, b, memo)
         return None if p is None else _Envelope(p.log_a + b * size / c_k, p.g)
+    if k == 1:  # the tilted stationary queue, where it is stable (its grid takes the recursion where lower)
+        alt = _log_tilted_first_hop(m, a, b)
+        if math.isfinite(alt):
+            return _Envelope(alt, lam * math.expm1(a * size))
     delta, log_m = m.kappa(k, b / c_k), m.log_pk(k, b)
     if not (math.isfinite(delta) and math.isfinite(log_m)):
         return None
@@ -281,21 +296,15 @@ def _envelope_uncached(m: RecursionModel, k: int, a: float, b: float, memo: dict
         log_int, g = -1.0 - math.log(eta), g + eta
     first = b * size / c_k + p.log_a
     second = math.log(lam) - a * size - delta * m.own(k - 1) + p.log_a + q.log_a + log_int
-    rec = _Envelope(log_m + float(np.logaddexp(first, second)), g)
-    if k == 1:
-        alt = _log_tilted_first_hop(m, a, b)
-        if math.isfinite(alt):
-            return _Envelope(alt, lam * math.expm1(a * size))
-    return rec
+    return _Envelope(log_m + float(np.logaddexp(first, second)), g)
 
 
 def _log_tilted_first_hop(m: RecursionModel, a: float, b: float) -> float:
     """``log (J_1(s; a, b) e^{-g_0 s})`` for every ``s`` through the tilted stationary queue (``inf`` if unstable)."""
     c, size = m.links[0], m.size
     lam = m.rate * math.exp(a * size)  # the flow's rate under the tilt e^{a L F}
-    x = m.cross[0]
-    rho = (lam * size + (x.mean_rate if x is not None else 0.0)) / c
-    den = b - lam * math.expm1(b * size / c) - m.kappa(1, b / c)
+    rho = m.first_hop_load(lam)
+    den = m.first_hop_gap(lam, b)
     if not (rho < 1.0 and den > 0.0):
         return math.inf
     return 2.0 * a * size + 2.0 * b * size / c + math.log1p(-rho) + math.log(b) - math.log(den)
@@ -392,10 +401,9 @@ def recursion_log_coefficient(model: RecursionModel, theta: float) -> float:
 
 def _log_first_hop(m: RecursionModel, theta: float) -> float:
     """``log B_1(theta)``: Lundberg's bound on the first hop's aggregate, ``theta L/C_1`` up to its root."""
-    c = m.links[0]
-    if not theta - m.rate * math.expm1(theta * m.size / c) - m.kappa(1, theta / c) >= 0:
+    if not m.first_hop_gap(m.rate, theta) >= 0:
         return math.inf
-    return theta * m.size / c
+    return theta * m.size / m.links[0]
 
 
 @functools.lru_cache(maxsize=8192)
