@@ -540,6 +540,5 @@ def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: floa
     if hi > lo:
         r = minimize_scalar_bounded(lambda v: min(x_of(float(v)), 1e300), (float(lo), float(hi)), xatol=1e-4 * hi)
         if r.fun < best_x:
-            best_x, best_t = float(r.fun), float(r.x)
-            t.log_coefficient(best_t)  # in the table: the violation at this delay finds it
+            best_x, best_t = float(r.fun), float(r.x)  # evaluated, so in the table: the violation finds it
     return Bound(m.latency + best_x, float(epsilon), best_t, BoundMethod.FIFO_RECURSION)
