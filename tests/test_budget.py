@@ -23,7 +23,7 @@ from federation.errors import InputError, NoFiniteBound
 
 
 def _random_tails(rng: np.random.Generator, n: int) -> list[ExpTail]:
-    return [ExpTail(float(rng.uniform(0.5, 50)), float(rng.uniform(0.1, 5)), float(rng.uniform(0, 2))) for _ in range(n)]
+    return [ExpTail(math.log(float(rng.uniform(0.5, 50))), float(rng.uniform(0.1, 5)), float(rng.uniform(0, 2))) for _ in range(n)]
 
 
 def test_split_always_satisfies_both_sums():
@@ -120,7 +120,7 @@ def test_numeric_split_of_optimised_single_hop_bounds():
 
 def test_split_rejects_delay_below_latency():
     with pytest.raises(InputError):
-        split_closed_form([ExpTail(1.0, 1.0, 5.0)], 4.0)
+        split_closed_form([ExpTail(0.0, 1.0, 5.0)], 4.0)
 
 
 def test_min_cost_rates_closed_form():

@@ -33,6 +33,29 @@ def test_delay_mode_json_mm1(capsys):
     assert len(obj["hops"]) == 1 and obj["hops"][0]["rate"] == 1.0
     assert sum(p["delay"] for p in obj["per_domain"]) <= 10 + 1e-9
     assert sum(p["epsilon"] for p in obj["per_domain"]) <= obj["violation_probability"] * (1 + 1e-9)
+    # one hop: its budget is the bound itself, backed
+    assert obj["per_domain"][0]["backed"] and obj["per_domain"][0]["hop_bound"] <= obj["per_domain"][0]["epsilon"]
+
+
+def test_per_hop_budgets_give_every_hop_a_packets_pass_and_say_which_are_backed(capsys):
+    """Fixed-size packets of 2 bits through links of 1 bit/s: no hop before the last can hold a
+    packet less than 2 s (it used to give hop 1 a budget of 0 s); a budget is backed only where
+    the hop's own bound at d_i is within eps_i, and the text says so hop by hop."""
+    argv = ["--arrival", "poisson:rate=0.2,mean_size=2", "--hop", "rate=1", "--hop", "rate=1", "--hop", "rate=1",
+            "--epsilon", "1e-3"]
+    code, out, _ = _run(capsys, *argv, "--json")
+    assert code == 0
+    per = json.loads(out)["per_domain"]
+    assert all(p["delay"] >= 2.0 - 1e-9 for p in per[:-1]), per
+    for p in per:
+        assert 0.0 <= p["hop_bound"] <= 1.0 and p["backed"] == (p["hop_bound"] <= p["epsilon"])
+    code, out, _ = _run(capsys, *argv)
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("hop ")]
+    assert len(lines) == 3 and all(("[backed]" in ln) != ("not backed" in ln) for ln in lines)
+    code, out, _ = _run(capsys, "--arrival", "token-bucket:sigma=1,rho=0.5", "--hop", "rate=1", "--hop", "rate=2",
+                        "--epsilon", "1e-3", "--json")
+    per = json.loads(out)["per_domain"]
+    assert per[0]["delay"] < 1.0 and not per[0]["backed"]  # a greedy burst holds hop 1 for 1 s
 
 
 def test_epsilon_mode_discrete_with_cross(capsys):

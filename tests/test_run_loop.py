@@ -297,3 +297,18 @@ def test_a_tenants_outcomes_are_every_packet_it_sent_in_order_lost_and_wrong_one
     assert wrong > 0 and int(np.isinf(with_errors).sum()) == run.lost[0] + wrong
     finite = late_or_lost[np.isfinite(late_or_lost)]
     assert np.array_equal(finite, run.tenant_delays(0))  # the delivered delays, in order of arrival
+
+
+def test_domain_bounds_never_go_below_a_greedy_token_buckets_certain_delay():
+    """A token bucket's greedy source keeps the first domain busy for sigma/R: below latency +
+    sigma/R no valid bound is under 1. (At a large theta the per-domain tails' prefactor left the
+    float range; capping it gave 0 there, i.e. a false "backed".)"""
+    from federation.calculus.arrivals import TokenBucket
+    from federation.calculus.compose import DomainSlice
+    from federation.experiment.backing import domain_bounds
+
+    path = [DomainSlice("a", 1e8, latency=0.001), DomainSlice("b", 2e8, latency=0.001)]
+    worst_first = 0.001 + 1e5 / 1e8
+    bounds = domain_bounds(path, TokenBucket(1e5, 1e7), [0.9 * worst_first, 0.05])
+    assert bounds[0] == 1.0, bounds
+    assert bounds[1] < 1e-12, bounds

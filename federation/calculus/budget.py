@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from federation.calculus.arrivals import Arrival
-from federation.errors import InputError, NoFiniteBound
+from federation.errors import InputError, NoFiniteBound, TrefedError
 
 __all__ = [
     "ExpTail",
     "RiskSplit",
     "exponential_tails",
+    "hop_bounds",
     "split_closed_form",
     "split_numeric",
     "split_equal",
@@ -40,20 +41,30 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ExpTail:
-    """``eps(d) = min(1, prefactor * exp(-decay * (d - offset)))`` for ``d >= offset`` (else 1)."""
+    """``eps(d) = min(1, exp(log_prefactor - decay * (d - offset)))`` for ``d >= offset`` (else 1).
 
-    prefactor: float
+    The prefactor is kept as its log: at a large theta it is far beyond the float range, and
+    capping it would understate the tail.
+    """
+
+    log_prefactor: float
     decay: float
     offset: float = 0.0
+
+    @property
+    def prefactor(self) -> float:
+        """``exp(log_prefactor)`` (``inf`` beyond the float range)."""
+        return math.exp(self.log_prefactor) if self.log_prefactor < 709.0 else math.inf
 
     def __call__(self, d: float) -> float:
         if d < self.offset:
             return 1.0
-        return float(min(1.0, self.prefactor * math.exp(-self.decay * (d - self.offset))))
+        v = self.log(d)
+        return 1.0 if v >= 0 else math.exp(v)
 
     def log(self, d: float) -> float:
         """Unclipped ``log eps(d)``."""
-        return math.log(self.prefactor) - self.decay * (d - self.offset)
+        return self.log_prefactor - self.decay * (d - self.offset)
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,47 @@ def exponential_tails(arrival: Arrival, services: Sequence, theta: float) -> lis
         tau = 1.0 if discrete else 1.0 / (g - k)
         lead = 0.0 if discrete else k * tau
         logm = beta_in + s.delta(theta) + lead - math.log(-math.expm1(-(g - k) * tau))
-        out.append(ExpTail(math.exp(min(logm, 700.0)), g, s.latency))
+        out.append(ExpTail(logm, g, s.latency))
         beta_in = logm
     return out
+
+
+#: Points of the log-spaced theta grid of :func:`hop_bounds`, and its span below theta_max (decades).
+_GRID = 400
+_DECADES = 14.0
+
+
+def hop_bounds(arrival: Arrival, services: Sequence, delays: Sequence[float]) -> tuple[float, ...]:
+    """Per hop, the smallest bound on ``P(D_i > delays[i])`` of the hop's exponential tail
+    (:func:`exponential_tails`: the flow's burst grown by the output bound of the hops before it)
+    over a log-spaced grid of theta (``_GRID`` points over ``_DECADES`` decades below the largest
+    theta where every hop is stable). Each grid value is a valid bound, so the result is valid
+    whatever the grid (only possibly less tight); 1.0 where no theta gives a finite bound.
+
+    ``services`` as the bound saw them (with :func:`~federation.calculus.compose.packetized`'s
+    latencies for a packet tandem); ``delays`` in s (slots in discrete time).
+    """
+    cap = min([arrival.theta_max, *(s.theta_max for s in services)])
+    top = math.log10(cap) if math.isfinite(cap) else 0.0
+    if not math.isfinite(cap):  # find the stable range by doubling from 1
+        hi = 1.0
+        for _ in range(200):
+            try:
+                exponential_tails(arrival, services, hi * 2)
+                hi *= 2
+            except TrefedError:
+                break
+        top = math.log10(hi)
+    best = np.zeros(len(services))  # log of the best bound so far (0: the trivial bound 1)
+    for theta in np.logspace(top - _DECADES, top, _GRID, endpoint=False):
+        try:
+            tails = exponential_tails(arrival, services, float(theta))
+        except (TrefedError, OverflowError, ValueError):
+            continue
+        for i, (t, d) in enumerate(zip(tails, delays)):
+            if d >= t.offset:
+                best[i] = min(best[i], t.log(d))
+    return tuple(float(math.exp(b)) for b in best)  # a log below -745 is a bound of 0.0 (underflow)
 
 
 def split_closed_form(tails: Sequence[ExpTail], delay: float) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +151,7 @@ def split_closed_form(tails: Sequence[ExpTail], delay: float) -> tuple[np.ndarra
     Returns ``(d, eps)`` arrays (eps unclipped).
     """
     g = np.array([t.decay for t in tails], dtype=float)
-    logm = np.array([math.log(t.prefactor) for t in tails], dtype=float)
+    logm = np.array([t.log_prefactor for t in tails], dtype=float)
     off = np.array([t.offset for t in tails], dtype=float)
     budget = delay - off.sum()
     if budget < 0:
@@ -124,7 +173,8 @@ def split_closed_form(tails: Sequence[ExpTail], delay: float) -> tuple[np.ndarra
     x = np.maximum(x, 0.0)
     x *= budget / x.sum() if x.sum() > 0 else 0.0
     d = off + x
-    eps = np.exp(logm - g * x)
+    with np.errstate(over="ignore"):  # inf: a tail above 1 (decompose clips it)
+        eps = np.exp(logm - g * x)
     return d, eps
 
 
@@ -133,7 +183,8 @@ def split_equal(tails: Sequence[ExpTail], delay: float) -> tuple[np.ndarray, np.
     off = np.array([t.offset for t in tails], dtype=float)
     x = np.full(len(tails), (delay - off.sum()) / len(tails))
     d = off + x
-    return d, np.array([math.exp(t.log(di)) for t, di in zip(tails, d)])
+    with np.errstate(over="ignore"):
+        return d, np.exp(np.array([t.log(di) for t, di in zip(tails, d)]))
 
 
 def split_numeric(

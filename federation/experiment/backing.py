@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from federation.calculus.arrivals import Arrival
-from federation.calculus.budget import exponential_tails
+from federation.calculus.budget import hop_bounds
 from federation.calculus.compose import DomainSlice, packetized, path_violation_probability, slice_services
 from federation.errors import TrefedError
 
@@ -43,41 +43,10 @@ __all__ = ["bound_curve", "domain_bounds", "alone_bounds", "CURVE_POINTS"]
 #: Points of a bound curve.
 CURVE_POINTS = 40
 
-#: Points of the log-spaced theta grid, and its span below theta_max (decades).
-_GRID = 400
-_DECADES = 14.0
-
-
 def domain_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequence[float]) -> tuple[float, ...]:
-    """Per domain of ``path``, the calculus' bound on ``P(D_i > delays[i])`` (see the module docstring).
-
-    The minimum is taken over a log-spaced grid of theta (``_GRID`` points over ``_DECADES``
-    decades below the largest theta where every domain is stable); each grid value is a valid
-    bound, so the result is valid whatever the grid (only possibly less tight). 1.0 where no theta
-    gives a finite bound.
-    """
-    services = packetized(traffic, slice_services(path, traffic))
-    cap = min([traffic.theta_max, *(s.theta_max for s in services)])
-    top = math.log10(cap) if math.isfinite(cap) else 0.0
-    if not math.isfinite(cap):  # find the stable range by doubling from 1
-        hi = 1.0
-        for _ in range(200):
-            try:
-                exponential_tails(traffic, services, hi * 2)
-                hi *= 2
-            except TrefedError:
-                break
-        top = math.log10(hi)
-    best = np.zeros(len(services))  # log of the best bound so far (0: the trivial bound 1)
-    for theta in np.logspace(top - _DECADES, top, _GRID, endpoint=False):
-        try:
-            tails = exponential_tails(traffic, services, float(theta))
-        except (TrefedError, OverflowError, ValueError):
-            continue
-        for i, (t, d) in enumerate(zip(tails, delays)):
-            if d >= t.offset and t.prefactor > 0:
-                best[i] = min(best[i], math.log(t.prefactor) - t.decay * (d - t.offset))
-    return tuple(float(math.exp(b)) for b in best)  # a log below -745 is a bound of 0.0 (underflow)
+    """Per domain of ``path``, the calculus' bound on ``P(D_i > delays[i])`` (see the module docstring):
+    :func:`federation.calculus.budget.hop_bounds` of the path's packetized services."""
+    return hop_bounds(traffic, packetized(traffic, slice_services(path, traffic)), delays)
 
 
 def alone_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequence[float]) -> tuple[float, ...]:
