@@ -134,6 +134,27 @@ def test_delay_and_violation_agree_and_the_tandem_picks_the_recursion():
             recursion_delay(flow, services, bad)
 
 
+
+@pytest.mark.parametrize("hops", [[(1.0, 0.3, "det")] * 3, [(1.0, 0.45, "det")] * 3])
+def test_delay_bound_is_the_inversion_of_every_method_with_or_without_the_shortcut(hops):
+    """delay_bound skips the inversion of the other methods when none reaches epsilon just below
+    the recursion's delay: the answer must be that of inverting violation_bound (every method) to
+    its tolerance; at u = 0.9 the FIFO MGF bound beats the recursion and the inversion runs."""
+    from federation.calculus.roots import invert_delay
+
+    flow, services = PoissonArrival(hops[0][1], 1.0), _services(hops)
+    best = delay_bound(flow, services, 1e-3)
+    full = invert_delay(lambda x: violation_bound(flow, services, x).epsilon, 1e-3, 0.0, 3.0, discrete=False)
+    assert best.delay == pytest.approx(full, rel=3e-4)
+    assert violation_bound(flow, services, best.delay).epsilon <= 1e-3 * (1 + 1e-9)
+    rec = recursion_delay(flow, services, 1e-3)
+    assert rec is not None
+    if best.method == BoundMethod.FIFO_RECURSION:
+        assert best == rec
+    else:
+        assert best.delay < rec.delay
+
+
 CASES = [
     # (flow packets/s, [(rate, cross packets/s, cross size)], seed)
     (0.3, [(1.0, 0.3, "det")] * 2, 701),
