@@ -49,6 +49,8 @@ class BoundMethod(enum.StrEnum):
     MGF_MAXPLUS = "mgf-maxplus"
     #: The busy-period recursion of a FIFO packet tandem with cross traffic (:mod:`federation.calculus.fifo_recursion`).
     FIFO_RECURSION = "fifo-recursion"
+    #: The same for two slotted FIFO hops (:mod:`federation.calculus.fifo_slotted`).
+    FIFO_SLOTTED = "fifo-slotted"
     #: The exact sojourn tail of a Jackson tandem (:mod:`federation.calculus.packet`).
     PRODUCT_FORM = "product-form"
     #: The textbook MGF tandem bound of published toolboxes (:mod:`federation.calculus.baseline`).
@@ -149,7 +151,7 @@ class Bound:
         Violation probability bound in [0, 1].
     theta : float
         Optimising theta (1/bits; 1/s for :attr:`BoundMethod.MGF_MAXPLUS` and
-        :attr:`BoundMethod.FIFO_RECURSION`); nan when not
+        :attr:`BoundMethod.FIFO_RECURSION`, 1/slot for :attr:`BoundMethod.FIFO_SLOTTED`); nan when not
         applicable (deterministic, product form).
     method : BoundMethod
         The method that gave the bound.
@@ -165,7 +167,10 @@ class Bound:
 
     @property
     def theta_unit(self) -> str:
-        """The unit of :attr:`theta`: ``"1/s"`` for the packet-domain methods, ``"1/bit"`` otherwise."""
+        """The unit of :attr:`theta`: ``"1/s"`` for the packet-domain methods, ``"1/slot"`` for the
+        slotted busy-period bound, ``"1/bit"`` otherwise."""
+        if self.method == BoundMethod.FIFO_SLOTTED:
+            return "1/slot"
         return "1/s" if self.method in (BoundMethod.MGF_MAXPLUS, BoundMethod.FIFO_RECURSION) else "1/bit"
 
 

@@ -42,6 +42,7 @@ from federation.calculus.fifo import (
     fifo_tandem_violation,
 )
 from federation.calculus.fifo_recursion import recursion_delay, recursion_violation
+from federation.calculus.fifo_slotted import slotted_delay, slotted_violation
 from federation.calculus.martingale import martingale_delay, martingale_violation
 from federation.calculus.packet import maxplus_violation, product_form_violation
 from federation.calculus.roots import invert_delay
@@ -235,6 +236,9 @@ def _candidates(
             f = fifo_tandem_violation(arrival, fl, delay, names=names)
             if f is not None:
                 yield f
+        sl = slotted_violation(arrival, fl, delay)
+        if sl is not None:
+            yield sl
     elif dependent:
         return
     mp = maxplus_violation(arrival, services, delay)
@@ -337,6 +341,9 @@ def _virtual_delay_bound(
     if best is None or tandem_violation(arrival, fl, best.delay, names=names).epsilon < epsilon:
         b = tandem_delay(arrival, fl, epsilon, names=names)
         best = b if best is None or b.delay < best.delay else best
+    sl = slotted_delay(arrival, fl, epsilon)
+    if sl is not None and (best is None or sl.delay < best.delay):
+        best = sl
     if fm is not None and len(fl) == 1:  # as in violation_bound: the FIFO MGF bound cannot win
         return best
     f = fifo_tandem_delay(arrival, fl, epsilon, hi=best.delay, names=names)

@@ -28,7 +28,6 @@ Units: s, bits, bits/s; theta in 1/bits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
