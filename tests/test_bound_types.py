@@ -21,9 +21,10 @@ from federation.calculus.bound import (
     TandemDetail,
 )
 from federation.calculus.compose import DomainSlice, compose_path, delay_bound, violation_bound
+from federation.calculus.fifo_slotted import slotted_delay
 from federation.calculus.martingale import martingale_violation
 from federation.calculus.packet import maxplus_violation, product_form_violation
-from federation.calculus.services import ConstantRate, ExpService, Leftover
+from federation.calculus.services import ConstantRate, ExpService, FifoLeftover, Leftover
 from federation.calculus.tandem import backlog_violation, tandem_delay, tandem_violation
 
 D = "discrete"
@@ -33,7 +34,7 @@ POISSON = PoissonArrival(0.5, 1.0, "det")
 def test_every_method_value_is_an_enum_member_with_its_text():
     assert {m.value for m in BoundMethod} == {
         "deterministic", "martingale", "martingale-sp", "martingale-fifo", "mgf-tandem", "mgf-tandem-hoelder",
-        "mgf-fifo", "mgf-maxplus", "product-form", "mgf-baseline", "mgf-backlog", "fifo-recursion",
+        "mgf-fifo", "mgf-maxplus", "product-form", "mgf-baseline", "mgf-backlog", "fifo-recursion", "fifo-slotted",
     }
     m = BoundMethod.MGF_TANDEM_HOELDER
     assert m == "mgf-tandem-hoelder" and str(m) == "mgf-tandem-hoelder" and f"[{m}]" == "[mgf-tandem-hoelder]"
@@ -63,6 +64,9 @@ CASES = [
      BoundMethod.PRODUCT_FORM, ProductFormDetail),
     (lambda: baseline_tandem_violation(ExpIncrements(2.0), [ConstantRate(1.0, time=D), ConstantRate(1.2, time=D)], 20.0),
      BoundMethod.MGF_BASELINE, type(None)),
+    (lambda: slotted_delay(ExpIncrements(1 / 0.3), [FifoLeftover(ConstantRate(1.0, time=D),
+                                                                 PoissonArrival(0.3, 1.0, "exp", time=D))] * 2, 1e-3),
+     BoundMethod.FIFO_SLOTTED, type(None)),
 ]
 
 
