@@ -101,6 +101,13 @@ def test_fifo_multiplexing_is_chosen_on_the_command_line(capsys):
     code, out, _ = _run(capsys, "--arrival", "poisson:rate=0.3", "--hop", "rate=1", "--cross", "1=poisson:rate=0.3",
                         "--multiplexing", "fifo", "--delay", "5", "--json")
     assert code == 0 and json.loads(out)["method"] == "martingale-fifo"
+    # slotted: the slotted busy-period bound, theta per slot
+    code, out, _ = _run(capsys, "--time", "discrete", "--arrival", "exp-increments:lamb=3.3333", "--hop", "rate=1",
+                        "--hop", "rate=1", "--cross", "1=poisson:rate=0.3,size=exp", "--cross", "2=poisson:rate=0.3,size=exp",
+                        "--multiplexing", "fifo", "--epsilon", "1e-3", "--json")
+    slotted = json.loads(out)
+    assert code == 0 and slotted["method"] == "fifo-slotted" and slotted["theta_unit"] == "1/slot"
+    assert float(slotted["delay"]).is_integer()
 
 
 def test_deterministic_text_output(capsys):
