@@ -260,8 +260,8 @@ def _log_mgf(q: tuple[float, float] | None, b: float) -> float:
 
 
 def _log_partial_sums(kd: float, n: np.ndarray) -> np.ndarray:
-    """``log sum_{i=0}^{n-1} e^{i kd}`` for ``n = 0, 1, 2, ...`` (at ``n = 0`` the value at ``n = 1``)."""
-    return np.logaddexp.accumulate(np.maximum(n - 1, 0) * kd)
+    """``log sum_{i=0}^{n-1} e^{i kd}`` for ``n = 1, 2, ..., len(n)`` (``n`` must be that range)."""
+    return np.logaddexp.accumulate((n - 1) * kd)
 
 
 def _partial_sums_envelope(kd: float) -> tuple[float, float]:
@@ -409,7 +409,8 @@ def _union(parts: list[_J], h: float, log_c: float) -> _J:
 
 def _tilted_j1(m: SlottedModel, a: float, al: float, b: float) -> _J | None:
     """``J_1`` through the first hop's queue over the first ``n - 1`` slots under the tilt (its
-    stationary queue or a union over its partial sums) and the last slot's work."""
+    stationary queue or a union over its partial sums) and the last slot's work (its delay
+    ``ceil(z - 1)^+ <= z``, ``z = (W' + a_n + x_n)/c_1``)."""
     c1, x1 = m.queues[0]
     g1 = b / c1
     last = _kappa(m.flow, al + g1) + _kappa(x1, g1)
@@ -420,7 +421,7 @@ def _tilted_j1(m: SlottedModel, a: float, al: float, b: float) -> _J | None:
     n = np.arange(m.cells + 1, dtype=float)
     t = np.full(m.cells + 1, stat)
     if math.isfinite(kd):
-        t = np.minimum(_log_partial_sums(kd, n), stat)
+        t[1:] = np.minimum(_log_partial_sums(kd, n[1:]), stat)
     if not math.isfinite(t[-1]):
         return None
     logs = last + (n - 1) * k + t
