@@ -13,10 +13,8 @@ functions return ``None``.
 Like :mod:`~federation.calculus.fifo_recursion` (its continuous-time, packet counterpart), the
 bounds keep at each hop the exponent of the hop's aggregate over the flow's own slots instead of
 charging the cross traffic over the whole delay window, as the residual-service bounds of
-:mod:`~federation.calculus.fifo` do. Two bounds are computed and the smaller taken: one for two
-queueing hops (through the delay of the first slot of a restarted queue) and one for any number
-(through the tagged slot's own work); both lose to the residual-service bound on long tandems
-(each hop's union over the flow's slots costs a factor that grows with the depth).
+:mod:`~federation.calculus.fifo` do. It loses to them on long tandems: each hop's union over the
+flow's slots costs a factor that grows with the depth.
 
 Notes
 -----
@@ -33,8 +31,7 @@ input ahead of it (itself included) leaves in slot ``tau + ceil(Q)^+``, ``Q = ma
 I_k(s))/c_k - (tau - s)]`` (``I_k`` the hop's cumulative input at slot ends): the departures are
 ``D(T) = min_{s <= T} [I_k(s) + c_k (T - s)]``. At the first hop ``G_1(0) = ceil(W_1(0)/c_1)``,
 ``W_1`` the aggregate's Lindley workload at slot ends, and its martingale bound gives ``P(G_1(0)
-> j) <= H_1 e^{-u_1 j}`` for integers ``j >= 0``; as ``P(G_1 > -1) = 1``, ``sup_j P(G_1 > j)
-e^{theta j} = beta_1 = max(H_1, e^{-theta})`` for ``theta <= u_1``.
+> j) <= H_1 e^{-u_1 j}`` for integers ``j >= 0``.
 
 **Sample path at hop k.** Let ``s*`` attain ``Q`` for the last bit of slot ``0`` (``tau =
 G_{k-1}(0)``; the hop is empty at the end of ``s*``) and ``rho = max{r: G_{k-1}(r) <= s*}``
@@ -48,48 +45,32 @@ exit slots of the tandem ``R`` of hops ``1..k-1`` restarted empty at the end of 
 the flow from slot ``rho + 1`` and at each hop the cross traffic after the slot ``rho``'s bit
 entered it, which is independent of everything before.
 
-*Two hops* (``k = 2``, ``t = G_1(rho + 1)``; ``D^R_first``, ``D^R_last`` the delays in ``R`` of
-its first slot ``-m = rho + 1`` and of slot ``0``; ``V(t') <= V(t) + X(t, t']/c``):
+**The bound.** With ``t = G_{k-1}(r)``, ``r = rho + 1``, the restart at ``r`` (``R_r`` fed slots
+``r+1 .. 0``, ``D^{R_r}`` its delay of slot ``0``) and ``V(t') <= V(t) + X(t, t']/c``,
+``ceil(tau + Q) <= Z_r + 1`` with
 
 .. math::
 
-    \tau + Q \le G_1(\rho) + D^R_{first} + V_2(G_1(\rho)) + \big(F(\rho, 0] +
-        X_2(G_1(\rho), G_1(\rho) + D^R_{last} + m + 1]\big) / c_2 .
+    Z_r + 1 = G_{k-1}(r) + V_k(G_{k-1}(r) - 1) + \big(a_r + F(r, 0] + X_k[G_{k-1}(r),
+        G_{k-1}(r) + D^{R_r} - r]\big) / c_k ;
 
-``G_1(rho)`` has the law of ``G_1(0)``, ``V_2(G_1(rho))`` is stationary and independent of it,
-the window's cross work comes after, ``R`` is independent of all three. With ``G_2(0) = max(tau,
-tau + ceil(Q))``, ``P(G_1 > y) <= beta_1 e^{theta} e^{-theta y}`` for real ``y`` and a union over
-``rho = -m - 1``, for integers ``j``
-
-.. math::
-
-    P(G_2(0) > j) \le \beta_1 e^{-\theta j} \Big[ 1 + M_2(\theta) e^{\delta} \sum_{m \ge 0}
-        e^{(\delta - \theta) m} K(m) \Big], \qquad K(m) = E\, e^{\theta D^R_{first} +
-        \alpha F(\rho, 0] + \delta D^R_{last}},
-
-``alpha = theta/c_2``, ``delta = delta_2(theta)``. In the restarted queue ``D^R_first <= (a_{-m}
-+ x^1_{-m})/c_1``, ``D^R_last <= W^R(0)/c_1 + 1`` and ``W^R(0) <= W'(0) + a_{-m} + x^1_{-m}``,
-``W'`` the queue restarted one slot later. Under the tilt ``e^{alpha a_t}`` of its ``m`` slots
-(the flow stays i.i.d.: exponential increments of rate ``lambda - alpha``, or compound Poisson
-with tilted rate and sizes) ``W'(0)`` is at most the stationary workload of the tilted aggregate
-(martingale bound, where it is stable) and at most the largest of its partial sums (a union), so
-``K(m) <= e^{delta + kappa_a(alpha + g) + kappa_1(g)} e^{m kappa_a(alpha)} min(1 + delta H~/(u~ -
-delta), sum_{i <= m} e^{i kappa~(delta/c_1)})`` with ``g = (theta + delta)/c_1`` and ``kappa~(s) =
-kappa_a(alpha + s) - kappa_a(alpha) + kappa_1(s) - s c_1``.
-
-*Any number of hops* (``t = G_{k-1}(r)``, ``r = rho + 1``: no first-slot delay, but the
-stationary part ``G_{k-1}(r) + a_r/c_k`` carries its slot's work). With the tail coefficients
-``beta_k(w) = sup_y P(G_k(0) + w a_0 > y) e^{theta y}`` over real ``y``, the restart at ``r``
-(``R_r`` fed slots ``r+1 .. 0``) and ``ceil(z) < z + 1``,
+the stationary part ``G_{k-1}(r) + a_r/c_k`` carries its slot's work and has the law of
+``G_{k-1}(0) + a_0/c_k``; ``V_k`` before it, the window's cross work after it and ``R_r`` are
+independent of it and of each other. With the tail coefficients
+``beta_k(w) = sup_y P(G_k(0) + w a_0 > y) e^{theta y}`` over real ``y`` and a union over ``r =
+-n <= 0`` (the term ``r = 0`` is at least ``tau``, so the case ``Q <= 0`` needs no term of its own),
 
 .. math::
 
-    \beta_k(w) \le \beta_{k-1}(w) + M_k e^{\delta_k} \Big[ \beta_{k-1}(w + 1/c_k) +
+    \beta_k(w) \le M_k e^{\delta_k} \Big[ \beta_{k-1}(w + 1/c_k) +
         \beta_{k-1}(1/c_k) \sum_{n \ge 1} e^{(\delta_k - \theta) n}
         J_{k-1}(n; \theta/c_k, \theta/c_k + \theta w, \delta_k) \Big],
 
-``beta_1(0) = max(H_1 e^{theta}, 1)``, ``beta_1(w) <= M_1(theta) e^{delta_1(theta) + kappa_a(theta
-(1/c_1 + w))}`` (``ceil(z - 1)^+ <= z``), and ``P(D > T + y) <= beta_H(0) e^{-theta y}``. The
+``beta_1(w) <= e^{delta_1(theta) + kappa_a(theta (1/c_1 + w))}`` for ``theta <= u_1`` (``G_1(0)
+<= U + (a_0 + x^1_0)/c_1`` by ``ceil(z - 1)^+ <= z``, ``U = W_1(-1)/c_1`` independent of slot
+``0`` with ``P(U > v) <= e^{-theta v}`` for every real ``v``: no pole at ``u_1``), ``beta_1(0) <=
+max(H_1 e^{theta}, 1)`` too (``P(G_1 > y) = 1`` for ``y < 0``: a coefficient below 1 would be
+wrong), and ``P(D > T + y) <= beta_H(0) e^{-theta y}``. The
 moments ``J_j(n; a, a_l, b) = E exp(a F[1, n-1] + a_l a_n + b D_j(n))`` of the tandem of hops
 ``1..j`` restarted empty before slot 1 (``D_j(n)`` the delay of its slot ``n``) follow from the
 same argument inside it (the union over its slots ``r = 1..n``; the cross backlog there is at
@@ -97,13 +78,18 @@ most ``V_j``):
 
 .. math::
 
-    J_j(n; a, a_l, b) \le J_{j-1}(n; a, a_l, b) + M_j(b) e^{\delta} \Big[ J_{j-1}(n; a, a_l +
+    J_j(n; a, a_l, b) \le M_j(b) e^{\delta} \Big[ J_{j-1}(n; a, a_l +
         b/c_j, b) + \sum_{r=1}^{n-1} e^{(\delta - b)(n - r)} J_{j-1}(r; a, a + b/c_j, b)
         J_{j-1}(n - r; a + b/c_j, a_l + b/c_j, \delta) \Big],
 
-``delta = delta_j(b)``, ``J_0(n; a, a_l) = e^{(n-1) kappa_a(a) + kappa_a(a_l)}``; at ``j = 1``
-also ``J_1 <= e^{kappa_a(a_l + b/c_1) + kappa_1(b/c_1)} e^{(n-1) kappa_a(a)}`` times the tilted
-queue's moment over ``n - 1`` slots (as above), the smaller used. Each ``J`` is evaluated for
+``delta = delta_j(b)``, ``J_0(n; a, a_l) = e^{(n-1) kappa_a(a) + kappa_a(a_l)}``. At ``j = 1``
+also ``D_1(n) <= (W'(n-1) + a_n + x^1_n)/c_1``, ``W'`` the restarted queue's workload before slot
+``n``; under the tilt ``e^{a a_t}`` of slots ``1..n-1`` the flow stays i.i.d. (exponential
+increments of rate ``lambda - a``, or compound Poisson with tilted rate and sizes) and ``W'`` is at
+most the stationary workload of the tilted aggregate (martingale bound, where it is stable) and
+at most the largest of its partial sums (a union), so ``J_1 <= e^{kappa_a(a_l + b/c_1) +
+kappa_1(b/c_1)} e^{(n-1) kappa_a(a)} min(1 + b H~/(u~ - b), sum_{i<n} e^{i kappa~(b/c_1)})``,
+``kappa~(s) = kappa_a(a + s) - kappa_a(a) + kappa_1(s) - s c_1``; the smaller is used. Each ``J`` is evaluated for
 ``n <= cells`` and bounded beyond by an exponential envelope from the same recursion (``sum_{r=1}^
 {n-1} e^{g r + h (n - r)} <= e^{max(g, h) n}/(e^{|g - h|} - 1)``), which closes the sums over
 ``n``. Checked against the slotted tandem's simulation (``tests/test_fifo_slotted.py``), the
@@ -274,54 +260,6 @@ def _partial_sums_envelope(kd: float) -> tuple[float, float]:
     return -1.0 - math.log(eta), eta + max(kd, 0.0)
 
 
-# ---------------------------------------------------------------- two hops: the first slot's delay
-
-
-def _two_hop_log_coefficient(m: SlottedModel, theta: float) -> float:
-    """``log beta_2`` of the module Notes (two queueing hops): ``P(G_2 > j) <= beta_2 e^{-theta j}``
-    for integers ``j``."""
-    (c1, x1), (c2, x2) = m.queues
-    h1, u1 = m.first_hop()
-    if not theta <= u1:
-        return math.inf
-    # sup over integers j of P(G_1 > j) e^{theta j}: H_1 from j = 0 on, e^{-theta} at j = -1 (P = 1)
-    log_b1 = max(math.log(h1) if h1 > 0 else -math.inf, -theta)
-    delta, log_m2 = m.delta(2, theta), m.log_m(2, theta)
-    alpha = theta / c2
-    ka = _kappa(m.flow, alpha)
-    rate = delta - theta + ka  # per slot of the restarted queue: must be < 0
-    g = (theta + delta) / c1
-    first = _kappa(m.flow, alpha + g) + _kappa(x1, g)
-    if not (math.isfinite(delta) and math.isfinite(log_m2) and rate < 0 and math.isfinite(first)):
-        return math.inf
-    stat, kd = _tilted_queue(m, alpha, delta)
-    n = np.arange(1, m.cells + 1, dtype=float)  # the restarted queue's slots after the first: n - 1 = m
-    restarted = np.full(m.cells, stat)
-    if math.isfinite(kd):
-        restarted = np.minimum(_log_partial_sums(kd, n), stat)
-    if not math.isfinite(restarted[-1]):
-        return math.inf
-    total = float(np.logaddexp.reduce(rate * (n - 1) + restarted))
-    tail = _tail(rate, stat, kd, m.cells)
-    if not math.isfinite(tail):
-        return math.inf
-    total = float(np.logaddexp(total, tail))
-    return log_b1 + float(np.logaddexp(0.0, log_m2 + 2.0 * delta + first + total))
-
-
-def _tail(rate: float, stat: float, kd: float, start: int) -> float:
-    """``log sum_{m >= start} e^{rate m} T(m + 1)`` with ``T(n) = min(e^stat, sum_{i<n} e^{i kd})``."""
-    best = math.inf
-    if math.isfinite(stat) and rate < 0:
-        best = stat + rate * start - math.log(-math.expm1(rate))
-    if math.isfinite(kd):
-        la, g = _partial_sums_envelope(kd)
-        gr = rate + g
-        if gr < 0:
-            best = min(best, la + g + gr * start - math.log(-math.expm1(gr)))
-    return best
-
-
 def _tilted_queue(m: SlottedModel, a: float, b: float) -> tuple[float, float]:
     """``(stat, kd)`` for the first hop restarted under the flow's tilt ``e^{a a_t}``:
     ``log E~ e^{b W/c_1} <= stat`` (its stationary queue) and ``<= log sum_{i<n} e^{i kd}``
@@ -334,7 +272,7 @@ def _tilted_queue(m: SlottedModel, a: float, b: float) -> tuple[float, float]:
     return stat, kd
 
 
-# ---------------------------------------------------------------- any number of hops: the tagged slot's work
+# ---------------------------------------------------------------- moments of restarted tandems
 
 
 @dataclass(frozen=True)
@@ -369,7 +307,7 @@ def _j_uncached(m: SlottedModel, j: int, a: float, al: float, b: float, memo: di
     dl, lm = m.delta(j, b), m.log_m(j, b)
     if math.isfinite(dl) and math.isfinite(lm):
         parts = [_j_moment(m, j - 1, *p, memo) for p in
-                 ((a, al, b), (a, al + b / c, b), (a, a + b / c, b), (a + b / c, al + b / c, dl))]
+                 ((a, al + b / c, b), (a, a + b / c, b), (a + b / c, al + b / c, dl))]
         if all(p is not None for p in parts):
             best = _union(parts, dl - b, dl + lm)  # type: ignore[arg-type]
     if j == 1:
@@ -382,9 +320,9 @@ def _j_uncached(m: SlottedModel, j: int, a: float, al: float, b: float, memo: di
 
 
 def _union(parts: list[_J], h: float, log_c: float) -> _J:
-    """``J_j = J_t + e^{log_c} (J_n + sum_{r=1}^{n-1} J_p(r) e^{h (n-r)} J_q(n-r))`` and its envelope."""
-    pt, pn, pp, pq = parts
-    cells = len(pt.logs) - 1
+    """``J_j = e^{log_c} (J_n + sum_{r=1}^{n-1} J_p(r) e^{h (n-r)} J_q(n-r))`` and its envelope."""
+    pn, pp, pq = parts
+    cells = len(pn.logs) - 1
     n = np.arange(cells + 1, dtype=float)
     lq = pq.logs + h * n
     mp, mq = float(pp.logs[1:].max()), float(lq[1:].max())
@@ -392,7 +330,7 @@ def _union(parts: list[_J], h: float, log_c: float) -> _J:
         conv = np.convolve(np.exp(pp.logs[1:] - mp), np.exp(lq[1:] - mq))[: cells - 1]  # r + (n - r) = i + 2
         lc = np.full(cells + 1, -np.inf)
         lc[2:] = np.log(conv) + mp + mq
-    logs = np.logaddexp(pt.logs, log_c + np.logaddexp(pn.logs, lc))
+    logs = log_c + np.logaddexp(pn.logs, lc)
     logs[0] = 0.0
     # envelope: sum_{r=1}^{n-1} e^{g_p r + h' (n - r)} <= e^{G n} / (e^{|g_p - h'|} - 1), h' = g_q + h
     hq = pq.g + h
@@ -400,8 +338,8 @@ def _union(parts: list[_J], h: float, log_c: float) -> _J:
     eta = max(gap, 1e-3)
     grow = max(pp.g, hq) + (eta - gap)
     conv_a = pp.log_a + pq.log_a - math.log(math.expm1(eta))
-    g = max(pt.g, pn.g, grow)
-    log_a = float(np.logaddexp(pt.log_a, log_c + np.logaddexp(pn.log_a, conv_a)))
+    g = max(pn.g, grow)
+    log_a = log_c + float(np.logaddexp(pn.log_a, conv_a))
     with np.errstate(over="ignore"):
         logs[1:] = np.minimum(logs[1:], log_a + g * n[1:])
     return _J(logs, log_a, g)
@@ -436,8 +374,9 @@ def _tilted_j1(m: SlottedModel, a: float, al: float, b: float) -> _J | None:
     return _J(logs, log_a, g)
 
 
-def _general_log_coefficient(m: SlottedModel, theta: float) -> float:
-    """``log beta'_H(theta; 0)``: ``P(D - T > y) <= beta' e^{-theta y}`` for every real ``y`` (module Notes)."""
+@functools.lru_cache(maxsize=8192)
+def _log_coefficient(m: SlottedModel, theta: float) -> float:
+    """``log beta_H(0)``: ``P(D - T > y) <= beta_H(0) e^{-theta y}`` for every real ``y`` (module Notes)."""
     h1, u1 = m.first_hop()
     c1, x1 = m.queues[0]
     memo: dict = {}
@@ -451,19 +390,18 @@ def _general_log_coefficient(m: SlottedModel, theta: float) -> float:
             v = math.inf
             if w == 0.0 and theta <= u1:  # sup_y P(G_1 > y) e^{theta y}: H_1 e^theta from y = 0 on, 1 below
                 v = max((math.log(h1) if h1 > 0 else -math.inf) + theta, 0.0)
-            if theta < u1:
-                v = min(v, math.log1p(theta * h1 / (u1 - theta)) + _kappa(x1, theta / c1)
-                        + _kappa(m.flow, theta * (1.0 / c1 + w)))
+            if theta <= u1:  # G_1 <= U + (a_0 + x_0)/c_1, U = W_1(-1)/c_1: sup_v P(U > v) e^{theta v} = 1
+                v = min(v, _kappa(x1, theta / c1) + _kappa(m.flow, theta * (1.0 / c1 + w)))
         else:
             c = m.queues[k - 1][0]
             dk, lm = m.delta(k, theta), m.log_m(k, theta)
             v = math.inf
             if math.isfinite(dk) and math.isfinite(lm):
-                b0, b1, b2 = beta(k - 1, w), beta(k - 1, 1.0 / c + w), beta(k - 1, 1.0 / c)
+                b1, b2 = beta(k - 1, 1.0 / c + w), beta(k - 1, 1.0 / c)
                 jm = _j_moment(m, k - 1, theta / c, theta / c + theta * w, dk, memo)
                 s = _restart_sum(jm, dk - theta)
-                if math.isfinite(b0) and math.isfinite(b1) and math.isfinite(b2) and math.isfinite(s):
-                    v = float(np.logaddexp(b0, lm + dk + np.logaddexp(b1, b2 + s)))
+                if math.isfinite(b1) and math.isfinite(b2) and math.isfinite(s):
+                    v = lm + dk + float(np.logaddexp(b1, b2 + s))
         coef[key] = v
         return v
 
@@ -484,17 +422,9 @@ def _restart_sum(jm: _J | None, rate: float) -> float:
     return float(np.logaddexp(head, tail))
 
 
-@functools.lru_cache(maxsize=8192)
-def _log_coefficient(m: SlottedModel, theta: float) -> float:
-    general = _general_log_coefficient(m, theta)
-    if len(m.queues) == 2 and m.queues[1][1] is not None:
-        return min(general, _two_hop_log_coefficient(m, theta))
-    return general
-
-
 def slotted_log_coefficient(model: SlottedModel, theta: float) -> float:
-    """``log beta(theta)`` with ``P(D - T > j) <= beta e^{-theta j}`` for integers ``j`` (module
-    Notes); ``theta`` in 1/slot; ``inf`` where there is none."""
+    """``log beta(theta)`` with ``P(D - T > y) <= beta e^{-theta y}`` for every ``y`` (slots; module
+    Notes: ``beta_H(0)``); ``theta`` in 1/slot; ``inf`` where there is none."""
     if not theta > 0:
         raise InputError(f"theta(={theta!r}) must be > 0")
     return _log_coefficient(model, float(theta))
