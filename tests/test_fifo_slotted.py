@@ -53,7 +53,8 @@ def test_it_applies_to_two_slotted_queueing_hops_the_second_fifo_with_cross_traf
     m = slotted_model(f, [_fifo(1.0, x), _link(0.9), _fifo(1.0, x)])
     assert m is not None and m.queues == ((1.0, x), (0.9, None), (1.0, x))  # a slower link queues
     assert slotted_model(f, [_fifo(1.0, x)] * 5) is not None
-    assert slotted_model(f, [_fifo(1.0, x), _link(0.8)]) is None  # no cross traffic after the first hop
+    assert slotted_model(f, [_fifo(1.0, x), _link(0.8)]).queues == ((1.0, x), (0.8, None))  # a slower link
+    assert slotted_model(f, [_link(1.0), _link(0.8)]) is None  # no cross traffic: the martingale bound
     assert slotted_model(f, [_fifo(1.0, x)]) is None  # one hop: the aggregate's martingale bound
     assert slotted_model(MMOO.discrete(0.8, 0.9, 0.3, n=2), [_fifo(1.0, x)] * 2) is None  # not i.i.d.
     assert slotted_model(PoissonArrival(0.3, 1.0), [FifoLeftover(ConstantRate(1.0), PoissonArrival(0.3, 1.0))] * 2) is None
@@ -151,6 +152,7 @@ THREE_HOP_CASES = [
     # (flow, hops, seed, the largest ratio bound / simulated quantile expected; None: only valid)
     (ExpIncrements(1 / 0.3), [(1.0, _px(0.3))] * 3, 911, 4.0),
     (ExpIncrements(1 / 0.25), [(1.0, _px(0.3)), (0.8, None), (1.0, _px(0.3))], 912, 4.0),
+    (ExpIncrements(1 / 0.3), [(1.0, _px(0.4)), (0.8, None)], 914, 4.0),  # FIFO, then a slower link
     (_px(0.15, 1.0, "exp"), [(1.0, _px(0.2, 1.0, "det"))] * 4, 913, None),  # loose (12x): the union per hop
 ]
 

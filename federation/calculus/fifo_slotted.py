@@ -188,7 +188,7 @@ def slotted_model(arrival: Arrival, services: Sequence[Service], *, cells: int =
     through constant-rate hops (:class:`ConstantRate`, or :class:`FifoLeftover` of one with
     i.i.d. cross traffic served FIFO), at least two of them queueing (a link without cross
     traffic at least as fast as the hop before it passes the flow on unchanged and adds its
-    latency only), a later one with cross traffic; every hop stable.
+    latency only), one with cross traffic; every hop stable.
     """
     if arrival.time != "discrete" or not _tiltable(arrival):
         return None
@@ -207,7 +207,7 @@ def slotted_model(arrival: Arrival, services: Sequence[Service], *, cells: int =
         if queues and x is None and c >= queues[-1][0]:
             continue  # passes the flow on unchanged: its output is at most the previous rate per slot
         queues.append((c, x))
-    if len(queues) < 2 or all(x is None for _, x in queues[1:]):
+    if len(queues) < 2 or all(x is None for _, x in queues):
         return None
     for c, x in queues:
         if not arrival.mean_rate + (x.mean_rate if x is not None else 0.0) < c:
