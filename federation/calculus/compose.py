@@ -163,7 +163,8 @@ def violation_bound(
     MGF tandem, the FIFO bounds where a hop serves its cross traffic FIFO
     (:mod:`~federation.calculus.fifo`), and for Poisson packets in continuous time the packet-domain max-plus and
     product-form bounds and, through FIFO hops with Poisson cross traffic, the busy-period recursion
-    (:mod:`~federation.calculus.fifo_recursion`). In continuous time with fixed-size packets the fluid methods get the
+    (:mod:`~federation.calculus.fifo_recursion`); in discrete time, through slotted FIFO hops with
+    i.i.d. traffic, its slotted counterpart (:mod:`~federation.calculus.fifo_slotted`). In continuous time with fixed-size packets the fluid methods get the
     packetizer latencies (:func:`packetized`), so the result bounds the store-and-forward packet
     tandem as well as the fluid one. For Poisson packets ``D`` is a packet's sojourn, its own
     transmission included (:mod:`~federation.calculus.sojourn`); the fluid methods do not apply
