@@ -49,7 +49,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -177,10 +176,12 @@ def run_serve(args: argparse.Namespace) -> int:
     """``trefed serve``: serve until SIGINT/SIGTERM; exit code 0."""
     on_phase = phase_printer()
     config = _load(args, on_phase)
-    stop = threading.Event()
+    # The handler takes no lock: it runs in the main thread between two bytecodes, and an
+    # Event.set() there deadlocks if the main thread is inside Event.wait() (holding its lock).
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+        signals.append(signum)
 
     if args.insecure and args.host not in ("localhost", "::1") and not args.host.startswith("127."):
         raise InputError(f"--host {args.host}: --insecure serves loopback hosts only; off loopback mTLS is required")
@@ -211,8 +212,8 @@ def run_serve(args: argparse.Namespace) -> int:
         for d, a in fed.domain_addresses.items():
             print(f"domain {d} listening on {a}", flush=True)
         print("serving; press Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            pass
+        while not signals:
+            time.sleep(0.2)  # a signal interrupts the sleep; the handler runs, the loop sees it
         print("shutting down", flush=True)
     finally:
         fed.stop()
