@@ -287,9 +287,11 @@ class Runtime:
 
         Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
         on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor. On a
-        cluster joined by address the actors go round robin over its alive nodes (by node id; a soft
-        node affinity, so a node that cannot take one passes it on -- Ray's ``SPREAD`` is a hint
-        that may put every 0-CPU actor on one node); :meth:`placement` says where each runs.
+        cluster joined by address the actors go round robin over its alive nodes (by node id; a hard
+        node affinity: Ray's ``SPREAD`` is a hint, and a soft affinity fell back to the head in two
+        CI runs, putting every 0-CPU actor on one node; an actor needs no resources, so any alive
+        node can take it, and a node that died since is an actor that fails to start, which the
+        caller's start timeout reports); :meth:`placement` says where each runs.
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")
@@ -300,7 +302,7 @@ class Runtime:
             alive = sorted(n.node_id for n in self.nodes() if n.alive)
             if alive:
                 node = alive[self._spawned % len(alive)]
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
             else:
                 options["scheduling_strategy"] = "SPREAD"
             self._spawned += 1
