@@ -287,11 +287,11 @@ class Runtime:
 
         Actors reserve no CPU by default (``num_cpus=0``): agents are I/O bound and must all fit
         on a small machine. ``max_concurrency`` bounds concurrent calls of an async actor. On a
-        cluster joined by address the actors go round robin over its alive nodes (by node id; a hard
-        node affinity: Ray's ``SPREAD`` is a hint, and a soft affinity fell back to the head in two
-        CI runs, putting every 0-CPU actor on one node; an actor needs no resources, so any alive
-        node can take it, and a node that died since is an actor that fails to start, which the
-        caller's start timeout reports); :meth:`placement` says where each runs.
+        cluster joined by address the actors go round robin over its alive nodes by node id, with a
+        hard node affinity (Ray's ``SPREAD`` and a soft affinity both put every 0-CPU actor on one
+        node in CI runs; an actor needs no resources, so any alive node takes it, and one that died
+        since fails the actor's start within the caller's timeout); :meth:`placement` says where
+        each runs.
         """
         if name in self._actors:
             raise ValueError(f"actor name {name!r} is taken")

@@ -186,7 +186,7 @@ def test_a_worker_node_killed_mid_sweep_has_its_tasks_retried_elsewhere(cluster,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        cluster.wait_for_nodes()  # until Ray has declared the victim dead: the next tests see two nodes
+        cluster.wait_for_nodes()  # until Ray has declared the victim dead: the module's next tests start from two nodes
     assert proc.returncode == 0, stderr[-3000:]
     assert done_before < 12  # it died mid-sweep
     doc = json.loads((out / "sweep.json").read_text())
@@ -222,7 +222,6 @@ def test_the_readme_sweep_runs_on_the_cluster(cluster, tmp_path):
 
 def test_run_on_the_cluster_spreads_the_agents_over_its_nodes(cluster, tmp_path):
     """``trefed run --address``: the agents are spread over the nodes, and the output says where."""
-    cluster.wait_for_nodes()  # a node removed by an earlier test must be dead to Ray, not a target
     config = small_config(tmp_path / "small.yaml")
     r = subprocess.run([str(BIN / "trefed"), "run", str(config), "--address", cluster.address, "--admissions-only",
                         "--json"], env=_env(), capture_output=True, text=True, timeout=180)

@@ -49,7 +49,7 @@ class BoundMethod(enum.StrEnum):
     MGF_MAXPLUS = "mgf-maxplus"
     #: The busy-period recursion of a FIFO packet tandem with cross traffic (:mod:`federation.calculus.fifo_recursion`).
     FIFO_RECURSION = "fifo-recursion"
-    #: The same for two slotted FIFO hops (:mod:`federation.calculus.fifo_slotted`).
+    #: The same for slotted FIFO tandems of i.i.d. traffic (:mod:`federation.calculus.fifo_slotted`).
     FIFO_SLOTTED = "fifo-slotted"
     #: The exact sojourn tail of a Jackson tandem (:mod:`federation.calculus.packet`).
     PRODUCT_FORM = "product-form"

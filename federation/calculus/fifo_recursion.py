@@ -110,7 +110,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -118,7 +117,7 @@ import numpy as np
 
 from federation.calculus.arrivals import Aggregate, Arrival, PoissonArrival
 from federation.calculus.bound import Bound, BoundMethod
-from federation.calculus.roots import minimize_scalar_bounded
+from federation.calculus.roots import THETA_FRACTIONS, exponential_tail_min, minimize_scalar_bounded
 from federation.calculus.services import ConstantRate, FifoLeftover, Service
 from federation.errors import InputError
 
@@ -135,8 +134,6 @@ __all__ = [
 CELLS = 1024
 #: The horizon of the grid: the integrand's envelope has fallen by ``e^-HORIZON`` there.
 HORIZON = 20.0
-#: The theta grid of a model: fractions of the largest finite theta.
-_FRACTIONS = (*np.linspace(0.02, 0.98, 49).tolist(), 0.99, 0.995, 0.999)
 _LOG_HUGE = 700.0
 
 
@@ -464,7 +461,7 @@ class _Table:
         self.model = m
         self.theta_max = _theta_max(m)
         self.points: dict[float, float] = {}
-        self.base = np.array([f * self.theta_max for f in _FRACTIONS]) if self.theta_max > 0 else np.zeros(0)
+        self.base = np.array([f * self.theta_max for f in THETA_FRACTIONS]) if self.theta_max > 0 else np.zeros(0)
         for theta in self.base:
             self.log_coefficient(theta)
 
@@ -506,13 +503,8 @@ def recursion_violation(arrival: Arrival, services: Sequence[Service], delay: fl
     x = delay - m.latency
     if x <= m.own(len(m.links)):
         return Bound(delay, 1.0, math.nan, BoundMethod.FIFO_RECURSION)
-    th, lm = t.arrays()
-    vals = lm - th * x
-    i = int(np.argmin(vals))
-    if not math.isfinite(vals[i]):
-        return None
-    eps = max(math.exp(min(0.0, vals[i])), sys.float_info.min)  # below it: the smallest normal float, never 0
-    return Bound(delay, float(eps), float(th[i]), BoundMethod.FIFO_RECURSION)
+    best = exponential_tail_min(*t.arrays(), x)
+    return None if best is None else Bound(delay, best[0], best[1], BoundMethod.FIFO_RECURSION)
 
 
 def recursion_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:

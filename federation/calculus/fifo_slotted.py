@@ -100,7 +100,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,6 +108,7 @@ import numpy as np
 from federation.calculus.arrivals import Arrival, ExpIncrements, PoissonArrival, aggregate
 from federation.calculus.bound import Bound, BoundMethod
 from federation.calculus.martingale import martingale_model
+from federation.calculus.roots import THETA_FRACTIONS, exponential_tail_min
 from federation.calculus.services import ConstantRate, FifoLeftover, Service
 from federation.errors import InputError
 
@@ -116,8 +116,6 @@ __all__ = ["SlottedModel", "slotted_model", "slotted_log_coefficient", "slotted_
 
 #: Slots of a restarted tandem evaluated one by one (the rest by its envelope).
 CELLS = 512
-#: The theta grid of a model: fractions of its largest theta.
-_FRACTIONS = (*np.linspace(0.02, 0.98, 49).tolist(), 0.99, 0.995, 0.999)
 
 
 @dataclass(frozen=True)
@@ -434,7 +432,7 @@ def slotted_log_coefficient(model: SlottedModel, theta: float) -> float:
 def _thetas(m: SlottedModel) -> tuple[np.ndarray, np.ndarray]:
     """The model's theta grid (fractions of the first hop's root, 1/slot) and ``log beta`` on it."""
     _, u1 = m.first_hop()
-    th = np.array([f * u1 for f in _FRACTIONS] + [u1])
+    th = np.array([f * u1 for f in THETA_FRACTIONS] + [u1])
     return th, np.array([_log_coefficient(m, float(t)) for t in th])
 
 
@@ -447,13 +445,8 @@ def slotted_violation(arrival: Arrival, services: Sequence[Service], delay: floa
     j = math.floor(delay - m.latency + 1e-9)
     if j < 0:
         return Bound(delay, 1.0, math.nan, BoundMethod.FIFO_SLOTTED)
-    th, lb = _thetas(m)
-    vals = lb - th * j
-    i = int(np.argmin(vals))
-    if not math.isfinite(vals[i]):
-        return None
-    eps = max(math.exp(min(0.0, float(vals[i]))), sys.float_info.min)
-    return Bound(delay, eps, float(th[i]), BoundMethod.FIFO_SLOTTED)
+    best = exponential_tail_min(*_thetas(m), j)
+    return None if best is None else Bound(delay, best[0], best[1], BoundMethod.FIFO_SLOTTED)
 
 
 def slotted_delay(arrival: Arrival, services: Sequence[Service], epsilon: float) -> Bound | None:

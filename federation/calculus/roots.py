@@ -44,10 +44,34 @@ import numpy as np
 
 from federation.errors import NoFiniteBound
 
-__all__ = ["BRENTQ_RTOL", "ScalarMinimum", "bracket_root", "brentq", "invert_delay", "minimize_scalar_bounded"]
+__all__ = [
+    "BRENTQ_RTOL",
+    "THETA_FRACTIONS",
+    "ScalarMinimum",
+    "bracket_root",
+    "brentq",
+    "invert_delay",
+    "minimize_scalar_bounded",
+    "exponential_tail_min",
+]
 
 #: SciPy's smallest (and default) relative tolerance of :func:`brentq`: 4 machine epsilons.
 BRENTQ_RTOL = 4 * sys.float_info.epsilon
+
+#: A fixed theta grid, as fractions of a model's largest theta (the busy-period bounds search it,
+#: so that a delay and its violation come from the same thetas on every call).
+THETA_FRACTIONS = (*np.linspace(0.02, 0.98, 49).tolist(), 0.99, 0.995, 0.999)
+
+
+def exponential_tail_min(thetas: np.ndarray, log_coefficients: np.ndarray, x: float) -> tuple[float, float] | None:
+    """``(epsilon, theta)`` minimising ``B(theta) e^{-theta x}`` over the grid (``log B`` given), or ``None``
+    when no grid point is finite; epsilon is capped at 1 and never below the smallest normal float (a
+    bound, never 0)."""
+    vals = log_coefficients - thetas * x
+    i = int(np.argmin(vals))
+    if not math.isfinite(vals[i]):
+        return None
+    return max(math.exp(min(0.0, float(vals[i]))), sys.float_info.min), float(thetas[i])
 
 
 def bracket_root(

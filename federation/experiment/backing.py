@@ -42,6 +42,7 @@ __all__ = ["bound_curve", "domain_bounds", "alone_bounds", "CURVE_POINTS"]
 #: Points of a bound curve.
 CURVE_POINTS = 40
 
+
 def domain_bounds(path: Sequence[DomainSlice], traffic: Arrival, delays: Sequence[float]) -> tuple[float, ...]:
     """Per domain of ``path``, the calculus' bound on ``P(D_i > delays[i])`` (see the module docstring):
     :func:`federation.calculus.budget.hop_bounds` of the path's packetized services."""
