@@ -211,3 +211,13 @@ def test_a_restarted_tandems_moment_is_above_its_simulation(hops, n):
         mean, se = _restarted_moments(flow, hops, n, a, al, b, 20_000, 1000 + n)
         assert jm.logs[n] >= math.log(max(mean - 3 * se, 1e-300)), (a, al, b, math.exp(jm.logs[n]), mean)
         assert jm.logs[n] <= jm.log_a + jm.g * n + 1e-9  # the envelope bounds the grid
+
+
+@pytest.mark.parametrize("kd", [-2.0, -1e-4, 0.0, 1e-4, 0.5, 40.0, 800.0])
+def test_the_partial_sums_envelope_bounds_them_and_does_not_overflow(kd):
+    """``sum_{i<n} e^{i kd} <= A e^{g n}`` for every ``n``, also where ``e^kd`` is past a float."""
+    from federation.calculus.fifo_slotted import _log_partial_sums, _partial_sums_envelope
+
+    log_a, g = _partial_sums_envelope(kd)
+    n = np.arange(1, 200, dtype=float)
+    assert np.all(_log_partial_sums(kd, n) <= log_a + g * n + 1e-9)

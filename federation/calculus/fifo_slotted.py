@@ -252,8 +252,8 @@ def _partial_sums_envelope(kd: float) -> tuple[float, float]:
     """``(log A, g)`` with ``sum_{i=0}^{n-1} e^{i kd} <= A e^{g n}`` for every ``n >= 1``."""
     if kd < -1e-3:
         return -math.log(-math.expm1(kd)), 0.0
-    if kd > 1e-3:  # (e^{n kd} - 1) / (e^{kd} - 1)
-        return -math.log(math.expm1(kd)), kd
+    if kd > 1e-3:  # (e^{n kd} - 1) / (e^{kd} - 1) <= e^{n kd} / (e^{kd} - 1); log(e^kd - 1) without overflow
+        return -(kd + math.log(-math.expm1(-kd))), kd
     eta = 1e-3  # n e^{max(kd, 0) n}, and n <= e^{eta n} / (e eta)
     return -1.0 - math.log(eta), eta + max(kd, 0.0)
 
