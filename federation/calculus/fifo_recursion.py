@@ -97,6 +97,20 @@ has one. A later hop without cross traffic and at least as fast as the hop befor
 factor is ``e^{theta L/C_k}``, and ``J_k = e^{b L/C_k} J_{k-1}``. Then ``P(D > d) <= B_H(theta)
 e^{-theta (d - T)}``, ``T`` the constant latencies, minimised over ``theta`` (1/s).
 
+**Hoelder.** ``log J_k(s; a, b)`` is a cumulant generating function of ``(L F[-s, 0], G_k(0))``,
+so Hoelder's inequality with ``Z = e^{a L F[-s, 0]}`` gives ``J_k(s; a, b) = E[Z e^{b G_k(0)}] <=
+(E Z^{p'})^{1/p'} (E e^{p b G_k(0)})^{1/p}`` with ``1/p + 1/p' = 1``, that is
+
+.. math::
+
+    J_k(s; a, b) \\le J_0(s; a p / (p - 1))^{1 - 1/p} \\, J_k(s; 0, p b)^{1/p},
+
+the flow's tilt carried by the exact ``J_0`` and the tandem evaluated untilted, where the recursion
+would evaluate it under the tilt (a heavier load: the restarted tandems inside a hop's union run
+near saturation). At every grid point the smaller of this and the recursion is kept (``p =
+HOLDER_P``), the untilted ``J_k(.; 0, p b)`` from the recursion. On the symmetric 5-hop tandem at
+load 0.45 it takes the delay at ``1e-3`` from 40.3 to 25.1 packet times.
+
 **Numerics** (every step an upper bound). Each ``J`` has an exponential envelope ``J <= A
 e^{g s}`` from the same recursion (``int_0^s e^{g_1 (s-r) + h r} dr <= e^{max(g_1, h) s} /
 |h - g_1|``), and is evaluated on a grid of ``cells`` cells up to a horizon where the envelope
@@ -316,13 +330,35 @@ class _Grid:
     step: float = field(repr=False)
 
 
+#: The Hoelder exponent ``p`` that splits a moment of a restarted tandem (module Notes): ``J_k(s; a, b) <=
+#: J_0(s; a p / (p - 1))^(1 - 1/p) J_k(s; 0, p b)^(1/p)``.
+HOLDER_P = 3.0
+
+
 def _grid(m: RecursionModel, k: int, a: float, b: float, step: float, envs: dict, memo: dict) -> _Grid | None:
+    """The smaller, at every grid point, of the recursion's bound on ``J_k(.; a, b)`` and Hoelder's split of it
+    into the flow's tilt alone (exact) and the untilted tandem at ``HOLDER_P * b`` (module Notes)."""
     key = (k, a, b)
-    if key in memo:
-        return memo[key]
-    out = _grid_uncached(m, k, a, b, step, envs, memo)
-    memo[key] = out
-    return out
+    if key not in memo:
+        best = _grid_raw(m, k, a, b, step, envs, memo)
+        if best is not None and k >= 1 and a > 0.0 and b > 0.0 and not _free(m, k):
+            q = 1.0 / HOLDER_P
+            hi = _grid_raw(m, k, 0.0, HOLDER_P * b, step, envs, memo)
+            j0 = _envelope(m, 0, a / (1.0 - q), 0.0, envs)
+            if hi is not None and j0 is not None:
+                s = np.arange(len(best.vals)) * step
+                with np.errstate(divide="ignore", over="ignore"):  # inf: capped by the recursion's value
+                    log_h = (1 - q) * (j0.log_a + j0.g * s) + q * (np.log(hi.vals) + hi.g * s) - best.g * s
+                    best = _Grid(np.minimum(best.vals, np.exp(log_h)), best.g, step)
+        memo[key] = best
+    return memo[key]
+
+
+def _grid_raw(m: RecursionModel, k: int, a: float, b: float, step: float, envs: dict, memo: dict) -> _Grid | None:
+    key = ("raw", k, a, b)
+    if key not in memo:
+        memo[key] = _grid_uncached(m, k, a, b, step, envs, memo)
+    return memo[key]
 
 
 def _cell_integral(c: float, step: float) -> float:
