@@ -70,7 +70,9 @@ independent of it and of each other. With the tail coefficients
 <= U + (a_0 + x^1_0)/c_1`` by ``ceil(z - 1)^+ <= z``, ``U = W_1(-1)/c_1`` independent of slot
 ``0`` with ``P(U > v) <= e^{-theta v}`` for every real ``v``: no pole at ``u_1``), ``beta_1(0) <=
 max(H_1 e^{theta}, 1)`` too (``P(G_1 > y) = 1`` for ``y < 0``: a coefficient below 1 would be
-wrong), and ``P(D > T + y) <= beta_H(0) e^{-theta y}``. The
+wrong), and ``P(D > T + y) <= beta_H(0) e^{-theta y}`` for every real ``y``; as ``D`` is whole slots,
+``P(D > T + j) = P(D > T + y)`` for ``j <= y < j + 1``, so ``P(D > T + j) <= beta_H(0) e^{-theta (j
++ 1)}`` for integers ``j`` (one slot below the real-valued bound's ceiling). The
 moments ``J_j(n; a, a_l, b) = E exp(a F[1, n-1] + a_l a_n + b D_j(n))`` of the tandem of hops
 ``1..j`` restarted empty before slot 1 (``D_j(n)`` the delay of its slot ``n``) follow from the
 same argument inside it (the union over its slots ``r = 1..n``; the cross backlog there is at
@@ -478,7 +480,7 @@ def slotted_violation(arrival: Arrival, services: Sequence[Service], delay: floa
     j = math.floor(delay - m.latency + 1e-9)
     if j < 0:
         return Bound(delay, 1.0, math.nan, BoundMethod.FIFO_SLOTTED)
-    best = exponential_tail_min(*_thetas(m), j)
+    best = exponential_tail_min(*_thetas(m), j + 1)  # D is whole slots: P(D > j) = P(D > y) for y < j + 1
     return None if best is None else Bound(delay, best[0], best[1], BoundMethod.FIFO_SLOTTED)
 
 
@@ -497,4 +499,4 @@ def slotted_delay(arrival: Arrival, services: Sequence[Service], epsilon: float)
     if not math.isfinite(best):
         return None
     # on the model's fixed theta grid, as slotted_violation: the bound at the delay is at most epsilon
-    return slotted_violation(arrival, services, m.latency + max(0, math.ceil(best - 1e-9)))
+    return slotted_violation(arrival, services, m.latency + max(0, math.ceil(best - 1.0 - 1e-9)))
