@@ -94,11 +94,13 @@ kappa_1(b/c_1)} e^{(n-1) kappa_a(a)} min(1 + b H~/(u~ - b), sum_{i<n} e^{i kappa
 ``kappa~(s) = kappa_a(a + s) - kappa_a(a) + kappa_1(s) - s c_1``; the smaller is used. Each ``J`` is evaluated for
 ``n <= cells`` and bounded beyond by an exponential envelope from the same recursion (``sum_{r=1}^
 {n-1} e^{g r + h (n - r)} <= e^{max(g, h) n}/(e^{|g - h|} - 1)``), which closes the sums over
-``n``. **Hoelder.** With ``Z = exp(a F[1, n-1] + al a_n)``, ``E[Z e^{b D}] <= (E Z)^{1 - 1/p}
-(E Z e^{p b D})^{1/p}``, so ``J_j(n; a, al, b) <= J_0(n; a, al)^{1 - 1/p} J_j(n; a, al, p b)^{1/p}``
-with the recursion's bound at ``p b`` (``p = 2``); the smaller bound is used at every level. The
-union over a restarted tandem's slots costs a factor that the ``1/p``-th power shrinks, at the
-price of the moment at ``p b`` (5 hops: 74 -> 58 slots at ``1e-3``). Checked against the slotted tandem's simulation (``tests/test_fifo_slotted.py``), the
+``n``. **Hoelder.** With ``Z = exp(a F[1, n-1] + al a_n)``, ``E[Z e^{b D}] = E[Z^{1 - t/p} (Z^{t/p}
+e^{b D})] <= (E Z^w)^{1 - 1/p} (E Z^t e^{p b D})^{1/p}``, ``w = (1 - t/p) / (1 - 1/p)``, so
+``J_j(n; a, al, b) <= J_0(n; w a, w al)^{1 - 1/p} J_j(n; t a, t al, p b)^{1/p}`` with the
+recursion's bound at ``p b`` (``p = 2``, ``t = 1/2``: half the flow's tilt moves to the exact
+``J_0``); the smaller bound is used at every level. The union over a restarted tandem's slots
+costs a factor that the ``1/p``-th power shrinks, at the price of the moment at ``p b`` (5 hops:
+74 -> 58 slots at ``1e-3`` with ``t = 1``; ``t = 1/2`` then 3 hops u=0.8 81 -> 76). Checked against the slotted tandem's simulation (``tests/test_fifo_slotted.py``), the
 ``J`` against a Monte Carlo of the restarted tandems.
 """
 
@@ -293,18 +295,21 @@ class _J:
     g: float
 
 
-#: Hoelder's exponent of the interpolation ``J(b) <= J(0)^(1 - 1/p) J(p b)^(1/p)`` (module Notes).
+#: Hoelder's exponent ``p`` and the share ``t`` of the flow's tilt left on the tandem in the split
+#: ``J_j(a, b) <= J_0(w a)^(1 - 1/p) J_j(t a, p b)^(1/p)``, ``w = (1 - t/p) / (1 - 1/p)`` (module Notes).
 HOLDER_P = 2.0
+HOLDER_TILT = 0.5
 
 
 def _j_moment(m: SlottedModel, j: int, a: float, al: float, b: float, memo: dict) -> _J | None:
-    """The smaller of the recursion's ``J_j`` at ``b`` and its Hoelder interpolation from ``HOLDER_P * b``."""
+    """The smaller of the recursion's ``J_j`` and its Hoelder split (module Notes)."""
     key = (j, a, al, b)
     if key not in memo:
         best = _j_raw(m, j, a, al, b, memo)
         if j >= 1 and b > 0.0:
-            hi, q = _j_raw(m, j, a, al, HOLDER_P * b, memo), 1.0 / HOLDER_P
-            j0 = _j_uncached(m, 0, a, al, 0.0, memo) if hi is not None else None
+            q, t = 1.0 / HOLDER_P, HOLDER_TILT
+            hi, w = _j_raw(m, j, t * a, t * al, HOLDER_P * b, memo), (1.0 - q * t) / (1.0 - q)
+            j0 = _j_uncached(m, 0, w * a, w * al, 0.0, memo) if hi is not None else None
             if hi is not None and j0 is not None:
                 cand = _J((1 - q) * j0.logs + q * hi.logs, (1 - q) * j0.log_a + q * hi.log_a, (1 - q) * j0.g + q * hi.g)
                 best = cand if best is None else _smaller(best, cand)
