@@ -116,8 +116,9 @@ e^{g s}`` from the same recursion (``int_0^s e^{g_1 (s-r) + h r} dr <= e^{max(g_
 |h - g_1|``), and is evaluated on a grid of ``cells`` cells up to a horizon where the envelope
 of the integrand has fallen by ``e^{-20}`` (beyond it the envelope is integrated): upper Riemann
 sums, the two ``J`` factors at the cell ends that bound them, the exponential integrated exactly,
-values stored relative to ``e^{g s}`` (no overflow) and capped by the envelope. A finer grid only
-lowers the bound.
+values stored as logarithms and capped by the envelope, the sums over cells convolved by
+:func:`~federation.calculus.logconv.log_convolve` (they span hundreds of nats; scaled by their
+maxima alone, the small terms would underflow to 0). A finer grid only lowers the bound.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ import numpy as np
 
 from federation.calculus.arrivals import Aggregate, Arrival, PoissonArrival
 from federation.calculus.bound import Bound, BoundMethod
+from federation.calculus.logconv import log_convolve
 from federation.calculus.roots import THETA_FRACTIONS, exponential_tail_min, minimize_scalar_bounded
 from federation.calculus.services import ConstantRate, FifoLeftover, Service
 from federation.errors import InputError
@@ -323,10 +325,9 @@ def _log_tilted_first_hop(m: RecursionModel, a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class _Grid:
-    """``J(s_i) <= vals[i] * exp(g s_i)`` at ``s_i = i * step``."""
+    """``log J(s_i) <= logs[i]`` at ``s_i = i * step``."""
 
-    vals: np.ndarray
-    g: float
+    logs: np.ndarray
     step: float = field(repr=False)
 
 
@@ -346,10 +347,8 @@ def _grid(m: RecursionModel, k: int, a: float, b: float, step: float, envs: dict
             hi = _grid_raw(m, k, 0.0, HOLDER_P * b, step, envs, memo)
             j0 = _envelope(m, 0, a / (1.0 - q), 0.0, envs)
             if hi is not None and j0 is not None:
-                s = np.arange(len(best.vals)) * step
-                with np.errstate(divide="ignore", over="ignore"):  # inf: capped by the recursion's value
-                    log_h = (1 - q) * (j0.log_a + j0.g * s) + q * (np.log(hi.vals) + hi.g * s) - best.g * s
-                    best = _Grid(np.minimum(best.vals, np.exp(log_h)), best.g, step)
+                s = np.arange(len(best.logs)) * step
+                best = _Grid(np.minimum(best.logs, (1 - q) * (j0.log_a + j0.g * s) + q * hi.logs), step)
         memo[key] = best
     return memo[key]
 
@@ -372,31 +371,27 @@ def _grid_uncached(m: RecursionModel, k: int, a: float, b: float, step: float, e
     if env is None:
         return None
     n = m.cells
+    s = np.arange(n + 1) * step
     if env.exact:
-        return _Grid(np.full(n + 1, math.exp(env.log_a)), env.g, step)
+        return _Grid(env.log_a + env.g * s, step)
     c_k = m.links[k - 1]
     if _free(m, k):
         p = _grid(m, k - 1, a, b, step, envs, memo)
-        return None if p is None else _Grid(p.vals * math.exp(b * m.size / c_k), p.g, step)
+        return None if p is None else _Grid(p.logs + b * m.size / c_k, step)
     delta, log_m = m.kappa(k, b / c_k), m.log_pk(k, b)
     p = _grid(m, k - 1, a, b, step, envs, memo)
     q = _grid(m, k - 1, a + b / c_k, delta, step, envs, memo)
     if p is None or q is None:
         return None
-    g, c = env.g, delta - b
-    s = np.arange(n + 1) * step
+    c = delta - b
     log_lp = math.log(m.rate) - a * m.size - delta * m.own(k - 1)
-    with np.errstate(over="ignore", invalid="ignore"):  # inf where the recursion is above the envelope: capped
-        pt = p.vals * np.exp((p.g - g) * s)  # P(s_m) e^{-g s_m}
-        qt = q.vals[1:] * np.exp(q.g * step + (q.g + c - g) * s[:-1]) * _cell_integral(c, step)
-        conv = np.zeros(n + 1)
-        conv[1:] = np.convolve(pt[1:], qt)[:n]
-        vals = math.exp(log_m + b * m.size / c_k) * pt + math.exp(log_m + log_lp) * conv
-    if env.log_a < _LOG_HUGE:
-        vals = np.minimum(vals, math.exp(env.log_a))
-    if not np.all(np.isfinite(vals)):
-        return None
-    return _Grid(vals, g, step)
+    # sum over the cells [s_v, s_v+1] of r: P(s - r) <= P at the cell's upper end s_{i-v}, J_q(r) <= J_q(s_{v+1})
+    lq = q.logs[1:] + c * s[:-1] + math.log(_cell_integral(c, step))
+    conv = np.full(n + 1, -np.inf)
+    conv[1:] = log_convolve(p.logs[1:], lq)[:n]
+    logs = log_m + np.logaddexp(b * m.size / c_k + p.logs, log_lp + conv)
+    logs = np.minimum(logs, env.log_a + env.g * s)
+    return _Grid(logs, step) if np.all(logs < math.inf) else None
 
 
 def _log_hop_integral(m: RecursionModel, k: int, theta: float, delta: float) -> float:
@@ -417,8 +412,7 @@ def _log_hop_integral(m: RecursionModel, k: int, theta: float, delta: float) -> 
     if q is None:
         return math.inf
     r = np.arange(m.cells) * step  # cell starts
-    with np.errstate(divide="ignore"):
-        logs = np.log(q.vals[1:]) + q.g * (r + step) + c * r
+    logs = q.logs[1:] + c * r
     cell = math.log(_cell_integral(c, step))
     tail = env.log_a - rate * horizon - math.log(rate)
     return float(np.logaddexp(np.logaddexp.reduce(logs) + cell, tail))

@@ -94,7 +94,8 @@ kappa_1(b/c_1)} e^{(n-1) kappa_a(a)} min(1 + b H~/(u~ - b), sum_{i<n} e^{i kappa
 ``kappa~(s) = kappa_a(a + s) - kappa_a(a) + kappa_1(s) - s c_1``; the smaller is used. Each ``J`` is evaluated for
 ``n <= cells`` and bounded beyond by an exponential envelope from the same recursion (``sum_{r=1}^
 {n-1} e^{g r + h (n - r)} <= e^{max(g, h) n}/(e^{|g - h|} - 1)``), which closes the sums over
-``n``. **Hoelder.** With ``Z = exp(a F[1, n-1] + al a_n)``, ``E[Z e^{b D}] = E[Z^{1 - t/p} (Z^{t/p}
+``n``; the sums over ``r`` are convolutions of logarithms
+(:func:`~federation.calculus.logconv.log_convolve`: no term lost to underflow). **Hoelder.** With ``Z = exp(a F[1, n-1] + al a_n)``, ``E[Z e^{b D}] = E[Z^{1 - t/p} (Z^{t/p}
 e^{b D})] <= (E Z^w)^{1 - 1/p} (E Z^t e^{p b D})^{1/p}``, ``w = (1 - t/p) / (1 - 1/p)``, so
 ``J_j(n; a, al, b) <= J_0(n; w a, w al)^{1 - 1/p} J_j(n; t a, t al, p b)^{1/p}`` with the
 recursion's bound at ``p b`` (``p = 2``, ``t = 1/2``: half the flow's tilt moves to the exact
@@ -115,6 +116,7 @@ import numpy as np
 
 from federation.calculus.arrivals import Arrival, ExpIncrements, PoissonArrival, aggregate
 from federation.calculus.bound import Bound, BoundMethod
+from federation.calculus.logconv import log_convolve
 from federation.calculus.martingale import martingale_model
 from federation.calculus.roots import THETA_FRACTIONS, exponential_tail_min
 from federation.calculus.services import ConstantRate, FifoLeftover, Service
@@ -363,11 +365,8 @@ def _union(parts: list[_J], h: float, log_c: float) -> _J:
     cells = len(pn.logs) - 1
     n = np.arange(cells + 1, dtype=float)
     lq = pq.logs + h * n
-    mp, mq = float(pp.logs[1:].max()), float(lq[1:].max())
-    with np.errstate(under="ignore", divide="ignore"):
-        conv = np.convolve(np.exp(pp.logs[1:] - mp), np.exp(lq[1:] - mq))[: cells - 1]  # r + (n - r) = i + 2
-        lc = np.full(cells + 1, -np.inf)
-        lc[2:] = np.log(conv) + mp + mq
+    lc = np.full(cells + 1, -np.inf)
+    lc[2:] = log_convolve(pp.logs[1:], lq[1:])[: cells - 1]  # r + (n - r) = i + 2
     logs = log_c + np.logaddexp(pn.logs, lc)
     logs[0] = 0.0
     # envelope: sum_{r=1}^{n-1} e^{g_p r + h' (n - r)} <= e^{G n} / (e^{|g_p - h'|} - 1), h' = g_q + h
