@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit
 
+__all__ = ["log_convolve_terms", "SKIP"]
+
 #: Terms below ``e^-SKIP`` of the largest at their index are not exponentiated; each counts as
 #: ``e^-SKIP`` (so the sum stays an upper bound).
 SKIP = 40.0
