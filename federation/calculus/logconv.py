@@ -31,23 +31,27 @@ def log_convolve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     Notes
     -----
     For any ``gamma``, ``x_r + y_{i-r} = (x_r - gamma r) + (y_{i-r} - gamma (i - r)) + gamma i``; the
-    ``gamma`` (the endpoint slope of either sequence, or their mean) that makes the two tilted
-    ranges smallest is used. When the ranges still add up to more than :data:`SAFE_RANGE`, every output
-    is summed term by term, scaled by its largest term
-    (:func:`~federation.calculus.logconv_kernel.log_convolve_terms`).
+    ``gamma`` used is 0 where the untilted ranges allow it, else the endpoint slope of either
+    sequence or their mean, whichever makes the two tilted ranges smallest. When the ranges still
+    add up to more than :data:`SAFE_RANGE`, every output is summed term by term, scaled by its
+    largest term (:func:`~federation.calculus.logconv_kernel.log_convolve_terms`).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x) + len(y) - 1
     fx, fy = np.isfinite(x), np.isfinite(y)
     if not (fx.any() and fy.any()):
         return np.full(n, -np.inf)
+    if _range(x[fx]) + _range(y[fy]) <= SAFE_RANGE:  # the common case: no tilt needed
+        return _convolve_scaled(x, y)
     ix, iy = np.flatnonzero(fx), np.flatnonzero(fy)
-    slopes = [0.0]
+    slopes = []
     for idx, v in ((ix, x), (iy, y)):
         if idx[-1] > idx[0]:
             slopes.append(float(v[idx[-1]] - v[idx[0]]) / float(idx[-1] - idx[0]))
-    if len(slopes) == 3:
-        slopes.append(0.5 * (slopes[1] + slopes[2]))
+    if len(slopes) == 2:
+        slopes.append(0.5 * (slopes[0] + slopes[1]))
+    if not slopes:
+        slopes = [0.0]
     rx, ry = np.arange(len(x), dtype=float), np.arange(len(y), dtype=float)
 
     def spread(gamma: float) -> float:
