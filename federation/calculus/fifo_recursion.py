@@ -126,7 +126,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -328,7 +328,6 @@ class _Grid:
     """``log J(s_i) <= logs[i]`` at ``s_i = i * step``."""
 
     logs: np.ndarray
-    step: float = field(repr=False)
 
 
 #: The Hoelder exponent ``p`` that splits a moment of a restarted tandem (module Notes): ``J_k(s; a, b) <=
@@ -345,10 +344,9 @@ def _grid(m: RecursionModel, k: int, a: float, b: float, step: float, envs: dict
         if best is not None and k >= 1 and a > 0.0 and b > 0.0 and not _free(m, k):
             q = 1.0 / HOLDER_P
             hi = _grid_raw(m, k, 0.0, HOLDER_P * b, step, envs, memo)
-            j0 = _envelope(m, 0, a / (1.0 - q), 0.0, envs)
+            j0 = _grid(m, 0, a / (1.0 - q), 0.0, step, envs, memo)
             if hi is not None and j0 is not None:
-                s = np.arange(len(best.logs)) * step
-                best = _Grid(np.minimum(best.logs, (1 - q) * (j0.log_a + j0.g * s) + q * hi.logs), step)
+                best = _Grid(np.minimum(best.logs, (1 - q) * j0.logs + q * hi.logs))
         memo[key] = best
     return memo[key]
 
@@ -373,11 +371,11 @@ def _grid_uncached(m: RecursionModel, k: int, a: float, b: float, step: float, e
     n = m.cells
     s = np.arange(n + 1) * step
     if env.exact:
-        return _Grid(env.log_a + env.g * s, step)
+        return _Grid(env.log_a + env.g * s)
     c_k = m.links[k - 1]
     if _free(m, k):
         p = _grid(m, k - 1, a, b, step, envs, memo)
-        return None if p is None else _Grid(p.logs + b * m.size / c_k, step)
+        return None if p is None else _Grid(p.logs + b * m.size / c_k)
     delta, log_m = m.kappa(k, b / c_k), m.log_pk(k, b)
     p = _grid(m, k - 1, a, b, step, envs, memo)
     q = _grid(m, k - 1, a + b / c_k, delta, step, envs, memo)
@@ -391,7 +389,7 @@ def _grid_uncached(m: RecursionModel, k: int, a: float, b: float, step: float, e
     conv[1:] = log_convolve(p.logs[1:], lq)[:n]
     logs = log_m + np.logaddexp(b * m.size / c_k + p.logs, log_lp + conv)
     logs = np.minimum(logs, env.log_a + env.g * s)
-    return _Grid(logs, step) if np.all(logs < math.inf) else None
+    return _Grid(logs) if np.all(logs < math.inf) else None
 
 
 def _log_hop_integral(m: RecursionModel, k: int, theta: float, delta: float) -> float:
