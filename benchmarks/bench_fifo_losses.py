@@ -6,8 +6,8 @@ time) and every depth ``k`` (the tandem of its first ``k`` hops, simulated as th
 * ``d_sim`` (the simulated delay at ``1e-3``), the smallest valid bound ``d_bound`` at ``1e-3`` and
   their ratio;
 * the **overstatement** of the bound's probability at the true quantile, ``log(P_bound(D > d_sim)
-  / P_sim(D > d_sim))`` in nats, with its 99 % interval (batch means on ``P_sim``); its growth from
-  depth to depth is what each hop adds;
+  / P_sim(D > d_sim))`` in nats, with its 99 % interval (batch means on ``P_sim``), the bound *not
+  clipped at 1* (:func:`log_bound_at`); its growth from depth to depth is what each hop adds;
 * a **moment-method reference**: Chernoff's bound ``inf_theta E[e^{theta D}] e^{-theta d}`` with
   the *simulated* moment of the delay itself (exact moments, no union bound: what any bound that
   ends in Chernoff's inequality on a moment could reach at best), ``d_chernoff / d_sim``. It is an
